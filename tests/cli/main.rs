@@ -1,0 +1,8 @@
+//! End-to-end tests: the shipped binaries driven against the mock clavrxorb.
+//!
+//! One test binary (as ripgrep does) so the mock is built once per run.
+
+mod fanout;
+mod gen;
+mod slurm;
+mod support;
