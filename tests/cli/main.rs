@@ -3,6 +3,6 @@
 //! One test binary (as ripgrep does) so the mock is built once per run.
 
 mod fanout;
-mod gen;
+mod gen_script;
 mod slurm;
 mod support;
