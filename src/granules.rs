@@ -42,9 +42,13 @@ pub enum ProblemKind {
     NotAFile,
     Unreadable(String),
     /// Names the same file as an earlier line.
-    Duplicate { first_line: usize },
+    Duplicate {
+        first_line: usize,
+    },
     /// Has the same file name as an earlier line: both would write the same outputs.
-    SameName { first_line: usize },
+    SameName {
+        first_line: usize,
+    },
 }
 
 /// One bad line of a list.

@@ -1,1 +1,16 @@
-fn main() {}
+//! `pseg-step`: runs inside a Slurm job (or locally) and drives clavrxorb's tracer mode.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pseg_slurm::step::{StepArgs, run};
+
+fn main() -> ExitCode {
+    match run(StepArgs::parse()) {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => {
+            eprintln!("pseg-step: error: {e}");
+            ExitCode::from(e.exit_status())
+        }
+    }
+}

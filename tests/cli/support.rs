@@ -1,1 +1,198 @@
-//! (placeholder)
+//! Test harness: builds the mock clavrxorb (PIE and static), gives each test its own
+//! directory, and checks that no mock process of a test outlives it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use assert_cmd::cargo::cargo_bin;
+use tempfile::TempDir;
+
+/// How the mock is linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Position independent, dynamically linked: relocated through /proc/PID/maps.
+    Pie,
+    /// Static, non-PIE, like real clavrxorb: symbol values are runtime addresses.
+    Static,
+}
+
+fn build_mock(link: Link) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(match link {
+        Link::Pie => "mock-pie",
+        Link::Static => "mock-static",
+    });
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "mock-clavrxorb",
+        "--manifest-path",
+    ])
+    .arg(root.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target)
+    .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    match link {
+        Link::Pie => cmd.env("RUSTFLAGS", "-C relocation-model=pie"),
+        Link::Static => cmd.env(
+            "RUSTFLAGS",
+            "-C target-feature=+crt-static -C relocation-model=static",
+        ),
+    };
+    let out = cmd.output().expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building the mock ({link:?}) failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("release/mock-clavrxorb")
+}
+
+/// The mock clavrxorb, built once per test run.
+pub fn mock(link: Link) -> &'static Path {
+    static PIE: OnceLock<PathBuf> = OnceLock::new();
+    static STATIC: OnceLock<PathBuf> = OnceLock::new();
+    match link {
+        Link::Pie => PIE.get_or_init(|| build_mock(Link::Pie)),
+        Link::Static => STATIC.get_or_init(|| build_mock(Link::Static)),
+    }
+}
+
+/// One test's world: granules, a list, an options file, output directories.
+pub struct Case {
+    pub dir: TempDir,
+    pub link: Link,
+}
+
+impl Case {
+    pub fn new(link: Link) -> Case {
+        Case {
+            dir: tempfile::tempdir().expect("tempdir"),
+            link,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn mock(&self) -> &'static Path {
+        mock(self.link)
+    }
+
+    /// Generates `data/NAME` with the mock: `args` are extra `generate` flags.
+    pub fn granule(&self, name: &str, lines: u32, args: &[&str]) -> PathBuf {
+        let path = self.path("data").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let out = Command::new(self.mock())
+            .arg("generate")
+            .arg("--lines")
+            .arg(lines.to_string())
+            .arg("--seed")
+            .arg((name.len() as u32 * 31 + lines).to_string())
+            .args(args)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    }
+
+    /// Writes `data/list.txt` naming `names` (relative to the list's folder).
+    pub fn list(&self, names: &[&str]) -> PathBuf {
+        let path = self.path("data/list.txt");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut text = String::from("# granules for this test\n\n");
+        for n in names {
+            text.push_str(n);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes an options file with the keyed `scan_lines`.
+    pub fn options(&self, scan_lines: u32) -> PathBuf {
+        let path = self.path("clavrx_options");
+        std::fs::write(
+            &path,
+            format!("! mock options\nscan_lines = {scan_lines} ! segment size\n"),
+        )
+        .unwrap();
+        path
+    }
+
+    /// `pseg-step` over the list into `out`, with the mock as clavrxorb.
+    pub fn step(&self, out: &str) -> Command {
+        let mut cmd = Command::new(cargo_bin!("pseg-step"));
+        cmd.arg("--files")
+            .arg(self.path("data/list.txt"))
+            .arg("--exe")
+            .arg(self.mock())
+            .arg("--options")
+            .arg(self.path("clavrx_options"))
+            .arg("--out")
+            .arg(self.path(out))
+            .current_dir(self.dir.path())
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("SLURM_PROCID")
+            .env_remove("SLURM_NTASKS")
+            .env_remove("SLURM_CPUS_PER_TASK");
+        cmd
+    }
+
+    /// Every regular file directly in `out`, by name.
+    pub fn outputs(&self, out: &str) -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(self.path(out))
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                e.file_type().unwrap().is_file().then(|| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read(e.path()).unwrap(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Pids of live processes whose working directory is inside this test's directory.
+    pub fn processes_left(&self) -> Vec<(i32, String)> {
+        let root = std::fs::canonicalize(self.dir.path()).unwrap();
+        let mut left = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+                continue;
+            };
+            if cwd.starts_with(&root) {
+                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                left.push((pid, stat));
+            }
+        }
+        left
+    }
+
+    pub fn assert_no_process_left(&self) {
+        let left = self.processes_left();
+        assert!(left.is_empty(), "processes left behind: {left:#?}");
+    }
+}
+
+/// Output of a command as text, for messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

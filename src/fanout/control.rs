@@ -1,0 +1,113 @@
+//! [`Control`] on real processes: tracer memory through [`Tracee`], signals through `unix`.
+//!
+//! Keeps one open `/proc/PID/mem` per live process and the PIE load bias, read once from the
+//! parent (clones share its layout). Segment events go to an observer for progress and timing.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+
+use super::machine::{Control, Pid, SegmentEvent};
+use super::unix;
+use crate::tracer::{Tracee, TracerSymbols};
+
+/// Told about every segment's progress.
+pub trait Observer {
+    fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent);
+}
+
+pub struct ProcControl<'a, O: Observer> {
+    proc_root: PathBuf,
+    symbols: Option<&'a TracerSymbols>,
+    bias: Option<u64>,
+    tracees: HashMap<Pid, Tracee>,
+    observer: &'a mut O,
+}
+
+impl<'a, O: Observer> ProcControl<'a, O> {
+    /// `symbols` is `None` for a serial run, which never reads memory.
+    pub fn new(symbols: Option<&'a TracerSymbols>, observer: &'a mut O) -> Self {
+        ProcControl {
+            proc_root: PathBuf::from("/proc"),
+            symbols,
+            bias: None,
+            tracees: HashMap::new(),
+            observer,
+        }
+    }
+
+    pub fn observer(&mut self) -> &mut O {
+        self.observer
+    }
+
+    /// Drops what we hold for a process that is gone.
+    pub fn forget(&mut self, pid: Pid) {
+        self.tracees.remove(&pid);
+    }
+
+    fn tracee(&mut self, pid: Pid) -> io::Result<&Tracee> {
+        let symbols = self
+            .symbols
+            .ok_or_else(|| io::Error::other("serial runs do not read process memory"))?;
+        if !self.tracees.contains_key(&pid) {
+            let t = match self.bias {
+                Some(bias) => Tracee::with_bias(&self.proc_root, pid, symbols, bias)?,
+                None => {
+                    let t = Tracee::attach(&self.proc_root, pid, symbols)?;
+                    self.bias = Some(t.bias());
+                    t
+                }
+            };
+            self.tracees.insert(pid, t);
+        }
+        Ok(&self.tracees[&pid])
+    }
+}
+
+impl<O: Observer> Control for ProcControl<'_, O> {
+    fn wait_number(&mut self, pid: Pid) -> io::Result<i32> {
+        self.tracee(pid)?.wait_number()
+    }
+
+    fn clone_pid(&mut self, parent: Pid) -> io::Result<Pid> {
+        let pids = self.tracee(parent)?.clone_pids(1)?;
+        match pids.first() {
+            Some(&pid) if pid > 0 => Ok(pid),
+            other => Err(io::Error::other(format!(
+                "sibling_pids holds {other:?}, not a clone pid; is CLAVRX_TRACER_CLONES honoured?"
+            ))),
+        }
+    }
+
+    fn number_of_lines(&mut self, pid: Pid) -> io::Result<i32> {
+        self.tracee(pid)?.number_of_lines()
+    }
+
+    fn segment_lines(&mut self, pid: Pid) -> io::Result<i32> {
+        self.tracee(pid)?.segment_lines()
+    }
+
+    fn hand_off(&mut self, parent: Pid, lines: i32) -> io::Result<()> {
+        let t = self.tracee(parent)?;
+        t.advance_output_offset(lines)?;
+        t.skip_current_segment()
+    }
+
+    fn cont(&mut self, pid: Pid) -> io::Result<()> {
+        unix::resume(pid)
+    }
+
+    fn end(&mut self, pid: Pid) -> io::Result<()> {
+        self.tracees.remove(&pid);
+        unix::terminate(pid)
+    }
+
+    fn kill(&mut self, pid: Pid) -> io::Result<()> {
+        self.tracees.remove(&pid);
+        unix::kill_now(pid)
+    }
+
+    fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent) {
+        self.observer.segment(segment, pid, event);
+    }
+}

@@ -1,0 +1,598 @@
+//! The segment fan-out of one granule as a state machine: events in, process control out.
+//!
+//! It knows the tracer protocol (who stops where, who may write, when the parent may read
+//! ahead) and nothing about the OS: every read, write and signal goes through [`Control`],
+//! so the protocol is unit-tested without a single process.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+
+pub type Pid = i32;
+
+/// Waitpoints of the protocol.
+pub const L1B: i32 = 1;
+pub const FINAL: i32 = 3;
+pub const SAVE: i32 = 6;
+pub const ALL_FINISH: i32 = 7;
+
+/// How a process ended, as `waitpid` said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// clavrxorb ends normally with 0 or 1.
+    pub fn is_normal(self) -> bool {
+        matches!(self, Exit::Code(0 | 1))
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exited with status {c}"),
+            Exit::Signal(s) => write!(f, "was killed by signal {s} ({})", signal_name(*s)),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        _ => "signal",
+    }
+}
+
+/// What a segment went through, for progress and timing reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentEvent {
+    /// Read by the parent; its clone waits for a worker slot.
+    Queued,
+    /// A worker slot took it.
+    Started,
+    /// Processed; waiting for (or holding) the write lock.
+    Processed,
+    /// Written to the output.
+    Written { lines: i32 },
+}
+
+/// The side effects the machine asks for. The OS loop implements it on real processes.
+pub trait Control {
+    fn wait_number(&mut self, pid: Pid) -> std::io::Result<i32>;
+    fn clone_pid(&mut self, parent: Pid) -> std::io::Result<Pid>;
+    fn number_of_lines(&mut self, pid: Pid) -> std::io::Result<i32>;
+    fn segment_lines(&mut self, pid: Pid) -> std::io::Result<i32>;
+    /// Gives the parent's current segment away: advance its output offset by `lines` and
+    /// make it skip the segment.
+    fn hand_off(&mut self, parent: Pid, lines: i32) -> std::io::Result<()>;
+    fn cont(&mut self, pid: Pid) -> std::io::Result<()>;
+    /// SIGTERM then SIGCONT: the protocol's way to end a (possibly stopped) process.
+    fn end(&mut self, pid: Pid) -> std::io::Result<()>;
+    /// SIGKILL, for a process that ignored being ended.
+    fn kill(&mut self, pid: Pid) -> std::io::Result<()>;
+    fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent);
+}
+
+/// Who a process is, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Parent,
+    Worker,
+}
+
+/// Why a granule failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub pid: Pid,
+    pub role: Role,
+    /// 1-based segment the process held, when it held one.
+    pub segment: Option<u32>,
+    pub kind: FailureKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    Died(Exit),
+    /// Ended normally, but before its work was done.
+    EndedEarly(Exit),
+    Protocol(String),
+    Io(String),
+    Incomplete {
+        written: i64,
+        total: i64,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let who = match self.role {
+            Role::Parent => "clavrxorb",
+            Role::Worker => "clavrxorb clone",
+        };
+        let seg = self
+            .segment
+            .map(|s| format!(" on segment {s}"))
+            .unwrap_or_default();
+        match &self.kind {
+            FailureKind::Died(exit) => write!(f, "{who} (pid {}) {exit}{seg}", self.pid),
+            FailureKind::EndedEarly(exit) => {
+                write!(
+                    f,
+                    "{who} (pid {}) {exit}{seg} before finishing it",
+                    self.pid
+                )
+            }
+            FailureKind::Protocol(what) => {
+                write!(
+                    f,
+                    "{who} (pid {}){seg} broke the tracer protocol: {what}",
+                    self.pid
+                )
+            }
+            FailureKind::Io(what) => write!(f, "{who} (pid {}){seg}: {what}", self.pid),
+            FailureKind::Incomplete { written, total } => write!(
+                f,
+                "clavrxorb (pid {}) finished with {written} of {total} scan lines written",
+                self.pid
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ParentState {
+    Running,
+    /// At waitpoint 1 of `segment`, waiting for its clone to stop there too.
+    AwaitingClone {
+        segment: u32,
+        clone: Pid,
+    },
+    /// At waitpoint 1, segment handed off, held so it does not read too far ahead.
+    HeldForLead,
+    /// At waitpoint 7, held until every worker is done.
+    AtFinish,
+    /// Continued from 7; its exit ends the granule.
+    Finishing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Worker {
+    segment: u32,
+    lines: i32,
+}
+
+/// Limits of one fan-out.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_workers: usize,
+    pub max_lead: usize,
+}
+
+/// Where the granule stands after an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Done,
+    Failed(Failure),
+}
+
+/// The fan-out of one granule.
+#[derive(Debug)]
+pub struct Fanout {
+    parent: Pid,
+    limits: Limits,
+    tracer: bool,
+    parent_state: ParentState,
+    /// Segment the parent processes itself (the first), with its line count.
+    own_segment: Option<Worker>,
+    /// Segments read so far (the number of the last one).
+    segments_read: u32,
+    total_lines: Option<i64>,
+    written_lines: i64,
+    segments_written: u32,
+    /// Clones stopped at waitpoint 1, waiting for a slot: (pid, segment, lines).
+    ready: VecDeque<(Pid, Worker)>,
+    /// Clones continued into processing or writing.
+    busy: HashMap<Pid, Worker>,
+    write_queue: VecDeque<Pid>,
+    writer: Option<Pid>,
+    /// Processes we ended and expect to exit.
+    ending: HashSet<Pid>,
+    /// Stops and exits of pids we did not know yet (a clone can stop before its parent does).
+    early_stops: HashSet<Pid>,
+    early_exits: HashMap<Pid, Exit>,
+    parent_exit: Option<Exit>,
+}
+
+impl Fanout {
+    /// A fan-out of the clavrxorb process `parent`, started in tracer mode (or, with
+    /// `tracer` false, a plain serial run that is only supervised).
+    pub fn new(parent: Pid, limits: Limits, tracer: bool) -> Fanout {
+        Fanout {
+            parent,
+            limits: Limits {
+                max_workers: limits.max_workers.max(1),
+                max_lead: limits.max_lead.max(1),
+            },
+            tracer,
+            parent_state: ParentState::Running,
+            own_segment: None,
+            segments_read: 0,
+            total_lines: None,
+            written_lines: 0,
+            segments_written: 0,
+            ready: VecDeque::new(),
+            busy: HashMap::new(),
+            write_queue: VecDeque::new(),
+            writer: None,
+            ending: HashSet::new(),
+            early_stops: HashSet::new(),
+            early_exits: HashMap::new(),
+            parent_exit: None,
+        }
+    }
+
+    /// Scan lines in the granule, once the parent has said.
+    pub fn total_lines(&self) -> Option<i64> {
+        self.total_lines
+    }
+
+    pub fn written_lines(&self) -> i64 {
+        self.written_lines
+    }
+
+    pub fn segments_written(&self) -> u32 {
+        self.segments_written
+    }
+
+    pub fn segments_read(&self) -> u32 {
+        self.segments_read
+    }
+
+    /// Workers processing or writing now.
+    pub fn busy_workers(&self) -> usize {
+        self.busy.len()
+    }
+
+    /// The segment a process holds, for messages about it.
+    pub fn segment_of(&self, pid: Pid) -> Option<u32> {
+        if pid == self.parent {
+            return match self.parent_state {
+                ParentState::AwaitingClone { segment, .. } => Some(segment),
+                _ => self.own_segment.map(|w| w.segment),
+            };
+        }
+        if let ParentState::AwaitingClone { segment, clone } = self.parent_state
+            && clone == pid
+        {
+            return Some(segment);
+        }
+        self.busy
+            .get(&pid)
+            .or_else(|| self.ready.iter().find(|(p, _)| *p == pid).map(|(_, w)| w))
+            .map(|w| w.segment)
+    }
+
+    /// A process stopped.
+    pub fn on_stop(&mut self, pid: Pid, ctl: &mut impl Control) -> Status {
+        match self.stop(pid, ctl) {
+            Ok(()) => self.status(),
+            Err(f) => Status::Failed(f),
+        }
+    }
+
+    /// A process exited or was killed.
+    pub fn on_exit(&mut self, pid: Pid, exit: Exit) -> Status {
+        match self.exit(pid, exit) {
+            Ok(()) => self.status(),
+            Err(f) => Status::Failed(f),
+        }
+    }
+
+    fn status(&self) -> Status {
+        let Some(exit) = self.parent_exit else {
+            return Status::Running;
+        };
+        if !self.ending.is_empty() || !self.busy.is_empty() || !self.ready.is_empty() {
+            return Status::Running;
+        }
+        if self.tracer
+            && let Some(total) = self.total_lines
+            && self.written_lines != total
+        {
+            return Status::Failed(Failure {
+                pid: self.parent,
+                role: Role::Parent,
+                segment: None,
+                kind: FailureKind::Incomplete {
+                    written: self.written_lines,
+                    total,
+                },
+            });
+        }
+        debug_assert!(exit.is_normal());
+        Status::Done
+    }
+
+    fn fail(&self, pid: Pid, kind: FailureKind) -> Failure {
+        Failure {
+            pid,
+            role: if pid == self.parent {
+                Role::Parent
+            } else {
+                Role::Worker
+            },
+            segment: self.segment_of(pid),
+            kind,
+        }
+    }
+
+    fn io(&self, pid: Pid, e: std::io::Error) -> Failure {
+        self.fail(pid, FailureKind::Io(e.to_string()))
+    }
+
+    fn stop(&mut self, pid: Pid, ctl: &mut impl Control) -> Result<(), Failure> {
+        if self.ending.contains(&pid) {
+            // It was stopped when we ended it, so this is a new stop: it ignored SIGTERM.
+            // Continuing it would let a clone go on to read and clone the next segment.
+            return ctl.kill(pid).map_err(|e| self.io(pid, e));
+        }
+        if !self.tracer {
+            return ctl.cont(pid).map_err(|e| self.io(pid, e));
+        }
+        let known = pid == self.parent
+            || self.busy.contains_key(&pid)
+            || self.ready.iter().any(|(p, _)| *p == pid)
+            || matches!(self.parent_state, ParentState::AwaitingClone { clone, .. } if clone == pid);
+        if !known {
+            self.early_stops.insert(pid);
+            return Ok(());
+        }
+        let at = ctl.wait_number(pid).map_err(|e| self.io(pid, e))?;
+        if at == 0 {
+            // Stopped by something else than a waitpoint: not ours to hold.
+            return ctl.cont(pid).map_err(|e| self.io(pid, e));
+        }
+        if pid == self.parent {
+            self.parent_stop(at, ctl)
+        } else {
+            self.clone_stop(pid, at, ctl)
+        }
+    }
+
+    fn parent_stop(&mut self, at: i32, ctl: &mut impl Control) -> Result<(), Failure> {
+        let p = self.parent;
+        match at {
+            L1B => {
+                self.segments_read += 1;
+                let segment = self.segments_read;
+                if self.total_lines.is_none() {
+                    let n = ctl.number_of_lines(p).map_err(|e| self.io(p, e))?;
+                    self.total_lines = Some(n.into());
+                }
+                let clone = ctl.clone_pid(p).map_err(|e| self.io(p, e))?;
+                self.parent_state = ParentState::AwaitingClone { segment, clone };
+                if let Some(exit) = self.early_exits.remove(&clone) {
+                    return Err(Failure {
+                        pid: clone,
+                        role: Role::Worker,
+                        segment: Some(segment),
+                        kind: FailureKind::EndedEarly(exit),
+                    });
+                }
+                if self.early_stops.remove(&clone) {
+                    return self.stop(clone, ctl);
+                }
+                Ok(())
+            }
+            FINAL => self.request_write(p, ctl),
+            SAVE => {
+                let own = self.own_segment.ok_or_else(|| {
+                    self.fail(
+                        p,
+                        FailureKind::Protocol("wrote a segment it never read".into()),
+                    )
+                })?;
+                self.segment_written(p, own, ctl)?;
+                ctl.cont(p).map_err(|e| self.io(p, e))
+            }
+            ALL_FINISH => {
+                self.parent_state = ParentState::AtFinish;
+                self.maybe_finish(ctl)
+            }
+            _ => ctl.cont(p).map_err(|e| self.io(p, e)),
+        }
+    }
+
+    fn clone_stop(&mut self, pid: Pid, at: i32, ctl: &mut impl Control) -> Result<(), Failure> {
+        if let ParentState::AwaitingClone { segment, clone } = self.parent_state
+            && clone == pid
+        {
+            if at != L1B {
+                return Err(self.fail(
+                    pid,
+                    FailureKind::Protocol(format!("a new clone stopped at waitpoint {at}, not 1")),
+                ));
+            }
+            return self.clone_ready(pid, segment, ctl);
+        }
+        let Some(&w) = self.busy.get(&pid) else {
+            return Err(self.fail(
+                pid,
+                FailureKind::Protocol(format!(
+                    "stopped at waitpoint {at} while it was waiting for a worker slot"
+                )),
+            ));
+        };
+        match at {
+            FINAL => {
+                ctl.segment(w.segment, pid, SegmentEvent::Processed);
+                self.request_write(pid, ctl)
+            }
+            SAVE => {
+                self.end(pid, ctl)?;
+                self.busy.remove(&pid);
+                self.segment_written(pid, w, ctl)?;
+                self.dispatch(ctl)
+            }
+            L1B | ALL_FINISH => Err(self.fail(
+                pid,
+                FailureKind::Protocol(format!("a worker stopped at waitpoint {at}")),
+            )),
+            _ => ctl.cont(pid).map_err(|e| self.io(pid, e)),
+        }
+    }
+
+    /// Parent and its new clone are both at waitpoint 1 of `segment`.
+    fn clone_ready(
+        &mut self,
+        clone: Pid,
+        segment: u32,
+        ctl: &mut impl Control,
+    ) -> Result<(), Failure> {
+        let p = self.parent;
+        let lines = ctl.segment_lines(clone).map_err(|e| self.io(clone, e))?;
+        if segment == 1 {
+            // The parent keeps the first segment: it creates the output file.
+            self.own_segment = Some(Worker { segment, lines });
+            self.parent_state = ParentState::Running;
+            self.end(clone, ctl)?;
+            return ctl.cont(p).map_err(|e| self.io(p, e));
+        }
+        ctl.hand_off(p, lines).map_err(|e| self.io(p, e))?;
+        ctl.segment(segment, clone, SegmentEvent::Queued);
+        self.ready.push_back((clone, Worker { segment, lines }));
+        self.parent_state = ParentState::HeldForLead;
+        self.dispatch(ctl)
+    }
+
+    /// Starts queued clones while slots are free, and lets the parent read on while it is
+    /// not too far ahead.
+    fn dispatch(&mut self, ctl: &mut impl Control) -> Result<(), Failure> {
+        while self.busy.len() < self.limits.max_workers {
+            let Some((pid, w)) = self.ready.pop_front() else {
+                break;
+            };
+            self.busy.insert(pid, w);
+            ctl.segment(w.segment, pid, SegmentEvent::Started);
+            ctl.cont(pid).map_err(|e| self.io(pid, e))?;
+        }
+        if self.parent_state == ParentState::HeldForLead && self.ready.len() < self.limits.max_lead
+        {
+            self.parent_state = ParentState::Running;
+            ctl.cont(self.parent).map_err(|e| self.io(self.parent, e))?;
+        }
+        self.maybe_finish(ctl)
+    }
+
+    fn request_write(&mut self, pid: Pid, ctl: &mut impl Control) -> Result<(), Failure> {
+        if self.writer.is_none() {
+            self.writer = Some(pid);
+            ctl.cont(pid).map_err(|e| self.io(pid, e))
+        } else {
+            self.write_queue.push_back(pid);
+            Ok(())
+        }
+    }
+
+    fn segment_written(
+        &mut self,
+        pid: Pid,
+        w: Worker,
+        ctl: &mut impl Control,
+    ) -> Result<(), Failure> {
+        if self.writer != Some(pid) {
+            return Err(self.fail(
+                pid,
+                FailureKind::Protocol("wrote without holding the write turn".into()),
+            ));
+        }
+        self.written_lines += i64::from(w.lines);
+        self.segments_written += 1;
+        ctl.segment(w.segment, pid, SegmentEvent::Written { lines: w.lines });
+        self.writer = self.write_queue.pop_front();
+        if let Some(next) = self.writer {
+            ctl.cont(next).map_err(|e| self.io(next, e))?;
+        }
+        Ok(())
+    }
+
+    fn maybe_finish(&mut self, ctl: &mut impl Control) -> Result<(), Failure> {
+        if self.parent_state == ParentState::AtFinish
+            && self.busy.is_empty()
+            && self.ready.is_empty()
+        {
+            self.parent_state = ParentState::Finishing;
+            ctl.cont(self.parent).map_err(|e| self.io(self.parent, e))?;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, pid: Pid, ctl: &mut impl Control) -> Result<(), Failure> {
+        self.ending.insert(pid);
+        ctl.end(pid).map_err(|e| self.io(pid, e))
+    }
+
+    fn exit(&mut self, pid: Pid, exit: Exit) -> Result<(), Failure> {
+        if self.ending.remove(&pid) {
+            return Ok(());
+        }
+        if pid == self.parent {
+            let finished = self.parent_state == ParentState::Finishing || !self.tracer;
+            if finished && exit.is_normal() {
+                self.parent_exit = Some(exit);
+                return Ok(());
+            }
+            let kind = if exit.is_normal() {
+                FailureKind::EndedEarly(exit)
+            } else {
+                FailureKind::Died(exit)
+            };
+            let seg = match self.parent_state {
+                ParentState::AwaitingClone { segment, .. } => Some(segment),
+                ParentState::Running if self.tracer && self.segments_written == 0 => {
+                    Some(self.segments_read.max(1))
+                }
+                ParentState::HeldForLead => Some(self.segments_read),
+                // Between waitpoints the parent is reading the next segment.
+                ParentState::Running if self.tracer => Some(self.segments_read + 1),
+                _ => None,
+            };
+            return Err(Failure {
+                pid,
+                role: Role::Parent,
+                segment: seg,
+                kind,
+            });
+        }
+        let known = self.busy.contains_key(&pid)
+            || self.ready.iter().any(|(p, _)| *p == pid)
+            || matches!(self.parent_state, ParentState::AwaitingClone { clone, .. } if clone == pid);
+        if !known {
+            self.early_stops.remove(&pid);
+            self.early_exits.insert(pid, exit);
+            return Ok(());
+        }
+        let kind = if exit.is_normal() {
+            FailureKind::EndedEarly(exit)
+        } else {
+            FailureKind::Died(exit)
+        };
+        Err(self.fail(pid, kind))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,431 @@
+//! The machine against a simulated clavrxorb: processes that follow the tracer protocol,
+//! scheduled in random orders, with the invariants a real run depends on checked at every step.
+
+use super::*;
+
+/// Tiny deterministic generator; the schedule must be reproducible from the seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Where {
+    /// Stopped at a waitpoint (0: stopped outside one).
+    Stopped(i32),
+    /// Running towards its next stop.
+    Running(i32),
+    /// Told to end: exits with 1 when next scheduled.
+    Ending,
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+struct Proc {
+    clone: bool,
+    segment: u32,
+    lines: i32,
+    offset: i32,
+    skip: i32,
+    at: Where,
+    clone_pid: Pid,
+    /// Fault: stop outside a waitpoint once before this waitpoint.
+    self_stop_before: Option<i32>,
+    /// Where a process stopped outside a waitpoint goes on to.
+    resume: i32,
+    /// Fault: die by SIGSEGV instead of reaching this waitpoint.
+    crash_before: Option<i32>,
+}
+
+struct Sim {
+    procs: HashMap<Pid, Proc>,
+    next_pid: Pid,
+    total: i32,
+    scan_lines: i32,
+    /// Owner segment of each output line (0: unwritten).
+    output: Vec<u32>,
+    writing: Option<Pid>,
+    events: Vec<String>,
+    max_busy_seen: usize,
+    limits: Limits,
+    fault_segment: Option<(u32, &'static str)>,
+}
+
+const PARENT: Pid = 100;
+
+impl Sim {
+    fn new(total: i32, scan_lines: i32, limits: Limits) -> Sim {
+        let mut procs = HashMap::new();
+        procs.insert(
+            PARENT,
+            Proc {
+                clone: false,
+                segment: 0,
+                lines: 0,
+                offset: 0,
+                skip: -1,
+                at: Where::Running(L1B),
+                clone_pid: 0,
+                self_stop_before: None,
+                resume: 0,
+                crash_before: None,
+            },
+        );
+        Sim {
+            procs,
+            next_pid: PARENT + 1,
+            total,
+            scan_lines,
+            output: vec![0; total as usize],
+            writing: None,
+            events: Vec::new(),
+            max_busy_seen: 0,
+            limits,
+            fault_segment: None,
+        }
+    }
+
+    fn segments(&self) -> u32 {
+        ((self.total + self.scan_lines - 1) / self.scan_lines) as u32
+    }
+
+    fn lines_of(&self, segment: u32) -> i32 {
+        let start = (segment as i32 - 1) * self.scan_lines;
+        (self.total - start).min(self.scan_lines)
+    }
+
+    /// Clones past waitpoint 1 and not yet at 6 (or ended).
+    fn busy(&self) -> usize {
+        self.procs
+            .values()
+            .filter(|p| {
+                p.clone
+                    && match p.at {
+                        Where::Running(n) => n != L1B,
+                        Where::Stopped(n) => n != L1B && n != SAVE,
+                        _ => false,
+                    }
+            })
+            .count()
+    }
+
+    /// Advances one running process to its next stop or exit; returns the event for the machine.
+    fn step(&mut self, pid: Pid) -> Option<Result<Pid, (Pid, Exit)>> {
+        let mut p = self.procs[&pid].clone();
+        let target = match p.at {
+            Where::Running(n) => n,
+            Where::Ending => {
+                p.at = Where::Gone;
+                self.procs.insert(pid, p);
+                return Some(Err((pid, Exit::Code(1))));
+            }
+            _ => return None,
+        };
+        if p.crash_before == Some(target) {
+            p.at = Where::Gone;
+            self.procs.insert(pid, p);
+            return Some(Err((pid, Exit::Signal(11))));
+        }
+        if p.self_stop_before == Some(target) {
+            p.self_stop_before = None;
+            p.resume = target;
+            p.at = Where::Stopped(0);
+            self.procs.insert(pid, p);
+            return Some(Ok(pid));
+        }
+        if target == L1B && !p.clone {
+            // The parent reads the next segment and makes its clone.
+            p.segment += 1;
+            p.lines = self.lines_of(p.segment);
+            let cpid = self.next_pid;
+            self.next_pid += 1;
+            let mut c = p.clone();
+            c.clone = true;
+            c.at = Where::Running(L1B);
+            if let Some((seg, fault)) = self.fault_segment
+                && seg == c.segment
+            {
+                match fault {
+                    "crash" => c.crash_before = Some(FINAL),
+                    "self-stop" => c.self_stop_before = Some(2),
+                    _ => {}
+                }
+            }
+            self.procs.insert(cpid, c);
+            p.clone_pid = cpid;
+        }
+        if target == SAVE {
+            assert_eq!(self.writing, Some(pid), "wrote without the turn");
+            for line in p.offset..p.offset + p.lines {
+                let l = line as usize;
+                assert!(
+                    l < self.output.len(),
+                    "segment {} written past the end",
+                    p.segment
+                );
+                assert_eq!(self.output[l], 0, "line {line} written twice");
+                self.output[l] = p.segment;
+            }
+            p.offset += p.lines;
+            self.writing = None;
+        }
+        p.at = Where::Stopped(target);
+        self.procs.insert(pid, p);
+        self.events.push(format!("{pid} stops at {target}"));
+        Some(Ok(pid))
+    }
+
+    fn next_after(&self, pid: Pid, at: i32) -> Where {
+        let p = &self.procs[&pid];
+        match at {
+            0 => Where::Running(p.resume),
+            L1B if p.skip == 1 => Where::Running(if p.segment == self.segments() {
+                ALL_FINISH
+            } else {
+                L1B
+            }),
+            L1B => Where::Running(5),
+            5 => Where::Running(2),
+            2 => Where::Running(4),
+            4 => Where::Running(FINAL),
+            FINAL => Where::Running(SAVE),
+            SAVE if p.clone => panic!("clone {pid} continued past waitpoint 6"),
+            SAVE if p.segment == self.segments() => Where::Running(ALL_FINISH),
+            SAVE => Where::Running(L1B),
+            ALL_FINISH => Where::Ending,
+            _ => unreachable!(),
+        }
+    }
+}
+
+impl Control for Sim {
+    fn wait_number(&mut self, pid: Pid) -> std::io::Result<i32> {
+        match self.procs[&pid].at {
+            Where::Stopped(n) => Ok(n),
+            other => panic!("read memory of {pid} while {other:?}"),
+        }
+    }
+    fn clone_pid(&mut self, parent: Pid) -> std::io::Result<Pid> {
+        Ok(self.procs[&parent].clone_pid)
+    }
+    fn number_of_lines(&mut self, _pid: Pid) -> std::io::Result<i32> {
+        Ok(self.total)
+    }
+    fn segment_lines(&mut self, pid: Pid) -> std::io::Result<i32> {
+        assert!(matches!(self.procs[&pid].at, Where::Stopped(L1B)));
+        Ok(self.procs[&pid].lines)
+    }
+    fn hand_off(&mut self, parent: Pid, lines: i32) -> std::io::Result<()> {
+        let p = self.procs.get_mut(&parent).unwrap();
+        assert_eq!(p.at, Where::Stopped(L1B));
+        p.offset += lines;
+        p.skip = 1;
+        Ok(())
+    }
+    fn cont(&mut self, pid: Pid) -> std::io::Result<()> {
+        let at = match self.procs[&pid].at {
+            Where::Stopped(n) => n,
+            Where::Ending | Where::Gone => return Ok(()),
+            Where::Running(n) => panic!("continued {pid}, which was running to {n}"),
+        };
+        if at == FINAL {
+            assert!(self.writing.is_none(), "two writers at once");
+            self.writing = Some(pid);
+        }
+        let next = self.next_after(pid, at);
+        let p = self.procs.get_mut(&pid).unwrap();
+        if at == L1B && p.skip == 1 {
+            p.skip = -1;
+        }
+        p.at = next;
+        if !p.clone && at == L1B {
+            // Lead: segments read and not yet taken by a worker.
+            let queued = self
+                .procs
+                .values()
+                .filter(|q| q.clone && q.at == Where::Stopped(L1B))
+                .count();
+            assert!(
+                queued <= self.limits.max_lead,
+                "parent continued with {queued} segments queued"
+            );
+        }
+        let busy = self.busy();
+        assert!(busy <= self.limits.max_workers, "{busy} workers at once");
+        self.max_busy_seen = self.max_busy_seen.max(busy);
+        Ok(())
+    }
+    fn end(&mut self, pid: Pid) -> std::io::Result<()> {
+        let p = self.procs.get_mut(&pid).unwrap();
+        if p.at != Where::Gone {
+            p.at = Where::Ending;
+        }
+        Ok(())
+    }
+    fn kill(&mut self, pid: Pid) -> std::io::Result<()> {
+        panic!("killed {pid}, which follows the protocol")
+    }
+    fn segment(&mut self, _segment: u32, _pid: Pid, _event: SegmentEvent) {}
+}
+
+/// Runs a granule to the end with a random schedule; returns the final status.
+fn run(sim: &mut Sim, seed: u64) -> Status {
+    let mut machine = Fanout::new(PARENT, sim.limits, true);
+    let mut rng = Rng(seed | 1);
+    for _ in 0..100_000 {
+        let runnable: Vec<Pid> = {
+            let mut v: Vec<Pid> = sim
+                .procs
+                .iter()
+                .filter(|(_, p)| matches!(p.at, Where::Running(_) | Where::Ending))
+                .map(|(pid, _)| *pid)
+                .collect();
+            v.sort();
+            v
+        };
+        if runnable.is_empty() {
+            panic!("deadlock: nothing runs\n{}", sim.events.join("\n"));
+        }
+        let pid = runnable[rng.below(runnable.len())];
+        let status = match sim.step(pid) {
+            Some(Ok(pid)) => machine.on_stop(pid, sim),
+            Some(Err((pid, exit))) => machine.on_exit(pid, exit),
+            None => continue,
+        };
+        if status != Status::Running {
+            return status;
+        }
+    }
+    panic!("granule did not finish");
+}
+
+#[test]
+fn every_line_is_written_once_in_place_under_many_schedules() {
+    for (total, scan) in [(1, 1), (10, 10), (10, 3), (7, 1), (100, 7), (64, 16)] {
+        for workers in [1, 2, 3, 8] {
+            for lead in [1, 2, 4] {
+                for seed in 1..20 {
+                    let limits = Limits {
+                        max_workers: workers,
+                        max_lead: lead,
+                    };
+                    let mut sim = Sim::new(total, scan, limits);
+                    let status = run(&mut sim, seed * 7919 + workers as u64);
+                    assert_eq!(
+                        status,
+                        Status::Done,
+                        "{total}/{scan} w{workers} l{lead} s{seed}"
+                    );
+                    for (line, owner) in sim.output.iter().enumerate() {
+                        assert_eq!(
+                            *owner as usize,
+                            line / scan as usize + 1,
+                            "line {line} of {total}/{scan}"
+                        );
+                    }
+                    assert!(
+                        sim.procs.values().all(|p| p.at == Where::Gone),
+                        "all reaped"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn workers_run_in_parallel_up_to_the_cap() {
+    let limits = Limits {
+        max_workers: 3,
+        max_lead: 4,
+    };
+    let mut seen = 0;
+    for seed in 1..50 {
+        let mut sim = Sim::new(200, 10, limits);
+        assert_eq!(run(&mut sim, seed), Status::Done);
+        seen = seen.max(sim.max_busy_seen);
+    }
+    assert_eq!(seen, 3, "the cap is reached but never passed");
+}
+
+#[test]
+fn a_stop_outside_a_waitpoint_is_continued() {
+    let limits = Limits {
+        max_workers: 2,
+        max_lead: 2,
+    };
+    let mut sim = Sim::new(30, 10, limits);
+    sim.fault_segment = Some((2, "self-stop"));
+    assert_eq!(run(&mut sim, 3), Status::Done);
+}
+
+#[test]
+fn a_crashed_worker_fails_the_granule_naming_its_segment() {
+    let limits = Limits {
+        max_workers: 2,
+        max_lead: 2,
+    };
+    let mut sim = Sim::new(50, 10, limits);
+    sim.fault_segment = Some((3, "crash"));
+    let Status::Failed(f) = run(&mut sim, 5) else {
+        panic!("crash not noticed")
+    };
+    assert_eq!(f.segment, Some(3));
+    assert_eq!(f.role, Role::Worker);
+    assert_eq!(f.kind, FailureKind::Died(Exit::Signal(11)));
+    let msg = f.to_string();
+    assert!(
+        msg.contains("segment 3") && msg.contains("SIGSEGV"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_parent_that_exits_early_fails_the_granule() {
+    let mut m = Fanout::new(
+        PARENT,
+        Limits {
+            max_workers: 1,
+            max_lead: 1,
+        },
+        true,
+    );
+    let Status::Failed(f) = m.on_exit(PARENT, Exit::Code(3)) else {
+        panic!()
+    };
+    assert_eq!(f.role, Role::Parent);
+    assert!(f.to_string().contains("exited with status 3"), "{f}");
+}
+
+#[test]
+fn serial_runs_end_when_the_program_exits_normally() {
+    let mut m = Fanout::new(
+        PARENT,
+        Limits {
+            max_workers: 1,
+            max_lead: 1,
+        },
+        false,
+    );
+    assert_eq!(m.on_exit(PARENT, Exit::Code(0)), Status::Done);
+    let mut m = Fanout::new(
+        PARENT,
+        Limits {
+            max_workers: 1,
+            max_lead: 1,
+        },
+        false,
+    );
+    assert!(matches!(
+        m.on_exit(PARENT, Exit::Signal(9)),
+        Status::Failed(_)
+    ));
+}

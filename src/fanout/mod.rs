@@ -1,0 +1,11 @@
+//! Fanning one granule's segments out to clones: the protocol state machine (`machine`), its
+//! binding to real processes (`control`), the event loop (`supervisor`) and every OS call
+//! (`unix`).
+
+mod control;
+pub mod machine;
+mod supervisor;
+pub mod unix;
+
+pub use control::{Observer, ProcControl};
+pub use supervisor::{Outcome, Policy, Ticker, supervise};

@@ -1,0 +1,272 @@
+//! Every signal, wait and process-group call of the driver, and the one place with `unsafe`.
+//!
+//! Signals arrive through a signalfd (blocked in the process mask), never through handler
+//! logic; children are reaped with `waitpid(-1, WUNTRACED | __WALL)` because clones made with
+//! `CLONE_PARENT` are our children too. Nothing here knows the tracer protocol.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, killpg, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::machine::Exit;
+
+/// What happened to a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildEvent {
+    Stopped(i32),
+    Exited(i32, Exit),
+}
+
+/// Signals that end or interrupt a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    Terminate(i32),
+}
+
+/// The driver's signal intake: SIGCHLD wakes the loop, SIGTERM/SIGINT/SIGHUP ask it to stop.
+pub struct Signals {
+    fd: SignalFd,
+}
+
+fn watched() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+impl Signals {
+    /// Blocks the watched signals in this thread and opens a signalfd for them. Call before
+    /// starting any thread, so every thread inherits the mask. Children get a clean mask
+    /// from `std::process::Command`.
+    pub fn install() -> io::Result<Signals> {
+        let set = watched();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(io::Error::from)?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(io::Error::from)?;
+        Ok(Signals { fd })
+    }
+
+    /// Waits until a watched signal arrives or `timeout` passes. Returns a terminating signal
+    /// if one came; SIGCHLD only wakes the caller.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<Option<Interrupt>> {
+        let timeout = match timeout {
+            None => PollTimeout::NONE,
+            Some(d) => PollTimeout::try_from(d.as_millis().min(i32::MAX as u128) as i32)
+                .unwrap_or(PollTimeout::MAX),
+        };
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.drain()
+    }
+
+    /// Reads every pending signal without blocking.
+    pub fn drain(&mut self) -> io::Result<Option<Interrupt>> {
+        let mut interrupt = None;
+        loop {
+            match self.fd.read_signal() {
+                Ok(Some(info)) => {
+                    let signo = info.ssi_signo as i32;
+                    if signo != Signal::SIGCHLD as i32 && interrupt.is_none() {
+                        interrupt = Some(Interrupt::Terminate(signo));
+                    }
+                }
+                Ok(None) | Err(Errno::EAGAIN) => return Ok(interrupt),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Collects one child state change without blocking; `None` when there is none right now,
+/// `Some(Err)` with ECHILD when there are no children left.
+pub fn next_child_event() -> Option<io::Result<(i32, ChildEvent)>> {
+    let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::__WALL;
+    loop {
+        return match waitpid(None, Some(flags)) {
+            Ok(WaitStatus::StillAlive) => None,
+            Ok(WaitStatus::Stopped(pid, _)) => {
+                Some(Ok((pid.as_raw(), ChildEvent::Stopped(pid.as_raw()))))
+            }
+            Ok(WaitStatus::Exited(pid, code)) => Some(Ok((
+                pid.as_raw(),
+                ChildEvent::Exited(pid.as_raw(), Exit::Code(code)),
+            ))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => Some(Ok((
+                pid.as_raw(),
+                ChildEvent::Exited(pid.as_raw(), Exit::Signal(sig as i32)),
+            ))),
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(e) => Some(Err(e.into())),
+        };
+    }
+}
+
+/// True when `err` says there are no children left to wait for.
+pub fn is_no_children(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(Errno::ECHILD as i32)
+}
+
+fn send(pid: i32, sig: Signal) -> io::Result<()> {
+    match kill(Pid::from_raw(pid), sig) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn resume(pid: i32) -> io::Result<()> {
+    send(pid, Signal::SIGCONT)
+}
+
+/// The protocol's ending: SIGTERM (acted on once running), then SIGCONT.
+pub fn terminate(pid: i32) -> io::Result<()> {
+    send(pid, Signal::SIGTERM)?;
+    send(pid, Signal::SIGCONT)
+}
+
+/// SIGKILL, for a process that did not act on SIGTERM.
+pub fn kill_now(pid: i32) -> io::Result<()> {
+    send(pid, Signal::SIGKILL)
+}
+
+/// True while any process (zombies included) is in the group `pgid`.
+pub fn group_exists(pgid: i32) -> bool {
+    killpg(Pid::from_raw(pgid), None::<Signal>).is_ok()
+}
+
+/// Signals a whole process group; a group that is already gone is not an error.
+pub fn signal_group(pgid: i32, sig: Signal) -> io::Result<()> {
+    match killpg(Pid::from_raw(pgid), sig) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Orphaned descendants of our children are reparented to us, so every process a clavrxorb
+/// leaves behind can still be reaped.
+pub fn become_subreaper() -> io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+}
+
+/// Marks every inherited descriptor above 2 close-on-exec: a clone reopens each descriptor it
+/// inherits through /proc and dies on one it cannot reopen (a socket, a pipe end).
+pub fn close_inherited_fds_on_exec() -> io::Result<()> {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: `fd` was listed open in /proc/self/fd just now and nothing closes
+        // descriptors concurrently (this runs before any thread starts); the borrow lives only
+        // for this fcntl call. The directory's own descriptor is closed by then and yields
+        // EBADF, which is ignored.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let flags = match nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFD) {
+            Ok(f) => f,
+            Err(Errno::EBADF) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut flags = nix::fcntl::FdFlag::from_bits_truncate(flags);
+        flags.insert(nix::fcntl::FdFlag::FD_CLOEXEC);
+        nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_SETFD(flags))?;
+    }
+    Ok(())
+}
+
+/// Starts `cmd` as the leader of a new process group, killed if this driver dies.
+pub fn spawn_group_leader(cmd: &mut Command) -> io::Result<i32> {
+    cmd.process_group(0);
+    // SAFETY: the closure runs between fork and exec and only calls sigprocmask(2) and
+    // prctl(2), both async-signal-safe: no allocation, no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Our blocked SIGTERM would otherwise be inherited: clavrxorb could not be ended,
+            // and a clone continued after SIGTERM goes on to clone the next segment.
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    // The child is reaped through waitpid(-1); std's handle is not used for waiting.
+    Ok(child.id() as i32)
+}
+
+/// CPU time (user + system, in clock ticks) a process has used, from `/proc/PID/stat`.
+pub fn cpu_ticks(pid: i32) -> Option<u64> {
+    parse_cpu_ticks(&read_stat(pid)?)
+}
+
+/// True when the process is stopped (state `T`), so not the one a hang is blamed on.
+pub fn is_stopped(pid: i32) -> bool {
+    read_stat(pid).and_then(|s| parse_state(&s)) == Some('T')
+}
+
+fn read_stat(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+}
+
+/// The one-letter state from a `/proc/PID/stat` line.
+pub fn parse_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// utime + stime from a `/proc/PID/stat` line. The command name may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the line, utime 14 and stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fixture_with_a_hostile_name() {
+        let stat = include_str!("../../tests/fixtures/proc/stat-clone.txt");
+        assert_eq!(parse_cpu_ticks(stat), Some(1234 + 56));
+        assert_eq!(parse_state(stat), Some('S'));
+    }
+
+    #[test]
+    fn our_own_cpu_time_is_readable() {
+        assert!(cpu_ticks(std::process::id() as i32).is_some());
+    }
+
+    #[test]
+    fn a_gone_process_is_not_an_error_to_signal() {
+        // Pids above pid_max do not exist.
+        assert!(resume(i32::MAX).is_ok());
+        assert!(signal_group(i32::MAX, Signal::SIGTERM).is_ok());
+    }
+}

@@ -1,0 +1,57 @@
+//! Why `pseg-step` could not start, and the exit status each reason maps to.
+
+use std::path::PathBuf;
+
+use crate::granules::ListError;
+use crate::mapping::MappingError;
+use crate::options::OptionsError;
+use crate::tracer::ElfError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("clavrxorb executable {exe} not found ({source}); give its path with --exe")]
+    ExeNotFound { exe: PathBuf, source: which::Error },
+    #[error(transparent)]
+    Tracer(#[from] ElfError),
+    #[error(transparent)]
+    List(#[from] ListError),
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    #[error(
+        "cannot write to {what} {path}: {source}; choose a directory you can write with {flag}"
+    )]
+    NotWritable {
+        what: &'static str,
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Slurm(#[from] MappingError),
+    #[error("{what}: {source}")]
+    Os {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl StepError {
+    /// The documented exit status (see `pseg-step --help`).
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            StepError::ExeNotFound { .. } => 3,
+            StepError::Tracer(_) => 4,
+            StepError::List(ListError::Bad { .. }) => 6,
+            StepError::List(_) => 5,
+            StepError::Options(OptionsError::Unreadable { .. }) => 7,
+            StepError::Options(_) => 8,
+            StepError::NotWritable { .. } => 9,
+            StepError::Slurm(_) => 10,
+            StepError::Os { .. } => 11,
+        }
+    }
+
+    pub fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> StepError {
+        move |source| StepError::Os { what, source }
+    }
+}

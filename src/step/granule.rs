@@ -1,0 +1,159 @@
+//! One granule, start to finish: its working directory (options copy, file_list, logs),
+//! the clavrxorb run, and moving its outputs into place only when it succeeded.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::progress::Progress;
+use crate::fanout::machine::{Failure, Fanout, Limits, Role};
+use crate::fanout::unix::{self, Signals};
+use crate::fanout::{Outcome, Policy, ProcControl, supervise};
+use crate::granules::Granule;
+use crate::tracer::TracerSymbols;
+
+/// What every granule of a step shares.
+pub struct Plan {
+    pub exe: PathBuf,
+    /// `None` runs clavrxorb serially, without the tracer.
+    pub symbols: Option<TracerSymbols>,
+    pub options_text: String,
+    pub out: PathBuf,
+    pub work: PathBuf,
+    pub limits: Limits,
+    pub policy: Policy,
+    pub keep_work: bool,
+}
+
+/// How one granule went.
+#[derive(Debug)]
+pub enum GranuleResult {
+    Done {
+        seconds: f64,
+        segments: u32,
+        lines: i64,
+    },
+    Failed(String),
+    Interrupted(i32),
+}
+
+/// Kills the granule's process group if we unwind (a panic) before it was ended properly.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = unix::signal_group(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+pub fn run(
+    plan: &Plan,
+    signals: &mut Signals,
+    granule: &Granule,
+    progress: &mut Progress,
+) -> io::Result<GranuleResult> {
+    let started = Instant::now();
+    let name = granule.name();
+    let wd = plan.work.join(&name);
+    let staging = wd.join("output");
+    prepare(plan, granule, &wd, &staging)?;
+
+    let mut cmd = Command::new(&plan.exe);
+    cmd.current_dir(&wd)
+        .stdin(Stdio::null())
+        .stdout(File::create(wd.join("clavrx.stdout"))?)
+        .stderr(File::create(wd.join("clavrx.stderr"))?)
+        .env_remove("CLAVRX_SKIP_OUTPUT");
+    if plan.symbols.is_some() {
+        cmd.env("CLAVRX_ENABLE_TRACER", "1")
+            .env("CLAVRX_TRACER_CLONES", "1");
+    } else {
+        cmd.env_remove("CLAVRX_ENABLE_TRACER")
+            .env_remove("CLAVRX_TRACER_CLONES");
+    }
+    let leader = unix::spawn_group_leader(&mut cmd)?;
+    let mut guard = GroupGuard(Some(leader));
+
+    let mut fanout = Fanout::new(leader, plan.limits, plan.symbols.is_some());
+    let mut ctl = ProcControl::new(plan.symbols.as_ref(), progress);
+    let outcome = supervise(signals, leader, &mut fanout, &mut ctl, &plan.policy)?;
+    guard.0 = None;
+
+    Ok(match outcome {
+        Outcome::Done => {
+            publish(&staging, &plan.out)?;
+            if !plan.keep_work {
+                std::fs::remove_dir_all(&wd)?;
+            }
+            GranuleResult::Done {
+                seconds: started.elapsed().as_secs_f64(),
+                segments: fanout.segments_written(),
+                lines: fanout.written_lines(),
+            }
+        }
+        Outcome::Failed(f) => GranuleResult::Failed(describe(&f, &wd)),
+        Outcome::Interrupted(sig) => GranuleResult::Interrupted(sig),
+    })
+}
+
+/// A fresh working directory: options copy with this run's segment size, and a file_list
+/// that points clavrxorb at the granule and at a staging directory for its outputs.
+fn prepare(plan: &Plan, granule: &Granule, wd: &Path, staging: &Path) -> io::Result<()> {
+    if wd.exists() {
+        std::fs::remove_dir_all(wd)?;
+    }
+    std::fs::create_dir_all(staging)?;
+    std::fs::write(wd.join("clavrx_options"), &plan.options_text)?;
+    let input_dir = std::path::absolute(granule.path.parent().unwrap_or(Path::new(".")))?;
+    let file_list = format!(
+        "{}\n{}\n{}\n",
+        input_dir.display(),
+        std::path::absolute(staging)?.display(),
+        granule.name()
+    );
+    std::fs::write(wd.join("file_list"), file_list)
+}
+
+/// Moves a finished granule's outputs into the output directory.
+fn publish(staging: &Path, out: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(staging)? {
+        let entry = entry?;
+        let to = out.join(entry.file_name());
+        if std::fs::rename(entry.path(), &to).is_err() {
+            // Another filesystem (a node-local --work): copy to a temporary name, then rename,
+            // so a reader never sees half a file.
+            let tmp = out.join(format!(".{}.partial", entry.file_name().to_string_lossy()));
+            std::fs::copy(entry.path(), &tmp)?;
+            std::fs::rename(&tmp, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// The one message a user needs: what died where, and which log to read.
+fn describe(f: &Failure, wd: &Path) -> String {
+    let log = match f.role {
+        Role::Worker => wd.join(format!("clavrx.stderr.{}", f.pid)),
+        Role::Parent => wd.join("clavrx.stderr"),
+    };
+    format!(
+        "{f}; log: {} (working directory kept: {})",
+        log.display(),
+        wd.display()
+    )
+}
+
+/// Stall and grace defaults; the stall timeout comes from the command line.
+pub fn policy(stall_timeout: Duration) -> Policy {
+    Policy {
+        stall_timeout,
+        grace: Duration::from_secs(2),
+        tick: Duration::from_secs(1),
+    }
+}
