@@ -6,6 +6,9 @@ use clap::Parser;
 use pseg_slurm::step::{StepArgs, run};
 
 fn main() -> ExitCode {
+    if pseg_slurm::fanout::watchdog::run_if_watchdog() {
+        return ExitCode::SUCCESS;
+    }
     match run(StepArgs::parse()) {
         Ok(status) => ExitCode::from(status),
         Err(e) => {

@@ -6,6 +6,7 @@ mod control;
 pub mod machine;
 mod supervisor;
 pub mod unix;
+pub mod watchdog;
 
 pub use control::{Observer, ProcControl};
 pub use supervisor::{Outcome, Policy, Ticker, supervise};

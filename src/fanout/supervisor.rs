@@ -54,7 +54,7 @@ pub fn supervise<O: Observer + Ticker>(
     let mut last_cpu = cpu_of(&live);
     let mut last_tick = Instant::now();
     loop {
-        while let Some(event) = unix::next_child_event() {
+        while let Some(event) = unix::next_child_event(leader) {
             let event = match event {
                 Ok((_, e)) => e,
                 Err(e) if unix::is_no_children(&e) => {
@@ -158,7 +158,7 @@ fn end_group(signals: &mut Signals, pgid: Pid, grace: Duration) -> io::Result<Op
     let mut killed = false;
     let mut interrupt = None;
     loop {
-        while let Some(event) = unix::next_child_event() {
+        while let Some(event) = unix::next_child_event(pgid) {
             match event {
                 // Stopped before our SIGTERM landed: let it run into it.
                 Ok((pid, ChildEvent::Stopped(_))) => unix::resume(pid)?,

@@ -98,12 +98,13 @@ impl Signals {
     }
 }
 
-/// Collects one child state change without blocking; `None` when there is none right now,
-/// `Some(Err)` with ECHILD when there are no children left.
-pub fn next_child_event() -> Option<io::Result<(i32, ChildEvent)>> {
+/// Collects one state change of a child in process group `pgid` without blocking; `None`
+/// when there is none right now, `Some(Err)` with ECHILD when the group has no children left.
+/// Children outside the group (the watchdog) are not touched.
+pub fn next_child_event(pgid: i32) -> Option<io::Result<(i32, ChildEvent)>> {
     let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::__WALL;
     loop {
-        return match waitpid(None, Some(flags)) {
+        return match waitpid(Pid::from_raw(-pgid), Some(flags)) {
             Ok(WaitStatus::StillAlive) => None,
             Ok(WaitStatus::Stopped(pid, _)) => {
                 Some(Ok((pid.as_raw(), ChildEvent::Stopped(pid.as_raw()))))

@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use super::progress::Progress;
 use crate::fanout::machine::{Failure, Fanout, Limits, Role};
 use crate::fanout::unix::{self, Signals};
+use crate::fanout::watchdog::Watchdog;
 use crate::fanout::{Outcome, Policy, ProcControl, supervise};
 use crate::granules::Granule;
 use crate::tracer::TracerSymbols;
@@ -55,6 +56,7 @@ impl Drop for GroupGuard {
 pub fn run(
     plan: &Plan,
     signals: &mut Signals,
+    watchdog: &mut Watchdog,
     granule: &Granule,
     progress: &mut Progress,
 ) -> io::Result<GranuleResult> {
@@ -79,11 +81,17 @@ pub fn run(
     }
     let leader = unix::spawn_group_leader(&mut cmd)?;
     let mut guard = GroupGuard(Some(leader));
+    if let Err(e) = watchdog.watch(leader) {
+        progress.say(&format!(
+            "warning: the watchdog is gone ({e}); if pseg-step is killed, clones may outlive it"
+        ));
+    }
 
     let mut fanout = Fanout::new(leader, plan.limits, plan.symbols.is_some());
     let mut ctl = ProcControl::new(plan.symbols.as_ref(), progress);
     let outcome = supervise(signals, leader, &mut fanout, &mut ctl, &plan.policy)?;
     guard.0 = None;
+    let _ = watchdog.unwatch(leader);
 
     Ok(match outcome {
         Outcome::Done => {

@@ -14,6 +14,7 @@ pub use error::StepError;
 
 use crate::fanout::machine::Limits;
 use crate::fanout::unix::{self, Signals};
+use crate::fanout::watchdog::Watchdog;
 use crate::granules::read_list;
 use crate::mapping::{Place, select};
 use crate::options::ClavrxOptions;
@@ -57,6 +58,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
 
     unix::become_subreaper().map_err(StepError::os("becoming a child subreaper"))?;
     let mut signals = Signals::install().map_err(StepError::os("setting up signal handling"))?;
+    let mut watchdog = Watchdog::start().map_err(StepError::os("starting the watchdog"))?;
     let max_workers = args
         .max_workers
         .map_or_else(crate::cpus::available, |n| n as usize);
@@ -90,7 +92,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         }
         let granule = &list.granules[index];
         let mut progress = Progress::new(i, mine.len(), &granule.name(), scan_lines);
-        let result = granule::run(&plan, &mut signals, granule, &mut progress)
+        let result = granule::run(&plan, &mut signals, &mut watchdog, granule, &mut progress)
             .unwrap_or_else(|e| GranuleResult::Failed(format!("could not run clavrxorb: {e}")));
         match result {
             GranuleResult::Done {
@@ -99,9 +101,11 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
                 lines,
             } => {
                 done += 1;
-                progress.say(&format!(
-                    "done in {seconds:.1} s ({segments} segments, {lines} lines)"
-                ));
+                progress.say(&if args.serial {
+                    format!("done in {seconds:.1} s")
+                } else {
+                    format!("done in {seconds:.1} s ({segments} segments, {lines} lines)")
+                });
             }
             GranuleResult::Failed(why) => {
                 progress.say(&format!("FAILED: {why}"));

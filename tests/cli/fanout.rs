@@ -342,3 +342,42 @@ fn serial_mode_runs_a_program_without_tracer_symbols() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_killed_pseg_step_leaves_no_clavrxorb_behind() {
+    // SIGKILL gives pseg-step no chance to clean up: its watchdog must. Under nohup (as on a
+    // login node) SIGHUP is ignored, so the kernel's SIGHUP to an orphaned stopped group does
+    // not end the clones either.
+    let case = Case::new(Link::Static);
+    case.granule("slow.gran", 400, &["--work", "2000000"]);
+    case.list(&["slow.gran"]);
+    case.options(10);
+    let step = case.step("out");
+    let mut child = Command::new("nohup")
+        .arg(step.get_program())
+        .args(step.get_args())
+        .current_dir(case.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while case.processes_left().len() < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "clones never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while !case.processes_left().is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "left behind: {:#?}",
+            case.processes_left()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
