@@ -1,1 +1,305 @@
-//! (placeholder)
+//! End to end on a real Slurm: `pseg-slurm gen --files list.txt | sbatch`, in both modes,
+//! against the mock, and real cgroup memory enforcement.
+//!
+//! Needs the one-node test bed (`bash ci/slurm-testbed.sh up`, done by `ci/test.sh` as
+//! root). Without it these tests skip loudly; under CI (`CI=true`) that is a failure.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+
+use crate::support::{Case, Link, text};
+
+/// True when a Slurm cluster answers; otherwise skips (or fails under CI).
+fn slurm_available(test: &str) -> bool {
+    let up = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .is_ok_and(|o| {
+            let states = text(&o.stdout);
+            o.status.success()
+                && ["idle", "mixed", "allocated", "completing"]
+                    .iter()
+                    .any(|s| states.contains(s))
+        });
+    if up {
+        return true;
+    }
+    let msg = format!(
+        "\n######## SKIPPED {test}: no Slurm cluster answers `sinfo` ########\n\
+         ######## run `bash ci/test.sh` as root: it starts the one-node test bed ########\n"
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}(CI=true: a skipped Slurm test is a failure)");
+    }
+    eprintln!("{msg}");
+    false
+}
+
+/// Granules of a few shapes, the list, options, and the serial reference outputs in `serial`.
+fn campaign(case: &Case, extra: &[&str]) {
+    let mut names = Vec::new();
+    for (i, lines) in [40, 73, 10, 55, 1].iter().enumerate() {
+        let name = format!("g{i}.gran");
+        case.granule(&name, *lines, extra);
+        names.push(name);
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    case.list(&names);
+    case.options(10);
+    let out = case.step("serial").arg("--serial").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `pseg-slurm gen ARGS | sbatch --parsable`, run from the test's directory; the job id.
+fn gen_and_submit(case: &Case, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#"set -o pipefail; "$0" gen "$@" | sbatch --parsable"#)
+        .arg(cargo_bin!("pseg-slurm"))
+        .arg("--files")
+        .arg(case.path("data/list.txt"))
+        .arg("--exe")
+        .arg(case.mock())
+        .arg("--options")
+        .arg(case.path("clavrx_options"))
+        .args(args)
+        .current_dir(case.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gen | sbatch failed:\n{}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Waits for every element of job `id` to finish; returns (JobState, ExitCode) per element.
+fn wait_job(id: &str, limit: Duration) -> Vec<(String, String)> {
+    let start = Instant::now();
+    loop {
+        let out = Command::new("scontrol")
+            .args(["show", "job", id, "-o"])
+            .output()
+            .unwrap();
+        let listing = text(&out.stdout);
+        let elements: Vec<(String, String)> = listing
+            .lines()
+            .map(|l| (field(l, "JobState"), field(l, "ExitCode")))
+            .collect();
+        let running = ["PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED"];
+        if !elements.is_empty() && elements.iter().all(|(s, _)| !running.contains(&s.as_str()))
+        {
+            return elements;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "job {id} still not finished after {limit:?}:\n{listing}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Every job log under `out/logs`, concatenated, for messages.
+fn logs(case: &Case, out: &str) -> String {
+    let dir = case.path(out).join("logs");
+    let mut all = String::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        all.push_str(&format!("== {}\n", e.path().display()));
+        all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+    }
+    all
+}
+
+fn assert_same_as_serial(case: &Case, out: &str) {
+    let serial = case.outputs("serial");
+    let got = case.outputs(out);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        serial.keys().collect::<Vec<_>>(),
+        "{}",
+        logs(case, out)
+    );
+    for (name, bytes) in &serial {
+        assert!(got[name] == *bytes, "{name} differs from the serial run");
+    }
+}
+
+#[test]
+fn array_job_outputs_equal_a_serial_run() {
+    if !slurm_available("array_job_outputs_equal_a_serial_run") {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    campaign(&case, &[]);
+    let out = case.path("out-array");
+    let id = gen_and_submit(
+        &case,
+        &[
+            "--mode",
+            "array",
+            "--chunk-size",
+            "2",
+            "--cpus-per-task",
+            "1",
+            "--memory",
+            "300M",
+            "--time",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let states = wait_job(&id, Duration::from_secs(180));
+    assert_eq!(states.len(), 3, "5 granules in chunks of 2: 3 elements");
+    for (state, _) in &states {
+        assert_eq!(state, "COMPLETED", "{}", logs(&case, "out-array"));
+    }
+    assert_same_as_serial(&case, "out-array");
+    case.assert_no_process_left();
+}
+
+#[test]
+fn tasks_job_outputs_equal_a_serial_run() {
+    if !slurm_available("tasks_job_outputs_equal_a_serial_run") {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    campaign(&case, &[]);
+    let out = case.path("out-tasks");
+    let id = gen_and_submit(
+        &case,
+        &[
+            "--mode",
+            "tasks",
+            "--ntasks",
+            "2",
+            "--cpus-per-task",
+            "1",
+            "--memory",
+            "300M",
+            "--time",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let states = wait_job(&id, Duration::from_secs(180));
+    assert_eq!(states, vec![("COMPLETED".into(), "0:0".into())], "{}", logs(&case, "out-tasks"));
+    let log = logs(&case, "out-tasks");
+    // Both tasks worked: each says how many granules it took.
+    assert_eq!(log.matches("granule(s) with up to").count(), 2, "{log}");
+    assert_same_as_serial(&case, "out-tasks");
+}
+
+/// Peak memory of a local run, as the kernel counts it for Slurm: `max_usage_in_bytes` of a
+/// fresh cgroup v1 memory controller holding the whole run.
+fn measured_peak(case: &Case, out: &str, extra: &[&str]) -> u64 {
+    let cg = Path::new("/sys/fs/cgroup/memory").join(format!(
+        "pseg-test-{}-{}",
+        std::process::id(),
+        out
+    ));
+    std::fs::create_dir(&cg).expect("root can create a memory cgroup (cgroup v1, as the test bed)");
+    let step = case.step(out);
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$0/cgroup.procs" && shift && exec "$@""#)
+        .arg(&cg)
+        .arg("--")
+        .arg(step.get_program())
+        .args(step.get_args())
+        .args(extra)
+        .current_dir(case.dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let peak: u64 = std::fs::read_to_string(cg.join("memory.max_usage_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for _ in 0..50 {
+        if std::fs::remove_dir(&cg).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    peak
+}
+
+#[test]
+fn memory_sized_from_a_measured_peak_fits_and_far_too_little_is_oom_killed() {
+    if !slurm_available("memory_sized_from_a_measured_peak_fits_and_far_too_little_is_oom_killed")
+    {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    // 10-line segments: 10 MiB read (shared with the clone), 80 MiB private per worker.
+    let memory = ["--read-mem", "1048576", "--work-mem", "8388608"];
+    case.granule("heavy.gran", 40, &memory);
+    case.list(&["heavy.gran"]);
+    case.options(10);
+    let peak = measured_peak(&case, "local", &["--max-workers", "2"]);
+    assert!(
+        peak > 150 << 20,
+        "two workers of 80 MiB each must show: {peak} bytes"
+    );
+    let fits = case.path("out-fits");
+    let id = gen_and_submit(
+        &case,
+        &[
+            "--cpus-per-task",
+            "2",
+            "--peak-mem",
+            &format!("{}K", peak.div_ceil(1024)),
+            "--time",
+            "5",
+            "--out",
+            fits.to_str().unwrap(),
+        ],
+    );
+    let states = wait_job(&id, Duration::from_secs(180));
+    assert_eq!(states[0].0, "COMPLETED", "{}", logs(&case, "out-fits"));
+    assert_eq!(case.outputs("out-fits"), case.outputs("local"));
+
+    let starved = case.path("out-starved");
+    let id = gen_and_submit(
+        &case,
+        &[
+            "--cpus-per-task",
+            "2",
+            "--peak-mem",
+            "40M",
+            "--time",
+            "5",
+            "--out",
+            starved.to_str().unwrap(),
+        ],
+    );
+    let states = wait_job(&id, Duration::from_secs(180));
+    let log = logs(&case, "out-starved");
+    assert_ne!(states[0].0, "COMPLETED", "{log}");
+    assert!(
+        log.contains("oom-kill") || log.contains("Out Of Memory"),
+        "the cgroup killed it: {log}"
+    );
+    assert!(log.contains("FAILED") && log.contains("SIGKILL"), "{log}");
+    assert!(case.outputs("out-starved").is_empty(), "no partial output");
+}
