@@ -167,15 +167,15 @@ impl GranuleList {
         let mut problems = Vec::new();
         let mut seen_path: HashMap<PathBuf, usize> = HashMap::new();
         let mut seen_name: HashMap<String, usize> = HashMap::new();
+        let mut folders: HashMap<PathBuf, PathBuf> = HashMap::new();
         for g in &self.granules {
             let kind = match std::fs::metadata(&g.path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(ProblemKind::Missing),
                 Err(e) => Some(ProblemKind::Unreadable(e.to_string())),
                 Ok(m) if !m.is_file() => Some(ProblemKind::NotAFile),
-                Ok(_) => match std::fs::File::open(&g.path) {
-                    Err(e) => Some(ProblemKind::Unreadable(e.to_string())),
-                    Ok(_) => None,
-                },
+                Ok(_) => nix::unistd::access(&g.path, nix::unistd::AccessFlags::R_OK)
+                    .err()
+                    .map(|e| ProblemKind::Unreadable(std::io::Error::from(e).to_string())),
             };
             if let Some(kind) = kind {
                 problems.push(Problem {
@@ -185,7 +185,21 @@ impl GranuleList {
                 });
                 continue;
             }
-            let key = std::fs::canonicalize(&g.path).unwrap_or_else(|_| g.path.clone());
+            // Resolving each folder once, not each file, keeps 100 000 entries fast.
+            let parent = g.path.parent().unwrap_or(Path::new("."));
+            let folder = match folders.get(parent) {
+                Some(f) => f,
+                None => {
+                    let real = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.into());
+                    folders.entry(parent.to_path_buf()).or_insert(real)
+                }
+            };
+            let key = match std::fs::symlink_metadata(&g.path) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    std::fs::canonicalize(&g.path).unwrap_or_else(|_| g.path.clone())
+                }
+                _ => folder.join(g.path.file_name().unwrap_or_default()),
+            };
             if let Some(&first_line) = seen_path.get(&key) {
                 problems.push(Problem {
                     line: g.line,

@@ -3,4 +3,17 @@
 //! The two binaries (`pseg-slurm`, `pseg-step`) are thin shells over this library.
 #![deny(unsafe_code)]
 
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod cpus;
+pub mod fanout;
 pub mod granules;
+pub mod mapping;
+pub mod memory;
+pub mod options;
+pub mod report;
+pub mod script;
+pub mod size;
+pub mod step;
+pub mod tracer;

@@ -1,48 +1,59 @@
 //! [`Control`] on real processes: tracer memory through [`Tracee`], signals through `unix`.
 //!
 //! Keeps one open `/proc/PID/mem` per live process and the PIE load bias, read once from the
-//! parent (clones share its layout). Segment events go to an observer for progress and timing.
+//! parent (clones share its layout). Segment events, stops and exits go to a monitor (progress, timing, memory).
 
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 
-use super::machine::{Control, Pid, SegmentEvent};
+use super::machine::{Control, Fanout, Pid, SegmentEvent};
 use super::unix;
 use crate::tracer::{Tracee, TracerSymbols};
 
-/// Told about every segment's progress.
-pub trait Observer {
+/// Watches a granule run (progress, timing, memory) and says whether memory allows another
+/// worker. Everything here is called from the event loop, between process events.
+pub trait Monitor {
+    /// A segment moved on.
     fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent);
+    /// A process is stopped at waitpoint `at`: its memory holds still.
+    fn stopped(&mut self, pid: Pid, at: i32);
+    /// A process has exited and been reaped.
+    fn gone(&mut self, pid: Pid);
+    /// Whether memory allows one more worker beside `busy` running ones.
+    fn may_start_worker(&mut self, busy: usize) -> bool;
+    /// Periodically, and after events: the run as it stands.
+    fn tick(&mut self, fanout: &Fanout);
 }
 
-pub struct ProcControl<'a, O: Observer> {
+pub struct ProcControl<'a, O: Monitor> {
     proc_root: PathBuf,
     symbols: Option<&'a TracerSymbols>,
     bias: Option<u64>,
     tracees: HashMap<Pid, Tracee>,
-    observer: &'a mut O,
+    monitor: &'a mut O,
 }
 
-impl<'a, O: Observer> ProcControl<'a, O> {
+impl<'a, O: Monitor> ProcControl<'a, O> {
     /// `symbols` is `None` for a serial run, which never reads memory.
-    pub fn new(symbols: Option<&'a TracerSymbols>, observer: &'a mut O) -> Self {
+    pub fn new(symbols: Option<&'a TracerSymbols>, monitor: &'a mut O) -> Self {
         ProcControl {
             proc_root: PathBuf::from("/proc"),
             symbols,
             bias: None,
             tracees: HashMap::new(),
-            observer,
+            monitor,
         }
     }
 
-    pub fn observer(&mut self) -> &mut O {
-        self.observer
+    pub fn monitor(&mut self) -> &mut O {
+        self.monitor
     }
 
     /// Drops what we hold for a process that is gone.
     pub fn forget(&mut self, pid: Pid) {
         self.tracees.remove(&pid);
+        self.monitor.gone(pid);
     }
 
     fn tracee(&mut self, pid: Pid) -> io::Result<&Tracee> {
@@ -64,9 +75,13 @@ impl<'a, O: Observer> ProcControl<'a, O> {
     }
 }
 
-impl<O: Observer> Control for ProcControl<'_, O> {
+impl<O: Monitor> Control for ProcControl<'_, O> {
     fn wait_number(&mut self, pid: Pid) -> io::Result<i32> {
-        self.tracee(pid)?.wait_number()
+        let at = self.tracee(pid)?.wait_number()?;
+        if at != 0 {
+            self.monitor.stopped(pid, at);
+        }
+        Ok(at)
     }
 
     fn clone_pid(&mut self, parent: Pid) -> io::Result<Pid> {
@@ -102,12 +117,16 @@ impl<O: Observer> Control for ProcControl<'_, O> {
         unix::terminate(pid)
     }
 
+    fn may_start_worker(&mut self, busy: usize) -> bool {
+        self.monitor.may_start_worker(busy)
+    }
+
     fn kill(&mut self, pid: Pid) -> io::Result<()> {
         self.tracees.remove(&pid);
         unix::kill_now(pid)
     }
 
     fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent) {
-        self.observer.segment(segment, pid, event);
+        self.monitor.segment(segment, pid, event);
     }
 }

@@ -82,6 +82,9 @@ pub trait Control {
     fn end(&mut self, pid: Pid) -> std::io::Result<()>;
     /// SIGKILL, for a process that ignored being ended.
     fn kill(&mut self, pid: Pid) -> std::io::Result<()>;
+    /// Whether memory allows one more worker beside `busy` running ones. One worker always
+    /// runs, or the granule could never finish.
+    fn may_start_worker(&mut self, busy: usize) -> bool;
     fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent);
 }
 
@@ -214,6 +217,8 @@ pub struct Fanout {
     early_stops: HashSet<Pid>,
     early_exits: HashMap<Pid, Exit>,
     parent_exit: Option<Exit>,
+    /// Memory, not the worker cap, held a worker back at least once.
+    memory_bound: bool,
 }
 
 impl Fanout {
@@ -241,6 +246,7 @@ impl Fanout {
             early_stops: HashSet::new(),
             early_exits: HashMap::new(),
             parent_exit: None,
+            memory_bound: false,
         }
     }
 
@@ -259,6 +265,11 @@ impl Fanout {
 
     pub fn segments_read(&self) -> u32 {
         self.segments_read
+    }
+
+    /// Whether memory ever kept a worker from starting while the cap would have allowed it.
+    pub fn memory_bound(&self) -> bool {
+        self.memory_bound
     }
 
     /// Workers processing or writing now.
@@ -481,7 +492,11 @@ impl Fanout {
     /// Starts queued clones while slots are free, and lets the parent read on while it is
     /// not too far ahead.
     fn dispatch(&mut self, ctl: &mut impl Control) -> Result<(), Failure> {
-        while self.busy.len() < self.limits.max_workers {
+        while self.busy.len() < self.limits.max_workers && !self.ready.is_empty() {
+            if !self.busy.is_empty() && !ctl.may_start_worker(self.busy.len()) {
+                self.memory_bound = true;
+                break;
+            }
             let Some((pid, w)) = self.ready.pop_front() else {
                 break;
             };

@@ -8,5 +8,5 @@ mod supervisor;
 pub mod unix;
 pub mod watchdog;
 
-pub use control::{Observer, ProcControl};
-pub use supervisor::{Outcome, Policy, Ticker, supervise};
+pub use control::{Monitor, ProcControl};
+pub use supervisor::{Outcome, Policy, supervise};

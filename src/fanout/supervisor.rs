@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::control::{Observer, ProcControl};
+use super::control::{Monitor, ProcControl};
 use super::machine::{Failure, FailureKind, Fanout, Pid, Role, Status};
 use super::unix::{self, ChildEvent, Interrupt, Signals};
 
@@ -32,17 +32,12 @@ pub struct Policy {
     pub stall_timeout: Duration,
     /// Between SIGTERM and SIGKILL when ending a granule's processes.
     pub grace: Duration,
-    /// How often the observer's `tick` runs while nothing happens.
+    /// How often the monitor's `tick` runs while nothing happens (memory sampling, progress).
     pub tick: Duration,
 }
 
-/// Lets the observer show progress between events.
-pub trait Ticker {
-    fn tick(&mut self, fanout: &Fanout);
-}
-
 /// Runs the granule whose clavrxorb process (and process group leader) is `leader`.
-pub fn supervise<O: Observer + Ticker>(
+pub fn supervise<O: Monitor>(
     signals: &mut Signals,
     leader: Pid,
     fanout: &mut Fanout,
@@ -85,7 +80,7 @@ pub fn supervise<O: Observer + Ticker>(
             match status {
                 Status::Running => {}
                 Status::Done => {
-                    ctl.observer().tick(fanout);
+                    ctl.monitor().tick(fanout);
                     return Ok(match end_group(signals, leader, policy.grace)? {
                         Some(Interrupt::Terminate(sig)) => Outcome::Interrupted(sig),
                         None => Outcome::Done,
@@ -100,7 +95,7 @@ pub fn supervise<O: Observer + Ticker>(
             }
         }
         if last_tick.elapsed() >= policy.tick {
-            ctl.observer().tick(fanout);
+            ctl.monitor().tick(fanout);
             last_tick = Instant::now();
         }
         let until_stall = policy.stall_timeout.saturating_sub(last_change.elapsed());

@@ -25,20 +25,20 @@ Exit status:
 #[command(name = "pseg-step", version, after_help = EXIT_STATUSES, args_override_self = true)]
 pub struct StepArgs {
     /// Granule list: one path per line, relative to the list's folder; `#` comments allowed.
-    #[arg(long, value_name = "LIST")]
-    pub files: PathBuf,
+    #[arg(long, value_name = "LIST", required_unless_present = "check")]
+    pub files: Option<PathBuf>,
 
     /// The clavrxorb executable (a path, or a name looked up on PATH).
     #[arg(long, value_name = "PATH", default_value = "clavrxorb")]
     pub exe: PathBuf,
 
     /// Your clavrx_options file. It is copied per granule, never edited.
-    #[arg(long, value_name = "FILE")]
-    pub options: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "check")]
+    pub options: Option<PathBuf>,
 
     /// Where finished outputs go. A granule's outputs appear here only once it succeeded.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "check")]
+    pub out: Option<PathBuf>,
 
     /// Working directories, one per granule, with clavrxorb's logs [default: OUT/.pseg-work].
     #[arg(long, value_name = "DIR")]
@@ -68,7 +68,26 @@ pub struct StepArgs {
     #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub stall_timeout: u64,
 
+    /// Seconds between memory samples of every process (0: only at waitpoints). The interval
+    /// stretches by itself so sampling never takes over 1 % of the time.
+    #[arg(long, value_name = "SECS", default_value_t = 0.25)]
+    pub sample_interval: f64,
+
+    /// Memory this step may use, when no cgroup or Slurm limit says (e.g. 12G; binary units).
+    #[arg(long, value_name = "SIZE")]
+    pub mem_budget: Option<crate::size::Size>,
+
+    /// Start a worker only while memory allows one more (needs a known limit).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub mem_admission: String,
+
     /// Keep each granule's working directory even when it succeeded.
     #[arg(long)]
     pub keep_work: bool,
+
+    /// Check this machine instead of running: clavrxorb and its tracer symbols, permission
+    /// to read and write a child's memory, the cgroup and memory limit. Non-zero when
+    /// something is missing, with the reason.
+    #[arg(long)]
+    pub check: bool,
 }

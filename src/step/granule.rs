@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::memwatch::MemorySetup;
 use super::progress::Progress;
+use super::watch::Watch;
 use crate::fanout::machine::{Failure, Fanout, Limits, Role};
 use crate::fanout::unix::{self, Signals};
 use crate::fanout::watchdog::Watchdog;
 use crate::fanout::{Outcome, Policy, ProcControl, supervise};
 use crate::granules::Granule;
+use crate::report::{self, GranuleReport};
 use crate::tracer::TracerSymbols;
 
 /// What every granule of a step shares.
@@ -23,22 +26,24 @@ pub struct Plan {
     /// `None` runs clavrxorb serially, without the tracer.
     pub symbols: Option<TracerSymbols>,
     pub options_text: String,
+    pub scan_lines: u32,
     pub out: PathBuf,
     pub work: PathBuf,
     pub limits: Limits,
     pub policy: Policy,
     pub keep_work: bool,
+    pub memory: MemorySetup,
 }
 
 /// How one granule went.
 #[derive(Debug)]
 pub enum GranuleResult {
-    Done {
-        seconds: f64,
-        segments: u32,
-        lines: i64,
+    Done,
+    Failed {
+        message: String,
+        #[allow(dead_code, reason = "read by the ledger once it classifies failures")]
+        failure: Failure,
     },
-    Failed(String),
     Interrupted(i32),
 }
 
@@ -53,14 +58,17 @@ impl Drop for GroupGuard {
     }
 }
 
+/// Runs one granule to its end; the report describes the run whatever the result.
 pub fn run(
     plan: &Plan,
     signals: &mut Signals,
     watchdog: &mut Watchdog,
     granule: &Granule,
-    progress: &mut Progress,
-) -> io::Result<GranuleResult> {
+    progress: Progress,
+) -> io::Result<(GranuleResult, GranuleReport)> {
     let started = Instant::now();
+    let started_unix = report::unix_now();
+    let cpu_before = children_cpu_seconds();
     let name = granule.name();
     let wd = plan.work.join(&name);
     let staging = wd.join("output");
@@ -88,25 +96,65 @@ pub fn run(
     }
 
     let mut fanout = Fanout::new(leader, plan.limits, plan.symbols.is_some());
-    let mut ctl = ProcControl::new(plan.symbols.as_ref(), progress);
+    let mut watch = Watch::new(progress, &plan.memory, leader, started);
+    let mut ctl = ProcControl::new(plan.symbols.as_ref(), &mut watch);
     let outcome = supervise(signals, leader, &mut fanout, &mut ctl, &plan.policy)?;
     guard.0 = None;
     let _ = watchdog.unwatch(leader);
 
-    Ok(match outcome {
+    let (result, status, error) = match outcome {
         Outcome::Done => {
             publish(&staging, &plan.out)?;
             if !plan.keep_work {
                 std::fs::remove_dir_all(&wd)?;
             }
-            GranuleResult::Done {
-                seconds: started.elapsed().as_secs_f64(),
-                segments: fanout.segments_written(),
-                lines: fanout.written_lines(),
-            }
+            (GranuleResult::Done, report::Status::Done, None)
         }
-        Outcome::Failed(f) => GranuleResult::Failed(describe(&f, &wd)),
-        Outcome::Interrupted(sig) => GranuleResult::Interrupted(sig),
+        Outcome::Failed(f) => {
+            let message = describe(&f, &wd);
+            let error = Some(message.clone());
+            let failed = GranuleResult::Failed {
+                message,
+                failure: f,
+            };
+            (failed, report::Status::Failed, error)
+        }
+        Outcome::Interrupted(sig) => (
+            GranuleResult::Interrupted(sig),
+            report::Status::Interrupted,
+            Some(format!("interrupted by signal {sig}")),
+        ),
+    };
+    let granule_report = GranuleReport {
+        schema: report::SCHEMA.into(),
+        kind: "granule".into(),
+        granule: std::path::absolute(&granule.path)?,
+        name,
+        status,
+        error,
+        host: report::host(),
+        slurm: report::SlurmIds::from_env(),
+        started_unix,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: children_cpu_seconds() - cpu_before,
+        scan_lines: plan.scan_lines,
+        segments: fanout.segments_written(),
+        lines: fanout.written_lines(),
+        workers: watch
+            .timeline
+            .workers(plan.limits.max_workers, fanout.memory_bound()),
+        memory: watch.memory.report(),
+        segment_times: watch.timeline.segment_times(),
+    };
+    Ok((result, granule_report))
+}
+
+/// User and system time of every child reaped so far (clavrxorb and its clones).
+fn children_cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
     })
 }
 
@@ -157,11 +205,13 @@ fn describe(f: &Failure, wd: &Path) -> String {
     )
 }
 
-/// Stall and grace defaults; the stall timeout comes from the command line.
-pub fn policy(stall_timeout: Duration) -> Policy {
+/// Stall and grace defaults; the stall timeout and sample interval come from the command
+/// line. The loop wakes for memory samples, or once a second for progress.
+pub fn policy(stall_timeout: Duration, sample_interval: Option<Duration>) -> Policy {
+    let second = Duration::from_secs(1);
     Policy {
         stall_timeout,
         grace: Duration::from_secs(2),
-        tick: Duration::from_secs(1),
+        tick: sample_interval.map_or(second, |i| i.min(second)),
     }
 }

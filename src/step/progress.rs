@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fanout::machine::{Fanout, Pid, SegmentEvent};
-use crate::fanout::{Observer, Ticker};
+use crate::fanout::machine::Fanout;
 
+#[derive(Clone)]
 pub struct Progress {
     label: String,
     scan_lines: u32,
@@ -31,12 +31,9 @@ impl Progress {
     }
 }
 
-impl Observer for Progress {
-    fn segment(&mut self, _segment: u32, _pid: Pid, _event: SegmentEvent) {}
-}
-
-impl Ticker for Progress {
-    fn tick(&mut self, f: &Fanout) {
+impl Progress {
+    /// Prints where the granule stands, at most once a second and only when it moved.
+    pub fn tick(&mut self, f: &Fanout) {
         let now = (f.segments_written(), f.written_lines());
         let due = self.last_print.is_none_or(|t| t.elapsed() >= self.every);
         if now == self.last_shown || !due {

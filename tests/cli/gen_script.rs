@@ -1,1 +1,617 @@
-//! (placeholder)
+//! `pseg-slurm gen` and `pseg-slurm config`, driven as a user would: rendered scripts compared
+//! with snapshots under tests/cli/snapshots/, refusals checked for their messages.
+//!
+//! Every test gets its own folder (granules, list, options, a fake pseg-step and clavrxorb)
+//! and runs gen there with PATH limited to the folder's `bin/`, so no scontrol or clavrxorb
+//! of the machine can leak in. Snapshots hold `<TMP>` for that folder and `<VERSION>` for
+//! the crate version; `PSEG_UPDATE_SNAPSHOTS=1 cargo test` rewrites them.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+use tempfile::TempDir;
+
+/// One test's folder.
+struct Gen {
+    dir: TempDir,
+}
+
+impl Gen {
+    /// A folder with `n` granules listed in `data/list.txt`, an options file, and fake
+    /// `bin/pseg-step` and `clavrx/clavrxorb` executables.
+    fn new(n: usize) -> Gen {
+        let g = Gen {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(g.path("data")).unwrap();
+        let mut list = String::from("# test granules\n");
+        for i in 0..n {
+            let name = format!("g{i:06}.hdf");
+            std::fs::write(g.path("data").join(&name), "").unwrap();
+            list.push_str(&name);
+            list.push('\n');
+        }
+        std::fs::write(g.path("data/list.txt"), list).unwrap();
+        g.write("etc/clavrx_options", "scan_lines 64\n");
+        g.executable("bin/pseg-step", "exit 0");
+        g.executable("clavrx/clavrxorb", "exit 0");
+        g
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn executable(&self, rel: &str, body: &str) -> PathBuf {
+        let path = self.write(rel, &format!("#!/bin/sh\n{body}\n"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// `pseg-slurm ARGS` in the folder, with PATH = the folder's bin/ only.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(cargo_bin!("pseg-slurm"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("PATH", self.path("bin"))
+            .env_remove("PSEG_SLURM_CONFIG")
+            .output()
+            .unwrap()
+    }
+
+    /// `pseg-slurm gen` with the folder's list, options, output and executables, plus
+    /// `extra`; the script it printed (gen must succeed).
+    fn gen_ok(&self, extra: &[&str]) -> String {
+        let mut args = vec!["--exe", "clavrx/clavrxorb", "--pseg-step", "bin/pseg-step"];
+        args.extend_from_slice(extra);
+        self.gen_bare(&args)
+    }
+
+    /// `pseg-slurm gen` with the folder's list, options and output only, plus `extra`.
+    fn gen_bare(&self, extra: &[&str]) -> String {
+        let mut args = vec![
+            "gen",
+            "--files",
+            "data/list.txt",
+            "--options",
+            "etc/clavrx_options",
+            "--out",
+            "out",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "gen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let script = String::from_utf8(out.stdout.clone()).unwrap();
+        assert_bash_parses(&script);
+        script
+    }
+
+    /// Stable text: the folder as `<TMP>`, the version as `<VERSION>`.
+    fn normalize(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        let canonical = std::fs::canonicalize(self.dir.path()).unwrap();
+        for dir in [canonical.as_path(), self.dir.path()] {
+            text = text.replace(&dir.display().to_string(), "<TMP>");
+        }
+        text.replace(env!("CARGO_PKG_VERSION"), "<VERSION>")
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_bash_parses(script: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.sbatch");
+    std::fs::write(&file, script).unwrap();
+    let out = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "bash -n refuses the script:\n{}\n{script}",
+        stderr(&out)
+    );
+}
+
+/// Compares with tests/cli/snapshots/NAME, showing a line diff on failure.
+fn assert_snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cli/snapshots")
+        .join(name);
+    if std::env::var_os("PSEG_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read snapshot {}: {e}\nrun with PSEG_UPDATE_SNAPSHOTS=1 to create it; got:\n{actual}",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!(
+            "{} differs (- expected, + actual); PSEG_UPDATE_SNAPSHOTS=1 accepts the new text:\n{}",
+            path.display(),
+            line_diff(&expected, actual)
+        );
+    }
+}
+
+/// A plain line diff (longest common subsequence), enough for scripts of a few dozen lines.
+fn line_diff(old: &str, new: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out += &format!("  {}\n", a[i]);
+            (i, j) = (i + 1, j + 1);
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out += &format!("+ {}\n", b[j]);
+            j += 1;
+        } else {
+            out += &format!("- {}\n", a[i]);
+            i += 1;
+        }
+    }
+    if old.ends_with('\n') != new.ends_with('\n') {
+        out += "(the two differ in the final line break)\n";
+    }
+    out
+}
+
+fn report(peak_bytes: u64, wall: f64) -> String {
+    format!(
+        "schema: pseg-report/1\nkind: granule\nwall_seconds: {wall}\n\
+         memory:\n  peak_bytes: {peak_bytes}\n  source: cgroup-v1\nsomething_new: true\n"
+    )
+}
+
+const SITE: &str = "\
+partition: batch
+account: proj-42
+qos: normal
+time: \"03:00:00\"
+cpus_per_task: 4
+memory: 6G
+granules_per_task: 2
+array_limit: 3
+max_array_size: 1001
+extra_sbatch: ['#SBATCH --constraint=skylake', '--exclusive']
+setup: ['module load clavrx/6.0', 'export OMP_NUM_THREADS=1']
+";
+
+#[test]
+fn array_mode_snapshot() {
+    let g = Gen::new(5);
+    g.write("site.yaml", SITE);
+    let script = g.gen_ok(&["--config", "site.yaml", "--work", "work"]);
+    assert_snapshot("array.sbatch", &g.normalize(&script));
+    assert!(g.path("out/logs").is_dir(), "gen creates the log folder");
+}
+
+#[test]
+fn tasks_mode_snapshot_sized_from_reports() {
+    let g = Gen::new(5);
+    g.write("site.yaml", SITE);
+    g.write("reports/a/g1.pseg.yaml", &report(3 << 30, 100.0));
+    g.write("reports/a/g2.pseg.yaml", &report(4 << 30, 200.0));
+    g.write("reports/g3.pseg.yaml", &report(3584 << 20, 150.0));
+    let script = g.gen_ok(&[
+        "--config",
+        "site.yaml",
+        "--mode",
+        "tasks",
+        "--ntasks",
+        "2",
+        "--profile",
+        "reports",
+    ]);
+    // 4 GiB * 1.15 / 4 CPUs = 1177.6 MiB -> 1178; 200 s * 3 granules * 1.15 = 690 s -> 12 min.
+    assert!(script.contains("#SBATCH --mem-per-cpu=1178M\n"), "{script}");
+    assert!(script.contains("#SBATCH --time=00:12:00\n"), "{script}");
+    assert_snapshot("tasks.sbatch", &g.normalize(&script));
+}
+
+#[test]
+fn site_template_snapshot_with_container() {
+    let g = Gen::new(3);
+    // A granule outside the list's folder must be bound too.
+    g.write("elsewhere/far.hdf", "");
+    let list = std::fs::read_to_string(g.path("data/list.txt")).unwrap();
+    g.write("data/list.txt", &format!("{list}../elsewhere/far.hdf\n"));
+    g.write("images/clavrx.sif", "");
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("slurm/site-template.example.tera");
+    // Inside the container: pseg-step and clavrxorb are the image's own.
+    let script = g.gen_bare(&[
+        "--template",
+        template.to_str().unwrap(),
+        "--container",
+        "images/clavrx.sif",
+        "--peak-mem",
+        "3.5G",
+        "--cpus-per-task",
+        "2",
+        "--max-array-size",
+        "1001",
+        "--job-name",
+        "my run",
+    ]);
+    let normalized = g
+        .normalize(&script)
+        .replace(env!("CARGO_MANIFEST_DIR"), "<REPO>");
+    assert_snapshot("site-template.sbatch", &normalized);
+}
+
+/// The script run for real by bash, with a fake srun that prints its arguments one per line:
+/// paths with spaces and quotes reach pseg-step intact.
+#[test]
+fn awkward_paths_reach_pseg_step_intact() {
+    let g = Gen::new(0);
+    let data = "it's my data";
+    g.write(&format!("{data}/a b.hdf"), "");
+    g.write(&format!("{data}/list.txt"), "a b.hdf\n");
+    g.executable(
+        "bin/srun",
+        "for a in \"$@\"; do printf '%s\\n' \"$a\"; done",
+    );
+    let out = g.run(&[
+        "gen",
+        "--files",
+        &format!("{data}/list.txt"),
+        "--options",
+        "etc/clavrx_options",
+        "--out",
+        "out $1",
+        "--work",
+        "work \"dir\"",
+        "--pseg-step",
+        "bin/pseg-step",
+        "--max-array-size",
+        "1001",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert_bash_parses(&script);
+    assert!(
+        script.contains("#SBATCH --output=\"") && script.contains("out $1/logs/%x-%A_%a.out\""),
+        "{script}"
+    );
+    let job = g.write("job.sbatch", &script);
+    let ran = Command::new("bash")
+        .arg(&job)
+        .current_dir(g.path("."))
+        .env("PATH", format!("{}:/usr/bin:/bin", g.path("bin").display()))
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let argv = String::from_utf8(ran.stdout).unwrap();
+    let root = std::fs::canonicalize(g.dir.path()).unwrap();
+    let list = root.join(data).join("list.txt");
+    let work = root.join("work \"dir\"");
+    assert!(argv.lines().any(|l| l == list.to_str().unwrap()), "{argv}");
+    assert!(argv.lines().any(|l| l == work.to_str().unwrap()), "{argv}");
+    assert!(work.is_dir(), "the script creates the work folder");
+}
+
+#[test]
+fn template_dir_from_config_serves_its_mode_only() {
+    let g = Gen::new(2);
+    g.write(
+        "site/templates/tasks.sbatch.tera",
+        "#!/bin/bash\n#SBATCH --ntasks={{ ntasks }}\n# site tasks template\nsrun {{ command }}\n",
+    );
+    g.write("site/site.yaml", "template_dir: templates\nntasks: 2\n");
+    let tasks = g.gen_ok(&["--config", "site/site.yaml", "--mode", "tasks"]);
+    assert!(tasks.contains("# site tasks template"), "{tasks}");
+    let array = g.gen_ok(&["--config", "site/site.yaml", "--max-array-size", "9"]);
+    assert!(
+        array.contains("Template: built-in array.sbatch.tera"),
+        "{array}"
+    );
+}
+
+#[test]
+fn bad_list_reports_every_line_and_prints_nothing() {
+    let g = Gen::new(2);
+    g.write(
+        "data/list.txt",
+        "g000000.hdf\nmissing1.hdf\ng000001.hdf\n\n./g000000.hdf\nmissing2.hdf\n",
+    );
+    let out = g.run(&[
+        "gen",
+        "--files",
+        "data/list.txt",
+        "--options",
+        "etc/clavrx_options",
+        "--out",
+        "o",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    let err = stderr(&out);
+    for needle in [
+        "line 2:",
+        "line 5:",
+        "line 6:",
+        "list.txt has 3 bad line(s)",
+    ] {
+        assert!(err.contains(needle), "{needle} not in:\n{err}");
+    }
+}
+
+#[test]
+fn empty_list_is_refused() {
+    let g = Gen::new(0);
+    let out = g.run(&["gen", "--files", "data/list.txt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("names no granules"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unknown_config_key_names_file_line_and_key() {
+    let g = Gen::new(1);
+    g.write(
+        "site.yaml",
+        "partition: batch\ncpus_per_task: 2\npartiton: debug\n",
+    );
+    for args in [
+        vec!["gen", "--files", "data/list.txt", "--config", "site.yaml"],
+        vec!["config", "check", "--config", "site.yaml"],
+    ] {
+        let out = g.run(&args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty());
+        let err = stderr(&out);
+        assert!(
+            err.contains("site.yaml, line 3: unknown key `partiton` (did you mean `partition`?)"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn config_init_prints_the_shipped_example() {
+    let g = Gen::new(0);
+    let out = g.run(&["config", "init"]);
+    assert!(out.status.success());
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("slurm/site.example.yaml"),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), shipped);
+    // And it is a valid config.
+    g.write("site.yaml", &shipped);
+    let out = g.run(&["config", "check", "--config", "site.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_settings_say_which_flag_or_key() {
+    let g = Gen::new(1);
+    let out = g.run(&["gen", "--files", "data/list.txt", "--out", "o"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no options file given: pass --options or set `options`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = g.run(&[
+        "gen",
+        "--files",
+        "data/list.txt",
+        "--out",
+        "o",
+        "--options",
+        "nope.txt",
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("nope.txt (from the --options flag) does not exist"),
+        "{err}"
+    );
+    let out = g.run(&[
+        "gen",
+        "--files",
+        "data/list.txt",
+        "--out",
+        "o",
+        "--options",
+        "etc/clavrx_options",
+        "--mode",
+        "tasks",
+    ]);
+    assert!(stderr(&out).contains("--ntasks"), "{}", stderr(&out));
+}
+
+#[test]
+fn no_measurement_says_so_on_stderr_and_in_the_script() {
+    let g = Gen::new(1);
+    let out = g.run(&[
+        "gen",
+        "--files",
+        "data/list.txt",
+        "--out",
+        "o",
+        "--options",
+        "etc/clavrx_options",
+        "--memory",
+        "8G",
+        "--cpus-per-task",
+        "4",
+        "--max-array-size",
+        "1001",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(script.contains("#SBATCH --mem-per-cpu=2048M\n"), "{script}");
+    assert!(
+        script.contains("# --mem-per-cpu=2048M: NOT MEASURED"),
+        "{script}"
+    );
+    assert!(
+        stderr(&out).contains("no memory measurement"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn percentile_sizes_by_the_distribution_not_the_sum() {
+    let g = Gen::new(1);
+    for i in 1..=20 {
+        g.write(&format!("r/{i}.pseg.yaml"), &report(i << 30, 60.0));
+    }
+    let max = g.gen_ok(&[
+        "--profile",
+        "r",
+        "--max-array-size",
+        "1001",
+        "--headroom",
+        "0",
+    ]);
+    assert!(max.contains("--mem-per-cpu=20480M\n"), "{max}");
+    let p95 = g.gen_ok(&[
+        "--profile",
+        "r",
+        "--max-array-size",
+        "1001",
+        "--headroom",
+        "0",
+        "--percentile",
+        "95",
+    ]);
+    assert!(p95.contains("--mem-per-cpu=19456M\n"), "{p95}");
+    assert!(p95.contains("percentile 95 of 20 granule reports"), "{p95}");
+}
+
+#[test]
+fn report_of_another_schema_is_refused_by_name() {
+    let g = Gen::new(1);
+    g.write("r/x.pseg.yaml", "schema: pseg-report/9\nkind: granule\n");
+    let out = g.run(&[
+        "gen",
+        "--files",
+        "data/list.txt",
+        "--out",
+        "o",
+        "--options",
+        "etc/clavrx_options",
+        "--profile",
+        "r",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("x.pseg.yaml has schema `pseg-report/9`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn scontrol_max_array_size_grows_the_chunks() {
+    let g = Gen::new(10);
+    g.executable(
+        "bin/scontrol",
+        "[ \"$1 $2\" = 'show config' ] || exit 2\necho 'MaxArraySize            = 4'",
+    );
+    let script = g.gen_ok(&[]);
+    assert!(script.contains("#SBATCH --array=0-3\n"), "{script}");
+    assert!(script.contains("--chunk-size 3\n"), "{script}");
+    assert!(
+        script.contains("MaxArraySize 4 (from scontrol show config)"),
+        "{script}"
+    );
+}
+
+#[test]
+fn broken_scontrol_falls_back_to_1001_and_says_why() {
+    let g = Gen::new(2);
+    g.executable("bin/scontrol", "exit 1");
+    let out = g.run(&[
+        "gen",
+        "--files",
+        "data/list.txt",
+        "--out",
+        "o",
+        "--options",
+        "etc/clavrx_options",
+        "--pseg-step",
+        "bin/pseg-step",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("assuming MaxArraySize 1001"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn default_pseg_step_is_the_one_beside_pseg_slurm() {
+    let g = Gen::new(1);
+    let out = g.run(&[
+        "gen",
+        "--files",
+        "data/list.txt",
+        "--out",
+        "o",
+        "--options",
+        "etc/clavrx_options",
+        "--max-array-size",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let beside = cargo_bin!("pseg-slurm").with_file_name("pseg-step");
+    let script = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        script.contains(&format!(
+            "srun --ntasks=1 --cpus-per-task=1 {} ",
+            beside.display()
+        )),
+        "{script}"
+    );
+}
+
+/// 100 000 granules: the list check and the render together stay well under a second in a
+/// release build; the bound here is loose for debug builds on busy machines.
+#[test]
+fn a_list_of_100k_granules_renders_quickly() {
+    let g = Gen::new(100_000);
+    let started = Instant::now();
+    let script = g.gen_ok(&["--chunk-size", "50", "--max-array-size", "1001"]);
+    let took = started.elapsed();
+    assert!(script.contains("#SBATCH --array=0-999\n"), "{script}");
+    assert!(script.contains("--chunk-size 100\n"), "{script}");
+    eprintln!("gen over 100k granules took {took:?}");
+    assert!(took < Duration::from_secs(10), "gen took {took:?}");
+}

@@ -2,7 +2,9 @@
 //!
 //! One test binary (as ripgrep does) so the mock is built once per run.
 
+mod container;
 mod fanout;
 mod gen_script;
+mod memory;
 mod slurm;
 mod support;

@@ -4,7 +4,6 @@
 //! Needs the one-node test bed (`bash ci/slurm-testbed.sh up`, done by `ci/test.sh` as
 //! root). Without it these tests skip loudly; under CI (`CI=true`) that is a failure.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -96,9 +95,14 @@ fn wait_job(id: &str, limit: Duration) -> Vec<(String, String)> {
             .lines()
             .map(|l| (field(l, "JobState"), field(l, "ExitCode")))
             .collect();
-        let running = ["PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED"];
-        if !elements.is_empty() && elements.iter().all(|(s, _)| !running.contains(&s.as_str()))
-        {
+        let running = [
+            "PENDING",
+            "RUNNING",
+            "CONFIGURING",
+            "COMPLETING",
+            "SUSPENDED",
+        ];
+        if !elements.is_empty() && elements.iter().all(|(s, _)| !running.contains(&s.as_str())) {
             return elements;
         }
         assert!(
@@ -201,53 +205,21 @@ fn tasks_job_outputs_equal_a_serial_run() {
         ],
     );
     let states = wait_job(&id, Duration::from_secs(180));
-    assert_eq!(states, vec![("COMPLETED".into(), "0:0".into())], "{}", logs(&case, "out-tasks"));
+    assert_eq!(
+        states,
+        vec![("COMPLETED".into(), "0:0".into())],
+        "{}",
+        logs(&case, "out-tasks")
+    );
     let log = logs(&case, "out-tasks");
     // Both tasks worked: each says how many granules it took.
     assert_eq!(log.matches("granule(s) with up to").count(), 2, "{log}");
     assert_same_as_serial(&case, "out-tasks");
 }
 
-/// Peak memory of a local run, as the kernel counts it for Slurm: `max_usage_in_bytes` of a
-/// fresh cgroup v1 memory controller holding the whole run.
-fn measured_peak(case: &Case, out: &str, extra: &[&str]) -> u64 {
-    let cg = Path::new("/sys/fs/cgroup/memory").join(format!(
-        "pseg-test-{}-{}",
-        std::process::id(),
-        out
-    ));
-    std::fs::create_dir(&cg).expect("root can create a memory cgroup (cgroup v1, as the test bed)");
-    let step = case.step(out);
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(r#"echo $$ > "$0/cgroup.procs" && shift && exec "$@""#)
-        .arg(&cg)
-        .arg("--")
-        .arg(step.get_program())
-        .args(step.get_args())
-        .args(extra)
-        .current_dir(case.dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let peak: u64 = std::fs::read_to_string(cg.join("memory.max_usage_in_bytes"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    for _ in 0..50 {
-        if std::fs::remove_dir(&cg).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    peak
-}
-
 #[test]
 fn memory_sized_from_a_measured_peak_fits_and_far_too_little_is_oom_killed() {
-    if !slurm_available("memory_sized_from_a_measured_peak_fits_and_far_too_little_is_oom_killed")
-    {
+    if !slurm_available("memory_sized_from_a_measured_peak_fits_and_far_too_little_is_oom_killed") {
         return;
     }
     let case = Case::new(Link::Static);
@@ -256,7 +228,7 @@ fn memory_sized_from_a_measured_peak_fits_and_far_too_little_is_oom_killed() {
     case.granule("heavy.gran", 40, &memory);
     case.list(&["heavy.gran"]);
     case.options(10);
-    let peak = measured_peak(&case, "local", &["--max-workers", "2"]);
+    let peak = case.run_in_fresh_cgroup("local", &["--max-workers", "2"]);
     assert!(
         peak > 150 << 20,
         "two workers of 80 MiB each must show: {peak} bytes"

@@ -196,3 +196,72 @@ impl Case {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+impl Case {
+    /// Runs `pseg-step` into `out` inside a fresh cgroup v1 memory controller and returns
+    /// the kernel's `max_usage_in_bytes` for the whole run: the figure Slurm enforces. Needs
+    /// root and cgroup v1 (as on the test bed).
+    pub fn run_in_fresh_cgroup(&self, out: &str, extra: &[&str]) -> u64 {
+        let cg = Path::new("/sys/fs/cgroup/memory").join(format!(
+            "pseg-test-{}-{}-{out}",
+            std::process::id(),
+            self.dir.path().file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::create_dir(&cg).expect("root can create a memory cgroup (cgroup v1)");
+        let step = self.step(out);
+        let run = Command::new("sh")
+            .arg("-c")
+            .arg(r#"echo $$ > "$0/cgroup.procs" && shift && exec "$@""#)
+            .arg(&cg)
+            .arg("--")
+            .arg(step.get_program())
+            .args(step.get_args())
+            .args(extra)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let peak: u64 = std::fs::read_to_string(cg.join("memory.max_usage_in_bytes"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for _ in 0..50 {
+            if std::fs::remove_dir(&cg).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        peak
+    }
+
+    /// The granule report `pseg-step` wrote for `name` into `out`.
+    pub fn report(&self, out: &str, name: &str) -> serde_yaml::Value {
+        let path = self
+            .path(out)
+            .join("pseg-reports")
+            .join(format!("{name}.pseg.yaml"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no report {}: {e}", path.display()));
+        serde_yaml::from_str(&text).unwrap()
+    }
+}
+
+/// True when this process may create memory cgroups (root, cgroup v1 memory mounted).
+pub fn can_make_cgroups() -> bool {
+    nix::unistd::geteuid().is_root() && Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists()
+}
+
+/// Skips a test that needs root and cgroup v1, loudly; under CI that is a failure.
+pub fn needs_cgroups(test: &str) -> bool {
+    if can_make_cgroups() {
+        return true;
+    }
+    let msg =
+        format!("######## SKIPPED {test}: needs root and a cgroup v1 memory controller ########");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg} (CI=true: a skip is a failure)");
+    }
+    eprintln!("{msg}");
+    false
+}

@@ -57,6 +57,8 @@ struct Sim {
     max_busy_seen: usize,
     limits: Limits,
     fault_segment: Option<(u32, &'static str)>,
+    /// Workers memory allows at once (None: no limit).
+    memory_allows: Option<usize>,
 }
 
 const PARENT: Pid = 100;
@@ -90,6 +92,7 @@ impl Sim {
             max_busy_seen: 0,
             limits,
             fault_segment: None,
+            memory_allows: None,
         }
     }
 
@@ -260,6 +263,9 @@ impl Control for Sim {
         }
         let busy = self.busy();
         assert!(busy <= self.limits.max_workers, "{busy} workers at once");
+        if let Some(n) = self.memory_allows {
+            assert!(busy <= n, "{busy} workers where memory allows {n}");
+        }
         self.max_busy_seen = self.max_busy_seen.max(busy);
         Ok(())
     }
@@ -270,6 +276,13 @@ impl Control for Sim {
         }
         Ok(())
     }
+    fn may_start_worker(&mut self, busy: usize) -> bool {
+        assert!(
+            busy >= 1,
+            "asked with no worker running: one must always run"
+        );
+        self.memory_allows.is_none_or(|n| busy < n)
+    }
     fn kill(&mut self, pid: Pid) -> std::io::Result<()> {
         panic!("killed {pid}, which follows the protocol")
     }
@@ -279,6 +292,10 @@ impl Control for Sim {
 /// Runs a granule to the end with a random schedule; returns the final status.
 fn run(sim: &mut Sim, seed: u64) -> Status {
     let mut machine = Fanout::new(PARENT, sim.limits, true);
+    run_with(sim, &mut machine, seed)
+}
+
+fn run_with(sim: &mut Sim, machine: &mut Fanout, seed: u64) -> Status {
     let mut rng = Rng(seed | 1);
     for _ in 0..100_000 {
         let runnable: Vec<Pid> = {
@@ -354,6 +371,34 @@ fn workers_run_in_parallel_up_to_the_cap() {
         seen = seen.max(sim.max_busy_seen);
     }
     assert_eq!(seen, 3, "the cap is reached but never passed");
+}
+
+#[test]
+fn memory_caps_workers_below_the_cpu_cap_and_says_so() {
+    let limits = Limits {
+        max_workers: 8,
+        max_lead: 8,
+    };
+    let mut seen = 0;
+    for seed in 1..30 {
+        let mut sim = Sim::new(200, 10, limits);
+        sim.memory_allows = Some(2);
+        let mut machine = Fanout::new(PARENT, limits, true);
+        assert_eq!(run_with(&mut sim, &mut machine, seed), Status::Done);
+        assert!(sim.max_busy_seen <= 2);
+        seen = seen.max(sim.max_busy_seen);
+        if sim.max_busy_seen == 2 {
+            assert!(
+                machine.memory_bound(),
+                "the report must say memory bound it"
+            );
+        }
+    }
+    assert_eq!(seen, 2);
+    let mut sim = Sim::new(200, 10, limits);
+    let mut machine = Fanout::new(PARENT, limits, true);
+    assert_eq!(run_with(&mut sim, &mut machine, 7), Status::Done);
+    assert!(!machine.memory_bound(), "no limit, not memory bound");
 }
 
 #[test]

@@ -1,0 +1,222 @@
+//! The `pseg-slurm` command line: clap definitions only.
+//!
+//! Values are parsed into their types here (sizes, time limits, percentages) so a bad flag is
+//! a usage error; merging with the site config and every other check happens in
+//! `script::settings`. `pseg-step` has its own command line elsewhere.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Mode, Percent, Percentile, TimeLimit};
+use crate::size::Size;
+
+/// Run CLAVR-x (clavrxorb) over many granules on Slurm, one segment per core.
+#[derive(Debug, Parser)]
+#[command(name = "pseg-slurm", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print an sbatch script for a granule list: `pseg-slurm gen --files list.txt | sbatch`.
+    ///
+    /// The list is checked first (every bad line is reported); nothing is printed on stdout
+    /// unless the whole script is good. Settings come from the flags, then the site config,
+    /// then built-in defaults; the script's header comments say where each number came from.
+    /// Sizes are binary: K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024.
+    ///
+    /// Exit status: 0 script printed, 1 a problem with the inputs (message on stderr),
+    /// 2 a usage error.
+    Gen(Box<GenArgs>),
+    /// Site configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print an annotated example site config (the same as slurm/site.example.yaml).
+    Init,
+    /// Check a site config: unknown keys and bad values are reported with their line.
+    Check {
+        /// The site config to check.
+        #[arg(long, short = 'c', env = "PSEG_SLURM_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// The granule list: one granule path per line, relative to the list's folder.
+    #[arg(long, short = 'f', value_name = "LIST")]
+    pub files: PathBuf,
+
+    /// Site config (YAML); `pseg-slurm config init` prints an annotated example.
+    #[arg(long, short = 'c', env = "PSEG_SLURM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// array: a job array, one element per chunk of granules. tasks: one job whose srun tasks
+    /// share the list. [default: the config's `mode`, else array]
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+
+    /// A Tera template replacing the built-in one for the chosen mode (overrides the config's
+    /// `template_dir`). It may `{% extends "array.sbatch.tera" %}` and override blocks.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub sizing: SizingArgs,
+
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+
+    #[command(flatten)]
+    pub step: StepArgs,
+}
+
+/// How memory and time are sized.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Sizing")]
+pub struct SizingArgs {
+    /// pseg report files (`*.pseg.yaml`) or folders searched recursively for them; memory and
+    /// time are sized from the measured granules. Repeatable.
+    #[arg(long, value_name = "REPORT")]
+    pub profile: Vec<PathBuf>,
+
+    /// Measured peak memory of one granule's step (e.g. 7.2G); overrides the reports' memory.
+    #[arg(long, value_name = "SIZE")]
+    pub peak_mem: Option<Size>,
+
+    /// Added to measured memory and time, in percent. [default: config, else 15]
+    #[arg(long, value_name = "PERCENT")]
+    pub headroom: Option<Percent>,
+
+    /// Size by this percentile of the measured granules; 100 is the maximum.
+    /// [default: config, else 100]
+    #[arg(long, value_name = "P")]
+    pub percentile: Option<Percentile>,
+}
+
+/// Slurm allocation flags; each overrides the site config key of the same name.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Slurm")]
+pub struct SlurmArgs {
+    /// Slurm partition (config `partition`).
+    #[arg(long, short = 'p')]
+    pub partition: Option<String>,
+
+    /// Slurm account to charge (config `account`).
+    #[arg(long, short = 'A')]
+    pub account: Option<String>,
+
+    /// Slurm quality of service (config `qos`).
+    #[arg(long)]
+    pub qos: Option<String>,
+
+    /// Time limit: minutes, HH:MM:SS or D-HH:MM:SS; overrides any measured time.
+    #[arg(long, short = 't', value_name = "TIME")]
+    pub time: Option<TimeLimit>,
+
+    /// Cores for one pseg-step (one segment per core).
+    #[arg(long, value_name = "N")]
+    pub cpus_per_task: Option<NonZeroU32>,
+
+    /// Memory for one pseg-step when nothing is measured (config key `memory`).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<Size>,
+
+    /// Job name. [default: config `job_name`, else pseg-LISTNAME]
+    #[arg(long, short = 'J', value_name = "NAME")]
+    pub job_name: Option<String>,
+
+    /// Array mode: granules per array element (grows when the array would be too large).
+    #[arg(long, value_name = "K")]
+    pub chunk_size: Option<NonZeroUsize>,
+
+    /// Array mode: at most this many elements run at once (`--array=...%K`).
+    #[arg(long, value_name = "K")]
+    pub array_limit: Option<NonZeroU32>,
+
+    /// Array mode: the cluster's MaxArraySize. [default: asked from `scontrol show config`,
+    /// else 1001]
+    #[arg(long, value_name = "N")]
+    pub max_array_size: Option<usize>,
+
+    /// Tasks mode: number of srun tasks.
+    #[arg(long, short = 'n', value_name = "T")]
+    pub ntasks: Option<NonZeroUsize>,
+}
+
+/// What each task runs.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Step")]
+pub struct StepArgs {
+    /// clavrxorb executable. [default: config `clavrxorb`, else clavrxorb on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub exe: Option<PathBuf>,
+
+    /// The clavrxorb options file.
+    #[arg(long, value_name = "FILE")]
+    pub options: Option<PathBuf>,
+
+    /// Output folder; job logs go to its `logs/` folder, which gen creates.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Work folder for pseg-step.
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+
+    /// The pseg-step to run. [default: config `pseg_step`, else the one beside pseg-slurm]
+    #[arg(long, value_name = "PATH")]
+    pub pseg_step: Option<PathBuf>,
+
+    /// Run the step in this Apptainer/Singularity image (config `container_image`).
+    #[arg(long, value_name = "IMAGE")]
+    pub container: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn typed_values() {
+        let cli = Cli::try_parse_from([
+            "pseg-slurm",
+            "gen",
+            "--files",
+            "l.txt",
+            "--peak-mem",
+            "3.5G",
+            "--time",
+            "1-00:00:00",
+            "--headroom",
+            "20%",
+            "--mode",
+            "tasks",
+        ])
+        .unwrap();
+        let Command::Gen(g) = cli.command else {
+            panic!()
+        };
+        assert_eq!(g.sizing.peak_mem, Some(Size(3584 << 20)));
+        assert_eq!(g.slurm.time.unwrap().seconds, 86400);
+        assert_eq!(g.sizing.headroom.unwrap().basis_points, 2000);
+        assert_eq!(g.mode, Some(Mode::Tasks));
+        let e = Cli::try_parse_from(["pseg-slurm", "gen", "--files", "l", "--peak-mem", "8GB"])
+            .unwrap_err();
+        assert!(e.to_string().contains("write `G`"), "{e}");
+    }
+}

@@ -1,0 +1,237 @@
+//! The versioned YAML reports `pseg-step` writes beside the outputs: one per granule and one
+//! summary per step. `pseg-slurm gen --profile` sizes jobs from them; later tools read them.
+//!
+//! This module is the schema and the writing; it measures nothing itself. Fields are only
+//! ever added within `pseg-report/1`: readers ignore what they do not know.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA: &str = "pseg-report/1";
+/// Reports live in this folder of the output directory.
+pub const DIR: &str = "pseg-reports";
+pub const SUFFIX: &str = ".pseg.yaml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Done,
+    Failed,
+    Interrupted,
+}
+
+/// Where in Slurm a step ran, when it did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmIds {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub array_job_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub array_task_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub procid: Option<String>,
+}
+
+impl SlurmIds {
+    /// From the environment Slurm gives a task; `None` outside Slurm.
+    pub fn from_env() -> Option<SlurmIds> {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let ids = SlurmIds {
+            job_id: get("SLURM_JOB_ID"),
+            array_job_id: get("SLURM_ARRAY_JOB_ID"),
+            array_task_id: get("SLURM_ARRAY_TASK_ID"),
+            step_id: get("SLURM_STEP_ID"),
+            procid: get("SLURM_PROCID"),
+        };
+        ids.job_id.is_some().then_some(ids)
+    }
+}
+
+/// When one segment went through each phase, in seconds since the granule started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentTimes {
+    pub segment: u32,
+    pub pid: i32,
+    pub lines: i32,
+    /// Read, and its clone waiting for a worker slot (absent for the first segment, which
+    /// the reading process keeps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processed: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Workers {
+    /// The cap this run had: `--max-workers`, or the CPUs.
+    pub cap: usize,
+    /// `cpus` when the cap alone limited workers, `memory` when memory held one back.
+    pub bound_by: String,
+    pub max_busy: usize,
+    /// (seconds, workers busy) at every change.
+    pub busy_over_time: Vec<(f64, usize)>,
+    /// Seconds between a segment being ready and a worker taking it.
+    pub ready_wait_mean_seconds: f64,
+    pub ready_wait_max_seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cgroup {
+    /// `v1` or `v2`.
+    pub version: String,
+    pub dir: PathBuf,
+    /// Highest usage sampled while this granule ran (at the level that holds the limit).
+    pub usage_peak_bytes: u64,
+    /// The kernel's own peak, since the cgroup was made (not only this granule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_peak_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_at: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    /// The figure to size a job by: the summed PSS peak, or under Slurm the task cgroup's
+    /// peak when that is higher.
+    pub peak_bytes: u64,
+    /// Peak over time of PSS summed over the granule's processes.
+    pub pss_peak_bytes: u64,
+    /// Peak over time of RSS summed over the same processes: counts shared pages once per
+    /// process, so it overstates what the kernel charges.
+    pub rss_peak_bytes: u64,
+    pub parent_pss_peak_bytes: u64,
+    /// The largest private (unshared) memory one worker reached.
+    pub worker_private_peak_bytes: u64,
+    /// The memory limit admission worked against, and where it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Cgroup>,
+    pub samples: u64,
+    pub sample_interval_seconds: f64,
+}
+
+/// One granule's run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GranuleReport {
+    pub schema: String,
+    pub kind: String,
+    pub granule: PathBuf,
+    pub name: String,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmIds>,
+    pub started_unix: f64,
+    pub wall_seconds: f64,
+    /// CPU time of clavrxorb and its clones (user + system).
+    pub cpu_seconds: f64,
+    pub scan_lines: u32,
+    pub segments: u32,
+    pub lines: i64,
+    pub workers: Workers,
+    pub memory: Memory,
+    pub segment_times: Vec<SegmentTimes>,
+}
+
+/// One `pseg-step` run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    pub schema: String,
+    pub kind: String,
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmIds>,
+    pub started_unix: f64,
+    pub wall_seconds: f64,
+    /// CPU time of pseg-step itself, sampler included (not clavrxorb's).
+    pub driver_cpu_seconds: f64,
+    pub granules: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    /// Highest `memory.peak_bytes` of this step's granules.
+    pub peak_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_kernel_peak_bytes: Option<u64>,
+    /// Granule reports of this step, relative to the report folder.
+    pub reports: Vec<PathBuf>,
+}
+
+/// Writes `value` as YAML to `dir/name` atomically (temporary file, then rename), so a
+/// reader never sees half a report.
+pub fn write(dir: &Path, name: &str, value: &impl Serialize) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let text = serde_yaml::to_string(value).map_err(io::Error::other)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    io::Write::write_all(&mut tmp, text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    let path = dir.join(name);
+    tmp.persist(&path).map_err(|e| e.error)?;
+    Ok(path)
+}
+
+/// The host name, for reports.
+pub fn host() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_report_reads_back_and_names_its_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = StepReport {
+            schema: SCHEMA.into(),
+            kind: "step".into(),
+            host: host(),
+            slurm: None,
+            started_unix: unix_now(),
+            wall_seconds: 1.5,
+            driver_cpu_seconds: 0.1,
+            granules: 2,
+            done: 1,
+            failed: 1,
+            interrupted: 0,
+            peak_bytes: 1 << 30,
+            cgroup_kernel_peak_bytes: None,
+            reports: vec!["a.pseg.yaml".into()],
+        };
+        let path = write(dir.path(), "step.pseg.yaml", &report).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("schema: pseg-report/1\n"), "{text}");
+        let back: StepReport = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(back, report);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+}

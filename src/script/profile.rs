@@ -1,0 +1,284 @@
+//! The minimal reader of pseg reports that `gen` sizes jobs from.
+//!
+//! A report is a YAML file with at least `schema: pseg-report/1`, `kind`, `wall_seconds` and
+//! `memory.peak_bytes` (the figure to size by: the cgroup peak, or the summed PSS peak).
+//! Unknown fields are ignored (reports will grow); a different schema is refused. Only
+//! `kind: granule` reports are measurements of a granule; other kinds are counted and skipped.
+//! A folder is searched recursively for `*.pseg.yaml`. This module reads; it does not size.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The only schema this reader understands.
+pub const SCHEMA: &str = "pseg-report/1";
+/// What a report file's name ends with, when searched for in a folder.
+pub const SUFFIX: &str = ".pseg.yaml";
+
+/// One measured granule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GranuleMeasure {
+    pub report: PathBuf,
+    pub wall_seconds: f64,
+    pub peak_bytes: u64,
+}
+
+/// Everything read from the `--profile` arguments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measurements {
+    pub granules: Vec<GranuleMeasure>,
+    /// Reports of another kind than `granule`, not used for sizing.
+    pub skipped: usize,
+}
+
+/// A report, or a `--profile` argument, that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read report {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("report {path} is not a pseg report (a YAML mapping): {message}")]
+    NotYaml { path: PathBuf, message: String },
+    #[error(
+        "report {path} has schema {}; this pseg-slurm reads `{SCHEMA}` \
+         (was it written by another version?)",
+        found.as_deref().map(|s| format!("`{s}`")).unwrap_or_else(|| "(none)".into())
+    )]
+    WrongSchema {
+        path: PathBuf,
+        found: Option<String>,
+    },
+    #[error("report {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("no {SUFFIX} reports under {path}")]
+    NoReports { path: PathBuf },
+    #[error(
+        "the --profile reports hold no `kind: granule` measurement ({skipped} report(s) of \
+         other kinds); pass granule reports or --peak-mem"
+    )]
+    NoGranules { skipped: usize },
+}
+
+#[derive(Deserialize)]
+struct Head {
+    schema: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    kind: String,
+    wall_seconds: f64,
+    memory: Memory,
+}
+
+#[derive(Deserialize)]
+struct Memory {
+    peak_bytes: u64,
+}
+
+/// What one report file says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    Granule { wall_seconds: f64, peak_bytes: u64 },
+    Other { kind: String },
+}
+
+/// Parses one report's text; `path` is for messages.
+pub fn parse_report(text: &str, path: &Path) -> Result<Report, ProfileError> {
+    let not_yaml = |e: serde_yaml::Error| ProfileError::NotYaml {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let head: Head = serde_yaml::from_str(text).map_err(not_yaml)?;
+    if head.schema.as_deref() != Some(SCHEMA) {
+        return Err(ProfileError::WrongSchema {
+            path: path.to_path_buf(),
+            found: head.schema,
+        });
+    }
+    let body: Body = serde_yaml::from_str(text).map_err(|e| ProfileError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if body.kind != "granule" {
+        return Ok(Report::Other { kind: body.kind });
+    }
+    if !body.wall_seconds.is_finite() || body.wall_seconds < 0.0 {
+        return Err(ProfileError::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "wall_seconds is {}; it must be a finite number of seconds, at least 0",
+                body.wall_seconds
+            ),
+        });
+    }
+    Ok(Report::Granule {
+        wall_seconds: body.wall_seconds,
+        peak_bytes: body.memory.peak_bytes,
+    })
+}
+
+/// Reads every `--profile` argument: files as given, folders searched for `*.pseg.yaml`.
+/// Fails when nothing usable was found, so a mistyped folder cannot size a job by default.
+pub fn read_all(args: &[PathBuf]) -> Result<Measurements, ProfileError> {
+    let mut m = Measurements::default();
+    for arg in args {
+        let files = if arg.is_dir() {
+            let mut found = Vec::new();
+            find_reports(arg, &mut found)?;
+            if found.is_empty() {
+                return Err(ProfileError::NoReports { path: arg.clone() });
+            }
+            found.sort();
+            found
+        } else {
+            vec![arg.clone()]
+        };
+        for file in files {
+            let text =
+                std::fs::read_to_string(&file).map_err(|source| ProfileError::Unreadable {
+                    path: file.clone(),
+                    source,
+                })?;
+            match parse_report(&text, &file)? {
+                Report::Granule {
+                    wall_seconds,
+                    peak_bytes,
+                } => m.granules.push(GranuleMeasure {
+                    report: file,
+                    wall_seconds,
+                    peak_bytes,
+                }),
+                Report::Other { .. } => m.skipped += 1,
+            }
+        }
+    }
+    if !args.is_empty() && m.granules.is_empty() {
+        return Err(ProfileError::NoGranules { skipped: m.skipped });
+    }
+    Ok(m)
+}
+
+/// Collects `*.pseg.yaml` files under `dir`, following no symlinked folders.
+fn find_reports(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ProfileError> {
+    let unreadable = |source| ProfileError::Unreadable {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(unreadable)?;
+        if kind.is_dir() {
+            find_reports(&path, found)?;
+        } else if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(SUFFIX))
+            && path.is_file()
+        {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "schema: pseg-report/1\nkind: granule\nwall_seconds: 612.5\n\
+                        memory:\n  peak_bytes: 4294967296\n  source: cgroup-v1\n\
+                        granule: a.hdf\nfuture_field: [1, 2]\n";
+
+    #[test]
+    fn granule_report_ignores_unknown_fields() {
+        let r = parse_report(GOOD, Path::new("a.pseg.yaml")).unwrap();
+        assert_eq!(
+            r,
+            Report::Granule {
+                wall_seconds: 612.5,
+                peak_bytes: 4 << 30
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_or_missing_schema_is_refused_by_name() {
+        let e = parse_report(
+            "schema: pseg-report/2\nkind: granule\n",
+            Path::new("/r/x.pseg.yaml"),
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/r/x.pseg.yaml") && msg.contains("`pseg-report/2`"),
+            "{msg}"
+        );
+        let e = parse_report("kind: granule\n", Path::new("y")).unwrap_err();
+        assert!(matches!(e, ProfileError::WrongSchema { found: None, .. }));
+        let e = parse_report("[1, 2]", Path::new("y")).unwrap_err();
+        assert!(matches!(e, ProfileError::NotYaml { .. }), "{e}");
+    }
+
+    #[test]
+    fn missing_fields_and_bad_values() {
+        let e = parse_report("schema: pseg-report/1\nkind: granule\n", Path::new("z")).unwrap_err();
+        assert!(e.to_string().contains("missing field"), "{e}");
+        let e = parse_report(
+            "schema: pseg-report/1\nkind: granule\nwall_seconds: -1\nmemory: {peak_bytes: 1}\n",
+            Path::new("z"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("wall_seconds is -1"), "{e}");
+    }
+
+    #[test]
+    fn other_kinds_are_skipped() {
+        let r = parse_report(
+            "schema: pseg-report/1\nkind: step\nwall_seconds: 1\nmemory: {peak_bytes: 1}\n",
+            Path::new("s"),
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Report::Other {
+                kind: "step".into()
+            }
+        );
+    }
+
+    #[test]
+    fn folders_are_searched_recursively() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::write(d.join("a/one.pseg.yaml"), GOOD).unwrap();
+        std::fs::write(
+            d.join("a/b/two.pseg.yaml"),
+            GOOD.replace("4294967296", "1024"),
+        )
+        .unwrap();
+        std::fs::write(d.join("a/b/notes.yaml"), "not: a report").unwrap();
+        std::fs::write(
+            d.join("step.pseg.yaml"),
+            "schema: pseg-report/1\nkind: step\nwall_seconds: 1\nmemory: {peak_bytes: 9}\n",
+        )
+        .unwrap();
+        let m = read_all(&[d.to_path_buf()]).unwrap();
+        let peaks: Vec<_> = m.granules.iter().map(|g| g.peak_bytes).collect();
+        // Sorted by path: a/b/two.pseg.yaml before a/one.pseg.yaml.
+        assert_eq!(peaks, vec![1024, 4 << 30]);
+        assert_eq!(m.skipped, 1);
+
+        let empty = tempfile::tempdir().unwrap();
+        let e = read_all(&[empty.path().to_path_buf()]).unwrap_err();
+        assert!(matches!(e, ProfileError::NoReports { .. }));
+        let e = read_all(&[d.join("step.pseg.yaml")]).unwrap_err();
+        assert!(matches!(e, ProfileError::NoGranules { skipped: 1 }));
+        let e = read_all(&[d.join("missing.pseg.yaml")]).unwrap_err();
+        assert!(e.to_string().contains("missing.pseg.yaml"), "{e}");
+        assert_eq!(read_all(&[]).unwrap(), Measurements::default());
+    }
+}

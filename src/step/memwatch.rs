@@ -1,0 +1,344 @@
+//! Memory of one granule while it runs: PSS and RSS of every process, sampled on a timer
+//! and at the waitpoints where memory peaks, the cgroup's usage, and the admission rule that
+//! starts a worker only while memory allows one more.
+//!
+//! Summing RSS counts the parent's shared pages once per clone; PSS charges each shared
+//! page in shares, and the cgroup (what Slurm enforces) counts each page once. Reading is
+//! done by `crate::memory`; this module only decides what to read when.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::fanout::machine::{FINAL, L1B, Pid, SegmentEvent};
+use crate::memory::cgroup::{Limit, MemoryCgroup, Version};
+use crate::memory::proc::{Rollup, read_smaps_rollup};
+use crate::report;
+
+/// Where the memory limit that admission works against came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemLimit {
+    pub bytes: u64,
+    pub source: String,
+}
+
+/// What a step knows about memory before any granule runs.
+#[derive(Debug, Clone)]
+pub struct MemorySetup {
+    /// `None` turns timed sampling off (waitpoint samples stay: admission needs them).
+    pub interval: Option<Duration>,
+    pub admission: bool,
+    /// Kept free below the limit, in bytes.
+    pub margin: u64,
+    pub limit: Option<MemLimit>,
+    /// This process's own memory cgroup, and the one holding the limit.
+    pub own: Option<MemoryCgroup>,
+    pub limit_cgroup: Option<(MemoryCgroup, Limit)>,
+    /// Under Slurm the own cgroup is the task's: its usage is the figure to size by.
+    pub in_slurm: bool,
+}
+
+impl MemorySetup {
+    /// Finds the cgroup and the tightest limit among the cgroup's, Slurm's and `budget`.
+    pub fn discover(
+        interval: Option<Duration>,
+        admission: bool,
+        budget: Option<u64>,
+        cpus: usize,
+    ) -> MemorySetup {
+        let own = MemoryCgroup::discover(Path::new("/"), "self")
+            .ok()
+            .flatten();
+        let limit_cgroup = own.as_ref().and_then(|cg| {
+            let limit = cg.limit().ok()??;
+            let at = MemoryCgroup::at(cg.version, limit.at.clone(), cg.mount().to_path_buf());
+            Some((at, limit))
+        });
+        let mut limits: Vec<MemLimit> = Vec::new();
+        if let Some((_, l)) = &limit_cgroup {
+            limits.push(MemLimit {
+                bytes: l.bytes,
+                source: format!("cgroup {}", l.at.display()),
+            });
+        }
+        let env = |k: &str| std::env::var(k).ok();
+        limits.extend(slurm_limit(
+            env("SLURM_MEM_PER_NODE").as_deref(),
+            env("SLURM_MEM_PER_CPU").as_deref(),
+            cpus,
+        ));
+        if let Some(b) = budget {
+            limits.push(MemLimit {
+                bytes: b,
+                source: "--mem-budget".into(),
+            });
+        }
+        let limit = limits.into_iter().min_by_key(|l| l.bytes);
+        let margin = limit.as_ref().map_or(0, |l| l.bytes / 20);
+        MemorySetup {
+            interval,
+            admission,
+            margin,
+            limit,
+            own,
+            limit_cgroup,
+            in_slurm: env("SLURM_JOB_ID").is_some(),
+        }
+    }
+}
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
+}
+
+/// Slurm's memory for this step from its environment (values in MiB).
+fn slurm_limit(per_node: Option<&str>, per_cpu: Option<&str>, cpus: usize) -> Option<MemLimit> {
+    let mib = |v: Option<&str>| v?.trim().parse::<u64>().ok().filter(|&n| n > 0);
+    if let Some(n) = mib(per_node) {
+        return Some(MemLimit {
+            bytes: n << 20,
+            source: "SLURM_MEM_PER_NODE".into(),
+        });
+    }
+    mib(per_cpu).map(|n| MemLimit {
+        bytes: (n << 20) * cpus as u64,
+        source: format!("SLURM_MEM_PER_CPU x {cpus} CPUs"),
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    last: Rollup,
+    private_peak: u64,
+}
+
+/// The memory watch of one granule.
+pub struct MemWatch<'a> {
+    setup: &'a MemorySetup,
+    parent: Pid,
+    procs: HashMap<Pid, Seen>,
+    running: HashSet<Pid>,
+    next_sample: Instant,
+    interval: Option<Duration>,
+    samples: u64,
+    pss_peak: u64,
+    rss_peak: u64,
+    parent_pss_peak: u64,
+    worker_private_peak: u64,
+    /// Private memory one worker is expected to reach: first from the parent's own first
+    /// segment (its RSS growth while processing), then the largest a worker really reached.
+    estimate: Option<u64>,
+    parent_rss_at_read: Option<u64>,
+    own_usage_peak: u64,
+    limit_usage_peak: u64,
+}
+
+impl<'a> MemWatch<'a> {
+    pub fn new(setup: &'a MemorySetup, parent: Pid) -> MemWatch<'a> {
+        MemWatch {
+            setup,
+            parent,
+            procs: HashMap::from([(parent, Seen::default())]),
+            running: HashSet::new(),
+            next_sample: Instant::now(),
+            interval: setup.interval,
+            samples: 0,
+            pss_peak: 0,
+            rss_peak: 0,
+            parent_pss_peak: 0,
+            worker_private_peak: 0,
+            estimate: None,
+            parent_rss_at_read: None,
+            own_usage_peak: 0,
+            limit_usage_peak: 0,
+        }
+    }
+
+    /// Reads one process; a process that is gone by now is simply skipped.
+    fn read(&mut self, pid: Pid) -> Option<Rollup> {
+        let r = read_smaps_rollup(Path::new("/proc"), pid).ok()?;
+        let seen = self.procs.entry(pid).or_default();
+        seen.last = r;
+        seen.private_peak = seen.private_peak.max(r.private);
+        if pid == self.parent {
+            self.parent_pss_peak = self.parent_pss_peak.max(r.pss);
+        } else {
+            self.worker_private_peak = self.worker_private_peak.max(seen.private_peak);
+        }
+        Some(r)
+    }
+
+    fn update_sums(&mut self) {
+        let (pss, rss) = self
+            .procs
+            .values()
+            .fold((0, 0), |(p, r), s| (p + s.last.pss, r + s.last.rss));
+        self.pss_peak = self.pss_peak.max(pss);
+        self.rss_peak = self.rss_peak.max(rss);
+        self.samples += 1;
+    }
+
+    fn read_cgroups(&mut self) -> Option<u64> {
+        if let Some(own) = &self.setup.own
+            && let Ok(u) = own.usage()
+        {
+            self.own_usage_peak = self.own_usage_peak.max(u);
+        }
+        let (cg, _) = self.setup.limit_cgroup.as_ref()?;
+        let u = cg.usage().ok()?;
+        self.limit_usage_peak = self.limit_usage_peak.max(u);
+        Some(u)
+    }
+
+    /// A process stopped at a waitpoint: sample it where its memory peaks.
+    pub fn stopped(&mut self, pid: Pid, at: i32) {
+        if pid == self.parent && at == L1B {
+            if let Some(r) = self.read(pid)
+                && self.parent_rss_at_read.is_none()
+            {
+                self.parent_rss_at_read = Some(r.rss);
+            }
+            self.update_sums();
+        } else if at == FINAL {
+            let Some(r) = self.read(pid) else { return };
+            if pid == self.parent {
+                if let Some(before) = self.parent_rss_at_read {
+                    self.estimate.get_or_insert(r.rss.saturating_sub(before));
+                }
+            } else {
+                let peak = self.procs[&pid].private_peak;
+                self.estimate = Some(self.estimate.map_or(peak, |e| e.max(peak)));
+            }
+            self.update_sums();
+            self.read_cgroups();
+        } else {
+            self.procs.entry(pid).or_default();
+        }
+    }
+
+    pub fn segment(&mut self, pid: Pid, event: SegmentEvent) {
+        match event {
+            SegmentEvent::Started => {
+                self.running.insert(pid);
+            }
+            SegmentEvent::Written { .. } => {
+                self.running.remove(&pid);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn gone(&mut self, pid: Pid) {
+        self.procs.remove(&pid);
+        self.running.remove(&pid);
+    }
+
+    /// Samples every live process when the interval is up. The interval stretches so the
+    /// sampler never takes more than 1 % of the wall time (smaps_rollup walks page tables:
+    /// large processes are slow to read).
+    pub fn tick(&mut self) {
+        let Some(base) = self.setup.interval else {
+            return;
+        };
+        if Instant::now() < self.next_sample {
+            return;
+        }
+        let began = thread_cpu();
+        let pids: Vec<Pid> = self.procs.keys().copied().collect();
+        for pid in pids {
+            if self.read(pid).is_none() {
+                self.procs.remove(&pid);
+            }
+        }
+        self.update_sums();
+        self.read_cgroups();
+        // CPU time, not wall time: on a busy node the sampler is often preempted mid-read,
+        // which costs the workers nothing.
+        let took = thread_cpu().saturating_sub(began);
+        let interval = base.max(took * 100);
+        self.interval = Some(interval);
+        self.next_sample = Instant::now() + interval;
+    }
+
+    /// Whether one more worker fits: usage now, plus the estimate for the new worker, plus
+    /// what running workers are still expected to grow, under the limit less the margin.
+    pub fn may_start_worker(&mut self) -> bool {
+        let Some(limit) = &self.setup.limit else {
+            return true;
+        };
+        if !self.setup.admission {
+            return true;
+        }
+        let estimate = self.estimate.unwrap_or(0);
+        let usage = match self.read_cgroups() {
+            Some(u) => u,
+            None => self.procs.values().map(|s| s.last.pss).sum(),
+        };
+        let growth: u64 = self
+            .running
+            .iter()
+            .map(|p| {
+                let now = self.procs.get(p).map_or(0, |s| s.last.private);
+                estimate.saturating_sub(now)
+            })
+            .sum();
+        usage + estimate + growth + self.setup.margin <= limit.bytes
+    }
+
+    /// The report's memory section.
+    pub fn report(&self) -> report::Memory {
+        let cgroup = self.setup.own.as_ref().map(|own| {
+            let limit = self.setup.limit_cgroup.as_ref().map(|(_, l)| l);
+            report::Cgroup {
+                version: match own.version {
+                    Version::V1 => "v1".into(),
+                    Version::V2 => "v2".into(),
+                },
+                dir: own.dir.clone(),
+                usage_peak_bytes: self.own_usage_peak,
+                kernel_peak_bytes: own.peak().ok().flatten(),
+                limit_bytes: limit.map(|l| l.bytes),
+                limit_at: limit.map(|l| l.at.clone()),
+            }
+        });
+        let peak_bytes = if self.setup.in_slurm {
+            self.pss_peak.max(self.own_usage_peak)
+        } else {
+            self.pss_peak
+        };
+        let mean_interval = self.interval.unwrap_or_default().as_secs_f64();
+        report::Memory {
+            peak_bytes,
+            pss_peak_bytes: self.pss_peak,
+            rss_peak_bytes: self.rss_peak,
+            parent_pss_peak_bytes: self.parent_pss_peak,
+            worker_private_peak_bytes: self.worker_private_peak,
+            limit_bytes: self.setup.limit.as_ref().map(|l| l.bytes),
+            limit_source: self.setup.limit.as_ref().map(|l| l.source.clone()),
+            cgroup,
+            samples: self.samples,
+            sample_interval_seconds: mean_interval,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_memory_comes_per_node_or_per_cpu_in_mib() {
+        assert_eq!(
+            slurm_limit(Some("2048"), Some("100"), 4),
+            Some(MemLimit {
+                bytes: 2 << 30,
+                source: "SLURM_MEM_PER_NODE".into()
+            })
+        );
+        assert_eq!(slurm_limit(None, Some("512"), 4).unwrap().bytes, 2 << 30);
+        assert_eq!(slurm_limit(Some("junk"), None, 4), None);
+        assert_eq!(slurm_limit(Some("0"), None, 4), None);
+    }
+}

@@ -1,0 +1,842 @@
+//! The container recipes and `pseg-step --check`.
+//!
+//! No Apptainer or Docker engine runs here, so the recipes are proved by building the root
+//! filesystem they describe: `ci/rootfs-test.sh` debootstraps the Debian bookworm the images
+//! start from (cached under the target directory), then these tests apply
+//! `containers/pseg.def`'s `%files` and `%post` as written (and the Dockerfile's runtime
+//! stage, instruction by instruction) to a copy, and run `%test`, `%runscript` and
+//! `%apprun` (and the Dockerfile's ENTRYPOINT as its non-root USER) in a chroot against the
+//! static mock clavrxorb, comparing outputs with the same run outside.
+//!
+//! Those tests need root (debootstrap, mount, chroot). Elsewhere they skip loudly; under CI
+//! (`CI=true`) a skip is a failure.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::cargo_bin;
+
+use crate::support::{Case, Link, mock, text};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_repo(rel: &str) -> String {
+    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// pseg-step --check
+
+fn check(exe: &Path) -> Output {
+    Command::new(cargo_bin!("pseg-step"))
+        .arg("--check")
+        .arg("--exe")
+        .arg(exe)
+        .output()
+        .unwrap()
+}
+
+/// Every stdout line is one check, `ok:` or `FAIL:`; returns the lines.
+fn check_lines(out: &Output) -> Vec<String> {
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 5, "five checks:\n{}", text(&out.stdout));
+    for l in &lines {
+        assert!(
+            l.starts_with("ok: ") || l.starts_with("FAIL: "),
+            "not a check line: {l}"
+        );
+    }
+    lines
+}
+
+fn assert_check_passes(link: Link) {
+    let out = check(mock(link));
+    let lines = check_lines(&out);
+    assert!(
+        out.status.success(),
+        "--check on the {link:?} mock failed ({:?}):\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let expect = [
+        "ok: clavrxorb: ",
+        "ok: tracer symbols: ",
+        "ok: ptrace policy: ",
+        "ok: child memory: read and wrote back a byte of a stopped child",
+        "ok: memory: ",
+    ];
+    for (line, start) in lines.iter().zip(expect) {
+        assert!(line.starts_with(start), "{line:?} should start {start:?}");
+    }
+    let kind = match link {
+        Link::Static => "static, non-PIE",
+        Link::Pie => "PIE",
+    };
+    assert!(lines[1].contains(kind), "{}", lines[1]);
+}
+
+#[test]
+fn check_passes_on_the_static_mock() {
+    assert_check_passes(Link::Static);
+}
+
+#[test]
+fn check_passes_on_the_pie_mock() {
+    assert_check_passes(Link::Pie);
+}
+
+#[test]
+fn check_on_a_program_without_tracer_fails_with_status_4() {
+    let out = check(Path::new("/bin/true"));
+    let lines = check_lines(&out);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
+    assert!(
+        lines[0].starts_with("ok: clavrxorb: /bin/true"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("FAIL: tracer symbols: ")
+            && lines[1].contains("__tracer_MOD_wait_number")
+            && lines[1].contains("--serial"),
+        "{}",
+        lines[1]
+    );
+    // The machine itself is fine: the other checks still pass.
+    assert!(
+        lines[2..].iter().all(|l| l.starts_with("ok: ")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn check_without_clavrxorb_fails_with_status_3() {
+    let out = check(Path::new("no-such-clavrxorb-here"));
+    let lines = check_lines(&out);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(
+        lines[0].starts_with("FAIL: clavrxorb: no-such-clavrxorb-here not found")
+            && lines[0].contains("--exe"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with("FAIL: tracer symbols: not checked"));
+    assert!(text(&out.stderr).contains("exit status 3"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The recipes as text
+
+/// An Apptainer definition file: header lines, then `%section [arg]` bodies in file order.
+struct Def {
+    header: Vec<String>,
+    sections: Vec<(String, String)>,
+}
+
+impl Def {
+    fn parse(text: &str) -> Def {
+        let mut header = Vec::new();
+        let mut sections: Vec<(String, String)> = Vec::new();
+        for line in text.lines() {
+            let is_section =
+                line.starts_with('%') && line[1..].starts_with(|c: char| c.is_ascii_alphabetic());
+            if is_section {
+                let name = line[1..].split_whitespace().collect::<Vec<_>>().join(" ");
+                sections.push((name, String::new()));
+            } else if let Some((_, body)) = sections.last_mut() {
+                body.push_str(line);
+                body.push('\n');
+            } else {
+                header.push(line.to_string());
+            }
+        }
+        Def { header, sections }
+    }
+
+    /// The body of `%name`; panics when missing or repeated.
+    fn section(&self, name: &str) -> &str {
+        let found: Vec<&str> = self
+            .sections
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, b)| b.as_str())
+            .collect();
+        assert_eq!(found.len(), 1, "pseg.def must have one %{name}");
+        found[0]
+    }
+
+    /// `Key: value` lines of the header (comments skipped).
+    fn header_value(&self, key: &str) -> Option<&str> {
+        self.header.iter().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (!l.trim_start().starts_with('#') && k.trim() == key).then(|| v.trim())
+        })
+    }
+
+    /// `%files` as (source, destination) pairs; a lone source is copied to the same path.
+    fn files(&self) -> Vec<(String, String)> {
+        self.section("files")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let parts: Vec<&str> = l.split_whitespace().collect();
+                match parts[..] {
+                    [src] => (src.to_string(), src.to_string()),
+                    [src, dest] => (src.to_string(), dest.to_string()),
+                    _ => panic!("%files line {l:?}: want `source [destination]`"),
+                }
+            })
+            .collect()
+    }
+
+    /// `%labels` as key -> value.
+    fn labels(&self) -> BTreeMap<String, String> {
+        self.section("labels")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (k, v) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
+                (k.to_string(), v.trim().to_string())
+            })
+            .collect()
+    }
+}
+
+fn def() -> Def {
+    Def::parse(&read_repo("containers/pseg.def"))
+}
+
+/// One Dockerfile instruction: keyword (upper case) and its argument text, continuations joined.
+fn dockerfile_instructions(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if pending.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        if trimmed.starts_with('#') {
+            continue; // comment lines inside a continued instruction
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(part) => {
+                pending.push_str(part);
+                pending.push(' ');
+            }
+            None => {
+                pending.push_str(trimmed);
+                let (kw, rest) = pending
+                    .split_once(char::is_whitespace)
+                    .unwrap_or((&pending, ""));
+                out.push((kw.to_ascii_uppercase(), rest.trim().to_string()));
+                pending.clear();
+            }
+        }
+    }
+    assert!(
+        pending.is_empty(),
+        "Dockerfile ends inside a continued line"
+    );
+    out
+}
+
+/// The instructions of the Dockerfile's last stage (after its last FROM), and that FROM.
+fn dockerfile_runtime() -> (String, Vec<(String, String)>) {
+    let all = dockerfile_instructions(&read_repo("containers/Dockerfile"));
+    let last_from = all.iter().rposition(|(k, _)| k == "FROM").expect("a FROM");
+    (all[last_from].1.clone(), all[last_from + 1..].to_vec())
+}
+
+/// `k=v k2="v 2"` pairs of a LABEL or ENV instruction.
+fn key_values(args: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = args.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=').expect("key=value");
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"').expect("closing quote");
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => after.split_once(char::is_whitespace).unwrap_or((after, "")),
+        };
+        out.push((key.trim().to_string(), value.to_string()));
+        rest = after.trim_start();
+    }
+    out
+}
+
+#[test]
+fn recipes_carry_the_version_of_cargo_toml() {
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        def().labels().get("Version").map(String::as_str),
+        Some(version),
+        "containers/pseg.def %labels Version must be Cargo.toml's version"
+    );
+    let (_, stage) = dockerfile_runtime();
+    let labels: BTreeMap<String, String> = stage
+        .iter()
+        .filter(|(k, _)| k == "LABEL")
+        .flat_map(|(_, a)| key_values(a))
+        .collect();
+    assert_eq!(
+        labels
+            .get("org.opencontainers.image.version")
+            .map(String::as_str),
+        Some(version),
+        "containers/Dockerfile's image version label must be Cargo.toml's version"
+    );
+}
+
+#[test]
+fn recipes_agree_on_base_entry_point_and_layout() {
+    let d = def();
+    assert_eq!(d.header_value("Bootstrap"), Some("docker"));
+    assert_eq!(d.header_value("From"), Some("debian:12-slim"));
+    assert!(
+        d.section("runscript")
+            .contains("/opt/pseg/bin/pseg-step \"$@\""),
+        "%runscript must pass every argument on to pseg-step"
+    );
+    let dests: Vec<String> = d.files().into_iter().map(|(_, dest)| dest).collect();
+    for bin in ["pseg-step", "pseg-slurm", "clavrxorb"] {
+        assert!(dests.contains(&format!("/opt/pseg/bin/{bin}")), "{dests:?}");
+    }
+    let (from, stage) = dockerfile_runtime();
+    assert_eq!(
+        from, "debian:12-slim",
+        "both images start from the same base"
+    );
+    let get = |kw: &str| -> Vec<&str> {
+        stage
+            .iter()
+            .filter(|(k, _)| k == kw)
+            .map(|(_, a)| a.as_str())
+            .collect()
+    };
+    assert_eq!(get("ENTRYPOINT"), ["[\"/opt/pseg/bin/pseg-step\"]"]);
+    let user = get("USER");
+    assert!(
+        matches!(user.last(), Some(u) if *u != "root" && *u != "0"),
+        "the Docker image runs as a non-root user: {user:?}"
+    );
+    let ignore = read_repo("containers/Dockerfile.dockerignore");
+    for needed in ["src", "Cargo.toml", "Cargo.lock", "templates", "tests"] {
+        assert!(
+            !ignore.lines().any(|l| l.trim() == needed),
+            "the dockerignore must keep {needed}"
+        );
+    }
+    for junk in [".git", "target"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == junk),
+            "{junk} is ignored"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The recipes, applied to a debootstrapped root filesystem
+
+/// True when this process is root; otherwise skips (or fails under CI).
+fn root_available(test: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    let msg = format!(
+        "\n######## SKIPPED {test}: needs root (debootstrap, mount, chroot) ########\n\
+         ######## run `bash ci/test.sh` as root ########\n"
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}(CI=true: a skipped container test is a failure)");
+    }
+    eprintln!("{msg}");
+    false
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// The cached debootstrapped bookworm (built by ci/rootfs-test.sh on first use).
+fn base_rootfs() -> PathBuf {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rootfs/bookworm-minbase");
+    let out = run_ok(
+        Command::new("bash")
+            .arg(repo().join("ci/rootfs-test.sh"))
+            .arg(&base),
+        "ci/rootfs-test.sh",
+    );
+    eprint!("{}", text(&out.stdout));
+    base
+}
+
+/// A writable copy of the base root filesystem, with every mount made in it undone on drop
+/// (even when the test fails). The copy is removed only once every mount is gone.
+struct Rootfs {
+    dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    mounts: Vec<PathBuf>,
+}
+
+impl Rootfs {
+    fn copy_of(base: &Path) -> Rootfs {
+        let dir = tempfile::Builder::new()
+            .prefix("work-")
+            .tempdir_in(base.parent().unwrap())
+            .unwrap();
+        let root = dir.path().join("root");
+        run_ok(
+            Command::new("cp").arg("-a").arg(base).arg(&root),
+            "copying the base rootfs",
+        );
+        // As `apptainer build` does for %post: the host's name resolution, for the mirror.
+        std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).unwrap();
+        Rootfs {
+            dir: Some(dir),
+            root,
+            mounts: Vec::new(),
+        }
+    }
+
+    /// `path` (absolute, inside the container) on the host.
+    fn at(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    fn mount_proc(&mut self) {
+        let target = self.at("/proc");
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "proc", "proc"])
+                .arg(&target),
+            "mounting /proc in the rootfs",
+        );
+        self.mounts.push(target);
+    }
+
+    /// `/bin/sh -c SCRIPT sh ARGS...` inside, as `user` (uid:gid) when given, with a clean
+    /// environment plus `env`.
+    fn sh(
+        &self,
+        script: &str,
+        args: &[&str],
+        user: Option<&str>,
+        env: &[(String, String)],
+    ) -> Command {
+        let mut cmd = Command::new("chroot");
+        if let Some(user) = user {
+            cmd.arg(format!("--userspec={user}"));
+        }
+        cmd.arg(&self.root)
+            .args(["/bin/sh", "-c", script, "sh"])
+            .args(args)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", "/root")
+            .env("LANG", "C.UTF-8");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}
+
+impl Drop for Rootfs {
+    fn drop(&mut self) {
+        let mut all_gone = true;
+        for m in self.mounts.iter().rev() {
+            let ok = Command::new("umount")
+                .arg(m)
+                .status()
+                .is_ok_and(|s| s.success())
+                || Command::new("umount")
+                    .arg("-l")
+                    .arg(m)
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("######## could not unmount {} ########", m.display());
+                all_gone = false;
+            }
+        }
+        if !all_gone && let Some(dir) = self.dir.take() {
+            let kept = dir.keep();
+            eprintln!(
+                "######## kept {} (a mount is still in it) ########",
+                kept.display()
+            );
+        }
+    }
+}
+
+/// A build context like the repository's, with containers/stage/ made by the documented
+/// command from the binaries under test and the static mock as clavrxorb.
+fn staged_context(case: &Case) -> PathBuf {
+    let context = case.path("context");
+    let bins = cargo_bin!("pseg-step").parent().unwrap();
+    assert!(bins.join("pseg-slurm").is_file(), "{}", bins.display());
+    run_ok(
+        Command::new("bash")
+            .arg(repo().join("containers/stage.sh"))
+            .arg(mock(Link::Static))
+            .env("STAGE", context.join("containers/stage"))
+            .env("PSEG_BIN_DIR", bins),
+        "containers/stage.sh",
+    );
+    context
+}
+
+/// Granules, list and options at `data` inside the rootfs (a folder name with a space, to
+/// catch a runscript that splits arguments), and the list's path inside.
+fn data_inside(case: &Case, rootfs: &Rootfs) -> &'static str {
+    const DATA: &str = "/srv/granule data";
+    for (i, lines) in [23, 7, 40].iter().enumerate() {
+        case.granule(&format!("g{i}.gran"), *lines, &[]);
+    }
+    case.list(&["g0.gran", "g1.gran", "g2.gran"]);
+    case.options(5);
+    let inside = rootfs.at(DATA);
+    std::fs::create_dir_all(&inside).unwrap();
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(case.path("data/."))
+            .arg(case.path("clavrx_options"))
+            .arg(&inside),
+        "copying the data into the rootfs",
+    );
+    DATA
+}
+
+/// pseg-step's arguments for a run over the granules in `data`, writing to `out`.
+fn step_args(data: &str, out: &str) -> Vec<String> {
+    vec![
+        "--files".into(),
+        format!("{data}/list.txt"),
+        "--options".into(),
+        format!("{data}/clavrx_options"),
+        "--out".into(),
+        out.into(),
+        "--max-workers".into(),
+        "3".into(),
+    ]
+}
+
+/// The same run outside the rootfs, on the same granule files, with the host's pseg-step.
+fn outputs_outside(case: &Case, rootfs: &Rootfs, data: &str) -> BTreeMap<String, Vec<u8>> {
+    let out = case.path("out-host");
+    run_ok(
+        Command::new(cargo_bin!("pseg-step"))
+            .args(step_args(
+                &rootfs.at(data).to_string_lossy(),
+                &out.to_string_lossy(),
+            ))
+            .arg("--exe")
+            .arg(mock(Link::Static)),
+        "pseg-step outside",
+    );
+    outputs(&out)
+}
+
+/// Every regular file directly in `dir`, by name.
+fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn assert_same_outputs(inside: &BTreeMap<String, Vec<u8>>, outside: &BTreeMap<String, Vec<u8>>) {
+    assert_eq!(
+        outside.len(),
+        3,
+        "three granules, three outputs: {:?}",
+        outside.keys()
+    );
+    assert_eq!(
+        inside.keys().collect::<Vec<_>>(),
+        outside.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in outside {
+        assert!(
+            inside[name] == *bytes,
+            "{name}: the container's output differs from the run outside"
+        );
+    }
+}
+
+/// `pseg-step --check` output: every line ok, the five checks there.
+fn assert_check_output(out: &Output, what: &str) {
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}{}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    assert!(stdout.lines().all(|l| l.starts_with("ok: ")), "{stdout}");
+    assert!(
+        stdout.contains("ok: clavrxorb: /opt/pseg/bin/clavrxorb"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn apptainer_recipe_builds_tests_and_runs_in_a_chroot() {
+    if !root_available("apptainer_recipe_builds_tests_and_runs_in_a_chroot") {
+        return;
+    }
+    let def = def();
+    let case = Case::new(Link::Static);
+    let context = staged_context(&case);
+    let mut rootfs = Rootfs::copy_of(&base_rootfs());
+    rootfs.mount_proc();
+
+    // %files, then %post, as `apptainer build` does them.
+    for (src, dest) in def.files() {
+        let from = context.join(&src);
+        assert!(from.exists(), "%files source {src} is not staged");
+        let to = rootfs.at(&dest);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        run_ok(
+            Command::new("cp").arg("-fLr").arg(&from).arg(&to),
+            &format!("%files {src} {dest}"),
+        );
+    }
+    let started = std::time::Instant::now();
+    run_ok(&mut rootfs.sh(def.section("post"), &[], None, &[]), "%post");
+    eprintln!("%post took {:.1} s", started.elapsed().as_secs_f64());
+    assert!(
+        rootfs.at("/usr/bin/nm").exists(),
+        "%post installs binutils (nm)"
+    );
+
+    // %environment is sourced before %test, %runscript and %apprun.
+    let env = def.section("environment");
+    let with_env = |body: &str| format!("{env}\n{body}");
+
+    let out = run_ok(
+        &mut rootfs.sh(&with_env(def.section("test")), &[], None, &[]),
+        "%test",
+    );
+    assert_check_output(&out, "%test");
+
+    let data = data_inside(&case, &rootfs);
+    let outside = outputs_outside(&case, &rootfs, data);
+    let args = step_args(data, "/srv/out-apptainer");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ok(
+        &mut rootfs.sh(&with_env(def.section("runscript")), &args, None, &[]),
+        "%runscript",
+    );
+    assert_same_outputs(&outputs(&rootfs.at("/srv/out-apptainer")), &outside);
+
+    let app = run_ok(
+        &mut rootfs.sh(
+            &with_env(def.section("apprun pseg-slurm")),
+            &["--version"],
+            None,
+            &[],
+        ),
+        "%apprun pseg-slurm",
+    );
+    let host = run_ok(
+        Command::new(cargo_bin!("pseg-slurm")).arg("--version"),
+        "pseg-slurm --version",
+    );
+    assert_eq!(text(&app.stdout), text(&host.stdout));
+}
+
+#[test]
+fn dockerfile_runtime_stage_runs_as_its_user_in_a_chroot() {
+    if !root_available("dockerfile_runtime_stage_runs_as_its_user_in_a_chroot") {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    let context = staged_context(&case);
+    // The build stage is `cargo build --release --locked` into /out; the binaries under test
+    // stand in for its result.
+    let build_out = case.path("build-out");
+    std::fs::create_dir_all(&build_out).unwrap();
+    for bin in ["pseg-step", "pseg-slurm"] {
+        std::fs::copy(
+            context.join("containers/stage/bin").join(bin),
+            build_out.join(bin),
+        )
+        .unwrap();
+    }
+    let mut rootfs = Rootfs::copy_of(&base_rootfs());
+    rootfs.mount_proc();
+
+    let (_, stage) = dockerfile_runtime();
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut user = None;
+    let mut workdir = "/".to_string();
+    let mut entrypoint: Vec<String> = Vec::new();
+    for (kw, args) in &stage {
+        match kw.as_str() {
+            "ARG" => {
+                let (k, v) = args.split_once('=').unwrap_or((args, ""));
+                env.push((k.to_string(), v.trim_matches('"').to_string()));
+            }
+            "LABEL" | "CMD" => {}
+            "ENV" => env.extend(key_values(args)),
+            "RUN" => {
+                run_ok(
+                    &mut rootfs.sh(args, &[], None, &env),
+                    &format!("RUN {args}"),
+                );
+            }
+            "COPY" => {
+                let mut words: Vec<&str> = args.split_whitespace().collect();
+                let dest = words.pop().unwrap();
+                let from_build = words.first() == Some(&"--from=build");
+                if from_build {
+                    words.remove(0);
+                }
+                assert!(words.iter().all(|w| !w.starts_with("--")), "COPY {args}");
+                for src in words {
+                    let from = if from_build {
+                        assert_eq!(src, "/out/", "the build stage's output folder");
+                        build_out.clone()
+                    } else {
+                        context.join(src)
+                    };
+                    docker_copy(&from, &rootfs.at(dest), dest.ends_with('/'));
+                }
+            }
+            "USER" => user = Some(args.clone()),
+            "WORKDIR" => {
+                workdir = args.clone();
+                std::fs::create_dir_all(rootfs.at(&workdir)).unwrap();
+            }
+            "ENTRYPOINT" => {
+                entrypoint = serde_yaml::from_str(args).expect("ENTRYPOINT in exec form");
+            }
+            other => panic!("the Dockerfile emulation does not know {other} {args}"),
+        }
+    }
+    let user = user.expect("a USER");
+    let ids = numeric_user(&rootfs, &user);
+    let home = format!("/home/{user}");
+    env.push(("HOME".into(), home));
+
+    // ENTRYPOINT + arguments, as the image's user, in its WORKDIR.
+    let run = |args: &[&str]| -> Command {
+        let script = format!("cd \"{workdir}\" && exec \"$@\"");
+        let mut all: Vec<&str> = entrypoint.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        rootfs.sh(&script, &all, Some(&ids), &env)
+    };
+
+    let out = run_ok(
+        &mut run(&["--check", "--exe", "/opt/pseg/bin/clavrxorb"]),
+        "docker run IMAGE --check",
+    );
+    assert_check_output(&out, "--check as the image's user");
+    // The default clavrxorb is found on the image's PATH.
+    let out = run_ok(&mut run(&["--check"]), "docker run IMAGE --check (PATH)");
+    assert_check_output(&out, "--check with clavrxorb from PATH");
+
+    let data = data_inside(&case, &rootfs);
+    let outside = outputs_outside(&case, &rootfs, data);
+    let out_dir = rootfs.at("/srv/out-docker");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let (uid, gid) = ids.split_once(':').unwrap();
+    nix::unistd::chown(
+        &out_dir,
+        Some(nix::unistd::Uid::from_raw(uid.parse().unwrap())),
+        Some(nix::unistd::Gid::from_raw(gid.parse().unwrap())),
+    )
+    .unwrap();
+    let args = step_args(data, "/srv/out-docker");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ok(&mut run(&args), "docker run IMAGE --files ...");
+    assert_same_outputs(&outputs(&out_dir), &outside);
+}
+
+/// `uid:gid` of `user` from the rootfs's /etc/passwd.
+fn numeric_user(rootfs: &Rootfs, user: &str) -> String {
+    let passwd = std::fs::read_to_string(rootfs.at("/etc/passwd")).unwrap();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&user)).then(|| format!("{}:{}", f[2], f[3]))
+        })
+        .unwrap_or_else(|| panic!("USER {user} is not in the image's /etc/passwd"))
+}
+
+/// Docker's COPY: a folder's contents go into the destination folder; a file goes to the
+/// destination path, or into it when it ends in `/`.
+fn docker_copy(from: &Path, to: &Path, into_dir: bool) {
+    assert!(from.exists(), "COPY source {} is missing", from.display());
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        run_ok(
+            Command::new("cp").arg("-a").arg(from.join(".")).arg(to),
+            "COPY folder",
+        );
+    } else {
+        let target = if into_dir {
+            std::fs::create_dir_all(to).unwrap();
+            to.join(from.file_name().unwrap())
+        } else {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            to.to_path_buf()
+        };
+        std::fs::copy(from, target).unwrap();
+    }
+}
+
+#[test]
+fn def_parser_reads_sections_files_and_labels() {
+    let d = Def::parse(
+        "Bootstrap: docker\nFrom: debian:12-slim\n# From: other\n%labels\n    Version 9.9\n\
+         %files\n    a/b /x/b\n    # comment\n    c\n%apprun tool\n    exec tool \"$@\"\n",
+    );
+    assert_eq!(d.header_value("From"), Some("debian:12-slim"));
+    assert_eq!(d.labels()["Version"], "9.9");
+    assert_eq!(
+        d.files(),
+        vec![
+            ("a/b".to_string(), "/x/b".to_string()),
+            ("c".to_string(), "c".to_string())
+        ]
+    );
+    assert_eq!(d.section("apprun tool"), "    exec tool \"$@\"\n");
+    let ins = dockerfile_instructions(
+        "# syntax=x\nFROM a AS b\nRUN one \\\n # note\n && two\nLABEL k=\"v w\" k2=x\n",
+    );
+    assert_eq!(ins[1], ("RUN".into(), "one  && two".into()));
+    assert_eq!(
+        key_values(&ins[2].1),
+        vec![("k".into(), "v w".into()), ("k2".into(), "x".into())]
+    );
+}
