@@ -8,15 +8,17 @@
 //! operating system refuses what the fan-out needs.
 //!
 //! Interpretation is pure (`parse_*`, `*_finding`) and unit-tested on strings; the readers of
-//! the live system take a `/proc` or `/sys/fs/cgroup` root. It never touches a clavrxorb
-//! process: the memory probe stops, reads and kills a process it started itself, and all
-//! signalling and reaping goes through `fanout::unix`.
+//! the live system take a `/proc` root, and the cgroup comes from `memory::cgroup`. The
+//! probe's child is a copy of ourselves in watchdog mode, so `run` must be called from
+//! `pseg-step` (it is: `pseg-step --check`). It never touches a clavrxorb process: the probe
+//! stops, reads and kills a process it started itself, and all signalling and reaping goes
+//! through `fanout::unix`.
 
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,9 +31,9 @@ use crate::memory::{CgroupError, Limit, MemoryCgroup, Version};
 use crate::step::StepError;
 use crate::tracer::TracerSymbols;
 
-/// Environment variable that makes `pseg-step` run as its watchdog (`fanout::watchdog`): a
-/// copy of ourselves that blocks reading stdin, so it stays alive until we stop it.
-const WATCHDOG_ENV: &str = "PSEG_STEP_WATCHDOG";
+/// Makes `pseg-step` run as its watchdog: a copy of ourselves that blocks reading stdin, so
+/// it stays alive until we stop it.
+use crate::fanout::watchdog::ENV as WATCHDOG_ENV;
 /// Capability number of CAP_SYS_PTRACE (linux/capability.h).
 const CAP_SYS_PTRACE: u32 = 19;
 /// How long the probe child may take to stop, or to go once killed.
@@ -41,32 +43,13 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 pub fn run(exe: &Path) -> u8 {
     let proc_root = Path::new("/proc");
     let mut findings = Vec::new();
-    let found = match which::which(exe) {
-        Ok(path) => {
-            findings.push(Finding::ok(format!("clavrxorb: {}", path.display())));
-            Some(path)
-        }
-        Err(source) => {
-            let err = StepError::ExeNotFound {
-                exe: exe.to_path_buf(),
-                source,
-            };
-            findings.push(Finding::fail(
-                err.exit_status(),
-                format!(
-                    "clavrxorb: {} not found ({}); give its path with --exe, or put its \
-                     folder on PATH",
-                    exe.display(),
-                    source_of(&err)
-                ),
-            ));
-            None
-        }
-    };
-    findings.push(match &found {
+    let (exe_found, path) = exe_finding(exe);
+    let status = exe_found.status;
+    findings.push(exe_found);
+    findings.push(match &path {
         Some(path) => tracer_finding(path),
         None => Finding::fail(
-            findings[0].status,
+            status,
             "tracer symbols: not checked, there is no clavrxorb to read".to_string(),
         ),
     });
@@ -127,10 +110,7 @@ impl fmt::Display for Finding {
     }
 }
 
-fn source_of(err: &dyn std::error::Error) -> String {
-    err.source().map_or_else(String::new, |s| s.to_string())
-}
-
+/// Status 11, as the step maps an operating system refusal.
 fn os_status() -> u8 {
     StepError::Os {
         what: "check",
@@ -139,7 +119,30 @@ fn os_status() -> u8 {
     .exit_status()
 }
 
-// ---- tracer symbols ----
+// ---- clavrxorb and its tracer symbols ----
+
+/// Finds clavrxorb as the step would (a path, or a name on PATH).
+fn exe_finding(exe: &Path) -> (Finding, Option<PathBuf>) {
+    match which::which(exe) {
+        Ok(path) => (
+            Finding::ok(format!("clavrxorb: {}", path.display())),
+            Some(path),
+        ),
+        Err(source) => {
+            let text = format!(
+                "clavrxorb: {} not found ({source}); give its path with --exe, or put its \
+                 folder on PATH",
+                exe.display()
+            );
+            let status = StepError::ExeNotFound {
+                exe: exe.to_path_buf(),
+                source,
+            }
+            .exit_status();
+            (Finding::fail(status, text), None)
+        }
+    }
+}
 
 fn tracer_finding(exe: &Path) -> Finding {
     match TracerSymbols::read(exe) {
@@ -167,6 +170,8 @@ fn tracer_finding(exe: &Path) -> Finding {
 /// The Yama LSM's `kernel.yama.ptrace_scope`, which decides whose memory a process may open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PtraceScope {
+    /// /proc itself is missing: nothing below can work.
+    NoProc,
     /// No Yama in this kernel: only the classic rule (same user, not setuid) applies.
     NoYama,
     /// 0: any process of the same user.
@@ -206,6 +211,14 @@ fn parse_cap_sys_ptrace(status: &str) -> bool {
 fn ptrace_finding(scope: &PtraceScope, cap_sys_ptrace: bool) -> Finding {
     let what = "ptrace policy";
     match scope {
+        PtraceScope::NoProc => Finding::fail(
+            os_status(),
+            format!(
+                "{what}: /proc is not mounted here, and the fan-out works through it; mount it \
+                 (in a chroot: mount -t proc proc ROOT/proc; apptainer and docker do it \
+                 themselves)"
+            ),
+        ),
         PtraceScope::NoYama => Finding::ok(format!(
             "{what}: no Yama LSM (no /proc/sys/kernel/yama/ptrace_scope): the classic rule \
              applies, a process may open the memory of its own user's processes"
@@ -248,6 +261,9 @@ fn ptrace_finding(scope: &PtraceScope, cap_sys_ptrace: bool) -> Finding {
 }
 
 fn read_ptrace_scope(proc_root: &Path) -> PtraceScope {
+    if !proc_root.join("self").exists() {
+        return PtraceScope::NoProc;
+    }
     let text = std::fs::read_to_string(proc_root.join("sys/kernel/yama/ptrace_scope")).ok();
     parse_ptrace_scope(text.as_deref())
 }
@@ -266,7 +282,7 @@ struct Probed {
     addr: u64,
 }
 
-/// Why the probe failed, and what the step it failed at was.
+/// Which step of the probe failed, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("{what}: {source}")]
 struct ProbeError {
@@ -281,20 +297,14 @@ fn probe_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> ProbeError 
 
 fn probe_finding(proc_root: &Path, scope: &PtraceScope) -> Finding {
     let what = "child memory";
-    let program = match std::env::current_exe() {
-        Ok(exe) => {
-            let mut cmd = Command::new(exe);
-            cmd.env(WATCHDOG_ENV, "1");
-            cmd
-        }
-        Err(e) => {
-            return Finding::fail(
-                os_status(),
-                format!("{what}: cannot find our own executable to start a probe: {e}"),
-            );
-        }
-    };
-    match probe_child_memory(proc_root, program) {
+    let probed = std::env::current_exe()
+        .map_err(probe_error("finding our own executable to start a probe"))
+        .and_then(|exe| {
+            let mut program = Command::new(exe);
+            program.env(WATCHDOG_ENV, "1");
+            probe_child_memory(proc_root, program)
+        });
+    match probed {
         Ok(p) => Finding::ok(format!(
             "{what}: read and wrote back a byte of a stopped child of ours (pid {}) at {:#x} \
              through {}",
@@ -316,8 +326,8 @@ fn probe_advice(e: &ProbeError, scope: &PtraceScope) -> &'static str {
             "is /proc mounted? (inside a chroot: mount -t proc proc ROOT/proc)"
         }
         io::ErrorKind::PermissionDenied => match scope {
-            PtraceScope::AdminOnly | PtraceScope::NoAttach => {
-                "the Yama ptrace policy above forbids it; see its line"
+            PtraceScope::AdminOnly | PtraceScope::NoAttach | PtraceScope::NoProc => {
+                "the ptrace policy above forbids it; see its line"
             }
             _ => {
                 "a security module (SELinux, AppArmor, a seccomp profile) or a \
@@ -540,6 +550,17 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_proc_is_named_not_taken_for_no_yama() {
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(read_ptrace_scope(empty.path()), PtraceScope::NoProc);
+        let f = ptrace_finding(&PtraceScope::NoProc, true);
+        assert_eq!(f.status, 11);
+        assert!(f.text.contains("mount -t proc"), "{f}");
+        std::fs::create_dir(empty.path().join("self")).unwrap();
+        assert_eq!(read_ptrace_scope(empty.path()), PtraceScope::NoYama);
+    }
+
+    #[test]
     fn cap_sys_ptrace_is_bit_19_of_cap_eff() {
         let root = "Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\n\
                     CapEff:\t000001ffffffffff\n";
@@ -574,12 +595,13 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_that_exits_by_itself_is_reported_and_reaped() {
-        let err = probe_child_memory(Path::new("/proc"), Command::new("true")).unwrap_err();
-        let msg = err.to_string();
+    fn a_probe_that_cannot_start_says_so() {
+        let err =
+            probe_child_memory(Path::new("/proc"), Command::new("/no/such/program")).unwrap_err();
+        assert_eq!(err.source.kind(), io::ErrorKind::NotFound);
         assert!(
-            msg.contains("before it could be stopped") || msg.contains("/proc"),
-            "{msg}"
+            err.to_string().starts_with("starting a probe process: "),
+            "{err}"
         );
     }
 

@@ -27,11 +27,31 @@ pub enum Command {
     /// The list is checked first (every bad line is reported); nothing is printed on stdout
     /// unless the whole script is good. Settings come from the flags, then the site config,
     /// then built-in defaults; the script's header comments say where each number came from.
-    /// Sizes are binary: K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024.
+    /// Sizes are binary: K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024. The campaign
+    /// (list, output folder, this command line) is recorded in `OUT/pseg-state/campaign.yaml`
+    /// for `pseg-slurm status` and `pseg-slurm retry`.
     ///
     /// Exit status: 0 script printed, 1 a problem with the inputs (message on stderr),
     /// 2 a usage error.
     Gen(Box<GenArgs>),
+    /// How a campaign is doing: counts by status, throughput, ETA, failures, hosts.
+    ///
+    /// Reads the campaign's state folder (`<gen --out>/pseg-state`): one record per granule,
+    /// written by pseg-step as it claims, runs and finishes each one.
+    ///
+    /// Exit status: 0 printed, 1 no campaign state there (or it cannot be read), 2 a usage
+    /// error.
+    Status(StatusArgs),
+    /// Print an sbatch script for the granules that still need it:
+    /// `pseg-slurm retry --failed | sbatch`.
+    ///
+    /// Writes the granules' list into the state folder and renders it as the campaign's
+    /// `gen` did (same config, flags and sizing); gen flags given here override those.
+    /// Failed granules get a fresh retry budget. Without --failed or --missing, both.
+    ///
+    /// Exit status: 0 script printed, 1 a problem (message on stderr), 2 a usage error,
+    /// 3 nothing to retry (nothing printed).
+    Retry(Box<RetryArgs>),
     /// Site configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -47,6 +67,66 @@ pub enum ConfigCommand {
         #[arg(long, short = 'c', env = "PSEG_SLURM_CONFIG", value_name = "FILE")]
         config: PathBuf,
     },
+}
+
+/// How `status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// For people: counts, throughput, ETA, the first failures, hosts.
+    #[default]
+    Text,
+    /// Every field, every failure.
+    Yaml,
+    /// The same as YAML, as JSON.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The campaign: the output folder given to gen (`--out`), or its `pseg-state` folder.
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The campaign: the output folder given to gen (`--out`), or its `pseg-state` folder.
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The granules that failed, including those out of retries (their budget starts
+    /// again).
+    #[arg(long)]
+    pub failed: bool,
+
+    /// The granules never finished: never started, interrupted, or held by a process that
+    /// is provably dead.
+    #[arg(long)]
+    pub missing: bool,
+
+    /// Site config, instead of the one the campaign's gen used.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// array or tasks, instead of the campaign's.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+
+    /// A Tera template, instead of the campaign's.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub sizing: SizingArgs,
+
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+
+    #[command(flatten)]
+    pub step: StepArgs,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +230,12 @@ pub struct SlurmArgs {
     /// Tasks mode: number of srun tasks.
     #[arg(long, short = 'n', value_name = "T")]
     pub ntasks: Option<NonZeroUsize>,
+
+    /// Seconds before the time limit at which Slurm sends SIGUSR1 to pseg-step, so it
+    /// records its granule as interrupted (resumed later) and stops cleanly; 0 for none.
+    /// [default: 120]
+    #[arg(long, value_name = "SECS")]
+    pub warning_seconds: Option<u16>,
 }
 
 /// What each task runs.
@@ -218,5 +304,46 @@ mod tests {
         let e = Cli::try_parse_from(["pseg-slurm", "gen", "--files", "l", "--peak-mem", "8GB"])
             .unwrap_err();
         assert!(e.to_string().contains("write `G`"), "{e}");
+    }
+
+    #[test]
+    fn status_and_retry_take_a_folder_and_gen_flags() {
+        let cli = Cli::try_parse_from(["pseg-slurm", "status", "out", "--format", "json"]).unwrap();
+        let Command::Status(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!((s.dir, s.format), (PathBuf::from("out"), Format::Json));
+        let cli = Cli::try_parse_from([
+            "pseg-slurm",
+            "retry",
+            "--failed",
+            "--partition",
+            "long",
+            "--time",
+            "90",
+            "--warning-seconds",
+            "300",
+        ])
+        .unwrap();
+        let Command::Retry(r) = cli.command else {
+            panic!()
+        };
+        assert_eq!(r.dir, PathBuf::from("."));
+        assert!(r.failed && !r.missing);
+        assert_eq!(r.slurm.partition.as_deref(), Some("long"));
+        assert_eq!(r.slurm.time.unwrap().seconds, 5400);
+        assert_eq!(r.slurm.warning_seconds, Some(300));
+        assert!(Cli::try_parse_from(["pseg-slurm", "retry", "--files", "l.txt"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "pseg-slurm",
+                "gen",
+                "--files",
+                "l",
+                "--warning-seconds",
+                "70000"
+            ])
+            .is_err()
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod cpus;
 pub mod fanout;
 pub mod granules;
+pub mod ledger;
 pub mod mapping;
 pub mod memory;
 pub mod options;

@@ -1,20 +1,26 @@
 //! `pseg-slurm`: parse the command line, run the subcommand, map the outcome to an exit code.
 //!
 //! Exit status: 0 success (a broken stdout pipe counts as success), 1 a problem with the
-//! inputs (explained on stderr, nothing on stdout), 2 a usage error (from clap).
+//! inputs (explained on stderr, nothing on stdout), 2 a usage error (from clap), 3 `retry`
+//! found nothing to retry (nothing on stdout).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pseg_slurm::cli::{Cli, Command, ConfigCommand};
+use pseg_slurm::cli::{Cli, Command, ConfigCommand, Format};
 use pseg_slurm::config::{EXAMPLE, SiteConfig};
+use pseg_slurm::ledger::regen::{self, Retried};
+use pseg_slurm::ledger::{self, RetryBudget, status};
 use pseg_slurm::script;
+
+/// `retry` found nothing to retry.
+const NOTHING_TO_RETRY: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("pseg-slurm: error: {}", chain(e.as_ref()));
             ExitCode::from(1)
@@ -22,30 +28,82 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Gen(args) => {
             let generated = script::generate(&args)?;
-            for warning in &generated.warnings {
-                eprintln!("pseg-slurm: warning: {warning}");
-            }
+            warn(&generated.warnings);
+            let argv: Vec<_> = std::env::args_os().collect();
+            regen::remember_gen(&generated, &argv)?;
             print(&generated.script)
         }
+        Command::Status(args) => {
+            let dir = ledger::find_state_dir(&args.dir)?;
+            let summary = status::summarize(
+                status::read(&dir)?,
+                &RetryBudget::default(),
+                pseg_slurm::report::unix_now(),
+            );
+            let text = match args.format {
+                Format::Text => status::render_text(&summary),
+                Format::Yaml => serde_yaml::to_string(&summary)?,
+                Format::Json => serde_json::to_string_pretty(&summary)? + "\n",
+            };
+            print(&text)
+        }
+        Command::Retry(args) => match regen::run(*args)? {
+            Retried::Nothing(selection) => {
+                eprintln!(
+                    "pseg-slurm: nothing to retry{}",
+                    match selection.busy.len() {
+                        0 => String::new(),
+                        n => format!(" ({n} granule(s) are being processed now)"),
+                    }
+                );
+                Ok(NOTHING_TO_RETRY)
+            }
+            Retried::Script {
+                generated,
+                list,
+                selection,
+                reset,
+            } => {
+                warn(&generated.warnings);
+                eprintln!(
+                    "pseg-slurm: retrying {} failed ({reset} with a fresh retry budget) and {} \
+                     missing granule(s), listed in {}{}",
+                    selection.failed.len(),
+                    selection.missing.len(),
+                    list.display(),
+                    match selection.busy.len() {
+                        0 => String::new(),
+                        n => format!("; {n} being processed now are left out"),
+                    }
+                );
+                print(&generated.script)
+            }
+        },
         Command::Config(ConfigCommand::Init) => print(EXAMPLE),
         Command::Config(ConfigCommand::Check { config }) => {
             SiteConfig::load(&config)?;
             eprintln!("pseg-slurm: {} is a valid site config", config.display());
-            Ok(())
+            Ok(0)
         }
     }
 }
 
+fn warn(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("pseg-slurm: warning: {warning}");
+    }
+}
+
 /// Writes all of `text` to stdout; a reader that went away (`| head`) is not an error.
-fn print(text: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn print(text: &str) -> Result<u8, Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
+        _ => Ok(0),
     }
 }
 

@@ -186,6 +186,34 @@ pub fn write(dir: &Path, name: &str, value: &impl Serialize) -> io::Result<PathB
     Ok(path)
 }
 
+/// Records the files a granule published, one name per line, in `NAME.outputs` beside its
+/// report: written after the outputs, so its presence means they were all published.
+pub fn write_outputs(dir: &Path, name: &str, outputs: &[String]) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut text = String::new();
+    for o in outputs {
+        text.push_str(o);
+        text.push('\n');
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    io::Write::write_all(&mut tmp, text.as_bytes())?;
+    tmp.persist(dir.join(format!("{name}.outputs")))
+        .map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Whether every output a granule published is still in the output folder (the parent of
+/// the report folder `dir`).
+pub fn outputs_present(dir: &Path, name: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.outputs"))) else {
+        return false;
+    };
+    let out = dir.parent().unwrap_or(dir);
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .all(|l| out.join(l).is_file())
+}
+
 /// The host name, for reports.
 pub fn host() -> String {
     nix::unistd::gethostname()

@@ -116,6 +116,8 @@ pub enum FailureKind {
         written: i64,
         total: i64,
     },
+    /// No state change and no CPU used for this many seconds.
+    Stalled(u64),
 }
 
 impl fmt::Display for Failure {
@@ -145,6 +147,12 @@ impl fmt::Display for Failure {
                 )
             }
             FailureKind::Io(what) => write!(f, "{who} (pid {}){seg}: {what}", self.pid),
+            FailureKind::Stalled(secs) => write!(
+                f,
+                "{who} (pid {}){seg} stopped answering: no state change and no CPU used for \
+                 {secs} s (raise --stall-timeout if a segment really takes longer)",
+                self.pid
+            ),
             FailureKind::Incomplete { written, total } => write!(
                 f,
                 "clavrxorb (pid {}) finished with {written} of {total} scan lines written",
@@ -157,7 +165,9 @@ impl fmt::Display for Failure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ParentState {
     Running,
-    /// At waitpoint 1 of `segment`, waiting for its clone to stop there too.
+    /// At waitpoint 1 of `segment`, waiting for its clone to stop there too. The parent may
+    /// not read on before: the clone is still reopening the parent's descriptors through
+    /// /proc, and a parent that closes its input after the last segment kills that clone.
     AwaitingClone {
         segment: u32,
         clone: Pid,

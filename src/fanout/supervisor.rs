@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::control::{Monitor, ProcControl};
-use super::machine::{Failure, FailureKind, Fanout, Pid, Role, Status};
+use super::machine::{Exit, Failure, FailureKind, Fanout, Pid, Role, Status};
 use super::unix::{self, ChildEvent, Interrupt, Signals};
 
 /// How a granule's processes ended.
@@ -87,7 +87,13 @@ pub fn supervise<O: Monitor>(
                     });
                 }
                 Status::Failed(f) => {
-                    return Ok(match end_group(signals, leader, policy.grace)? {
+                    let mut interrupt = end_group(signals, leader, policy.grace)?;
+                    if interrupt.is_none() && killed_by_scheduler(&f) {
+                        // Slurm signals every process of the step: clavrxorb may die of it a
+                        // moment before our own copy of the signal arrives.
+                        interrupt = signals.wait(Some(SCHEDULER_SIGNAL_WAIT))?;
+                    }
+                    return Ok(match interrupt {
                         Some(Interrupt::Terminate(sig)) => Outcome::Interrupted(sig),
                         None => Outcome::Failed(f),
                     });
@@ -126,11 +132,7 @@ pub fn supervise<O: Monitor>(
                     Role::Worker
                 },
                 segment: fanout.segment_of(stuck),
-                kind: FailureKind::Io(format!(
-                    "stopped answering: no state change and no CPU used for {} s \
-                     (raise --stall-timeout if a segment really takes longer)",
-                    policy.stall_timeout.as_secs()
-                )),
+                kind: FailureKind::Stalled(policy.stall_timeout.as_secs()),
             };
             return Ok(match end_group(signals, leader, policy.grace)? {
                 Some(Interrupt::Terminate(sig)) => Outcome::Interrupted(sig),
@@ -138,6 +140,20 @@ pub fn supervise<O: Monitor>(
             });
         }
     }
+}
+
+/// How long a process killed by a scheduler's signal waits for that signal to reach us too.
+const SCHEDULER_SIGNAL_WAIT: Duration = Duration::from_secs(1);
+
+/// Whether a process died of a signal a scheduler sends to a whole step.
+fn killed_by_scheduler(f: &Failure) -> bool {
+    let scheduler = [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ];
+    matches!(f.kind, FailureKind::Died(Exit::Signal(s)) if scheduler.iter().any(|&q| q as i32 == s))
 }
 
 fn cpu_of(pids: &HashSet<Pid>) -> u64 {

@@ -33,18 +33,21 @@ pub enum Interrupt {
     Terminate(i32),
 }
 
-/// The driver's signal intake: SIGCHLD wakes the loop, SIGTERM/SIGINT/SIGHUP ask it to stop.
+/// The driver's signal intake: SIGCHLD wakes the loop; SIGTERM, SIGINT, SIGHUP and SIGUSR1
+/// (Slurm's warning before the time limit) ask it to stop.
 pub struct Signals {
     fd: SignalFd,
 }
 
 fn watched() -> SigSet {
     let mut set = SigSet::empty();
+    // SIGUSR1 is Slurm's early warning before a time limit (`--signal=USR1@N`).
     for s in [
         Signal::SIGCHLD,
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGHUP,
+        Signal::SIGUSR1,
     ] {
         set.add(s);
     }

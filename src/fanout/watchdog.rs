@@ -5,7 +5,8 @@
 //! stopped clone would wait forever. So `pseg-step` re-executes itself as a watchdog, tells it
 //! through a pipe which process groups are live, and the watchdog acts only when the pipe
 //! closes with groups still registered. It ignores SIGINT/SIGTERM/SIGHUP: the closing pipe,
-//! not a signal, is what says `pseg-step` is gone.
+//! not a signal, is what says `pseg-step` is gone (SIGUSR1 is ignored too: Slurm sends it to
+//! every process of a step before the time limit).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -18,7 +19,8 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 
 use super::unix;
 
-const ENV: &str = "PSEG_STEP_WATCHDOG";
+/// Set in the environment of a `pseg-step` started as a watchdog.
+pub(crate) const ENV: &str = "PSEG_STEP_WATCHDOG";
 
 /// Grace clavrxorb gets to remove its temporary directory before SIGKILL.
 const GRACE: Duration = Duration::from_secs(1);
@@ -60,7 +62,14 @@ pub fn run_if_watchdog() -> bool {
         return false;
     }
     let mut ignored = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+    // Slurm signals every process of a step (SIGUSR1 before the time limit, SIGTERM at it):
+    // the watchdog must outlive pseg-step, so only the closing pipe ends it.
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
         ignored.add(s);
     }
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ignored), None);

@@ -79,6 +79,16 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
             notes.push(format!("{flag}={}: {}", v.value, v.source));
         }
     }
+    let warning = s.warning_seconds.value;
+    notes.push(if warning > 0 {
+        format!(
+            "--signal=USR1@{warning}: {}; SIGUSR1 this long before the time limit (up to a \
+             minute earlier) makes pseg-step record its granule as interrupted and stop",
+            s.warning_seconds.source
+        )
+    } else {
+        format!("--signal: none ({})", s.warning_seconds.source)
+    });
     let job_name = match &s.job_name {
         Some(name) => {
             notes.push(format!("--job-name={}: {}", name.value, name.source));
@@ -145,6 +155,7 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
         granules_per_task: spread.granules_per_task,
         array: spread.array,
         ntasks: spread.ntasks,
+        warning_seconds: warning,
         log_path: text(&log_path),
         log_dir: text(&p.log_dir),
         list_file: text(&p.list),

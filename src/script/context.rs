@@ -34,6 +34,9 @@ pub struct ScriptContext {
     pub array: Option<ArrayVars>,
     /// Tasks in the job (tasks mode) or per array element (1).
     pub ntasks: usize,
+    /// `--signal=USR1@N`: seconds before the time limit that Slurm sends SIGUSR1 to the job
+    /// steps (pseg-step records its granule interrupted and stops); 0 for no warning.
+    pub warning_seconds: u16,
     /// `--output`: the log file pattern (`%x`, `%A`, `%a`, `%j` are Slurm's).
     pub log_path: String,
     /// The folder of the logs (created by gen).

@@ -32,11 +32,23 @@ pub use error::GenError;
 pub struct Generated {
     pub script: String,
     pub warnings: Vec<String>,
+    /// The granule list, the output folder and the site config the script was made from,
+    /// absolute (for the campaign's state folder).
+    pub list: PathBuf,
+    pub out: PathBuf,
+    pub config: Option<PathBuf>,
 }
 
 /// Runs `gen`: checks everything, then renders. See the module comment.
 pub fn generate(args: &GenArgs) -> Result<Generated, GenError> {
     let cwd = std::env::current_dir().map_err(GenError::Cwd)?;
+    generate_in(args, &cwd)
+}
+
+/// [`generate`] with relative paths in `args` taken against `cwd` instead of the current
+/// folder (`pseg-slurm retry` replays a gen call made elsewhere).
+pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, GenError> {
+    let cwd = cwd.to_path_buf();
     let config_path = args.config.as_ref().map(|p| paths::absolute(&cwd, p));
     let config = match &config_path {
         Some(path) => SiteConfig::load(path)?,
@@ -71,5 +83,11 @@ pub fn generate(args: &GenArgs) -> Result<Generated, GenError> {
     };
     let context = assemble::context(&inputs, &mut warnings)?;
     let script = templates.render(&context)?;
-    Ok(Generated { script, warnings })
+    Ok(Generated {
+        script,
+        warnings,
+        list: list_path,
+        out: paths.out,
+        config: config_path,
+    })
 }

@@ -13,6 +13,9 @@ use crate::script::error::GenError;
 use crate::script::sizing::DEFAULT_HEADROOM;
 use crate::size::Size;
 
+/// Seconds before the time limit that Slurm warns pseg-step (SIGUSR1) by default.
+pub const DEFAULT_WARNING_SECONDS: u16 = 120;
+
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -78,6 +81,8 @@ pub struct Settings {
     pub array_limit: Option<Sourced<u32>>,
     pub max_array_size: Option<Sourced<usize>>,
     pub ntasks: Option<Sourced<usize>>,
+    /// `--signal=USR1@N`: seconds of warning before the time limit; 0 for none.
+    pub warning_seconds: Sourced<u16>,
     pub exe: Option<Sourced<PathBuf>>,
     pub options: Option<Sourced<PathBuf>>,
     pub out: Option<Sourced<PathBuf>>,
@@ -210,6 +215,10 @@ pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settin
             config.ntasks.map(|n| n.get()),
             "ntasks",
         ),
+        warning_seconds: s
+            .warning_seconds
+            .map(|n| Sourced::new(n, Source::Flag("--warning-seconds")))
+            .unwrap_or(Sourced::new(DEFAULT_WARNING_SECONDS, Source::Default)),
         exe: pick(
             st.exe.as_ref().map(command),
             "--exe",

@@ -18,7 +18,13 @@ Exit status:
   9    the output or work directory cannot be written
   10   the Slurm environment (SLURM_PROCID, SLURM_NTASKS, SLURM_ARRAY_TASK_ID) is inconsistent
   11   the operating system refused something pseg-step needs (signals, processes)
-  130  interrupted by SIGINT; 143 by SIGTERM; 129 by SIGHUP (every clavrxorb was ended first)";
+  12   the campaign state directory (--state) cannot be read or written
+  128+N  interrupted by signal N: 138 SIGUSR1 (Slurm's warning before the time limit),
+       143 SIGTERM, 130 SIGINT, 129 SIGHUP; every clavrxorb was ended first and the granule
+       recorded as interrupted: submitting again resumes it
+
+With --check: 0 all checks passed, 3 and 4 as above, 11 the OS forbids reading and writing a
+child's memory (ptrace policy, security module, no /proc).";
 
 /// Run clavrxorb over granules, fanning each granule's segments out to clones in parallel.
 #[derive(Debug, Parser)]
@@ -40,7 +46,13 @@ pub struct StepArgs {
     #[arg(long, value_name = "DIR", required_unless_present = "check")]
     pub out: Option<PathBuf>,
 
-    /// Working directories, one per granule, with clavrxorb's logs [default: OUT/.pseg-work].
+    /// The campaign's state: one record per granule, claims [default: OUT/pseg-state].
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+
+    /// Working directories, one per granule, with clavrxorb's logs, kept when a granule fails
+    /// [default: a temporary directory in TMPDIR, with failed granules' copied to
+    /// OUT/pseg-failed].
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
 

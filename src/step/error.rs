@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::granules::ListError;
+use crate::ledger::LedgerError;
 use crate::mapping::MappingError;
 use crate::options::OptionsError;
 use crate::tracer::ElfError;
@@ -28,6 +29,8 @@ pub enum StepError {
     },
     #[error(transparent)]
     Slurm(#[from] MappingError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error("{what}: {source}")]
     Os {
         what: &'static str,
@@ -48,6 +51,7 @@ impl StepError {
             StepError::NotWritable { .. } => 9,
             StepError::Slurm(_) => 10,
             StepError::Os { .. } => 11,
+            StepError::Ledger(_) => 12,
         }
     }
 

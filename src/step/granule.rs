@@ -33,16 +33,22 @@ pub struct Plan {
     pub policy: Policy,
     pub keep_work: bool,
     pub memory: MemorySetup,
+    /// Where a failed granule's working directory is copied when `work` is temporary.
+    pub keep_failed: Option<PathBuf>,
 }
 
 /// How one granule went.
 #[derive(Debug)]
 pub enum GranuleResult {
-    Done,
+    /// With the names of the files published into the output directory.
+    Done {
+        outputs: Vec<String>,
+    },
     Failed {
         message: String,
-        #[allow(dead_code, reason = "read by the ledger once it classifies failures")]
         failure: Failure,
+        /// The cgroup counted an OOM kill while the granule ran.
+        oom: bool,
     },
     Interrupted(i32),
 }
@@ -69,6 +75,7 @@ pub fn run(
     let started = Instant::now();
     let started_unix = report::unix_now();
     let cpu_before = children_cpu_seconds();
+    let oom_before = oom_kills(plan);
     let name = granule.name();
     let wd = plan.work.join(&name);
     let staging = wd.join("output");
@@ -104,18 +111,23 @@ pub fn run(
 
     let (result, status, error) = match outcome {
         Outcome::Done => {
-            publish(&staging, &plan.out)?;
+            let outputs = publish(&staging, &plan.out)?;
             if !plan.keep_work {
                 std::fs::remove_dir_all(&wd)?;
             }
-            (GranuleResult::Done, report::Status::Done, None)
+            (GranuleResult::Done { outputs }, report::Status::Done, None)
         }
         Outcome::Failed(f) => {
-            let message = describe(&f, &wd);
+            let kept = match &plan.keep_failed {
+                Some(dir) => keep(&wd, &dir.join(&name))?,
+                None => wd.clone(),
+            };
+            let message = describe(&f, &kept);
             let error = Some(message.clone());
             let failed = GranuleResult::Failed {
                 message,
                 failure: f,
+                oom: oom_kills(plan) > oom_before,
             };
             (failed, report::Status::Failed, error)
         }
@@ -149,6 +161,32 @@ pub fn run(
     Ok((result, granule_report))
 }
 
+/// Copies a failed granule's working directory (logs, options, file_list) to `to`, replacing
+/// an older copy, and removes the original from scratch.
+fn keep(wd: &Path, to: &Path) -> io::Result<PathBuf> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    copy_tree(wd, to)?;
+    std::fs::remove_dir_all(wd)?;
+    Ok(to.to_path_buf())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let dest = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), dest)?;
+        }
+    }
+    Ok(())
+}
+
 /// User and system time of every child reaped so far (clavrxorb and its clones).
 fn children_cpu_seconds() -> f64 {
     use nix::sys::resource::{UsageWho, getrusage};
@@ -176,10 +214,12 @@ fn prepare(plan: &Plan, granule: &Granule, wd: &Path, staging: &Path) -> io::Res
     std::fs::write(wd.join("file_list"), file_list)
 }
 
-/// Moves a finished granule's outputs into the output directory.
-fn publish(staging: &Path, out: &Path) -> io::Result<()> {
+/// Moves a finished granule's outputs into the output directory; returns their names.
+fn publish(staging: &Path, out: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(staging)? {
         let entry = entry?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
         let to = out.join(entry.file_name());
         if std::fs::rename(entry.path(), &to).is_err() {
             // Another filesystem (a node-local --work): copy to a temporary name, then rename,
@@ -189,7 +229,17 @@ fn publish(staging: &Path, out: &Path) -> io::Result<()> {
             std::fs::rename(&tmp, &to)?;
         }
     }
-    Ok(())
+    Ok(names)
+}
+
+/// OOM kills the kernel counted in this process's own memory cgroup (cgroup v1 counts them
+/// where the killed process was: our task cgroup, clones included).
+fn oom_kills(plan: &Plan) -> u64 {
+    plan.memory
+        .own
+        .as_ref()
+        .and_then(|cg| cg.oom_kills().ok().flatten())
+        .unwrap_or(0)
 }
 
 /// The one message a user needs: what died where, and which log to read.

@@ -195,12 +195,12 @@ impl<'a> MemWatch<'a> {
     /// A process stopped at a waitpoint: sample it where its memory peaks.
     pub fn stopped(&mut self, pid: Pid, at: i32) {
         if pid == self.parent && at == L1B {
-            if let Some(r) = self.read(pid)
-                && self.parent_rss_at_read.is_none()
-            {
-                self.parent_rss_at_read = Some(r.rss);
+            // Only the first read matters (the baseline for the worker estimate); the timed
+            // sampler covers the parent after that, off the per-segment path.
+            if self.parent_rss_at_read.is_none() {
+                self.parent_rss_at_read = self.read(pid).map(|r| r.rss);
+                self.update_sums();
             }
-            self.update_sums();
         } else if at == FINAL {
             let Some(r) = self.read(pid) else { return };
             if pid == self.parent {

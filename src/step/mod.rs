@@ -6,33 +6,37 @@ mod error;
 mod granule;
 mod memwatch;
 mod progress;
+mod summary;
 mod timeline;
 mod watch;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use cli::StepArgs;
 pub use error::StepError;
 
-use crate::fanout::machine::Limits;
+use crate::fanout::machine::{self, Exit, Failure, Limits};
 use crate::fanout::unix::{self, Signals};
 use crate::fanout::watchdog::Watchdog;
-use crate::granules::read_list;
-use crate::mapping::{Place, select};
+use crate::granules::{Granule, read_list};
+use crate::ledger::{Campaign, FailureKind, Holder, Ledger, Outcome, Queue, STATE_DIR};
+use crate::mapping::Place;
 use crate::options::ClavrxOptions;
-use crate::report::{self, StepReport};
+use crate::report;
 use crate::tracer::TracerSymbols;
 use granule::{GranuleResult, Plan};
 use memwatch::MemorySetup;
 use progress::Progress;
+use summary::{Summary, done_line};
 
 /// Runs a step; the value is the exit status (0 done, 1 some failed, 128+N interrupted).
 pub fn run(args: StepArgs) -> Result<u8, StepError> {
-    unix::close_inherited_fds_on_exec().map_err(StepError::os("closing inherited descriptors"))?;
     if args.check {
         return Ok(crate::check::run(&args.exe));
     }
+    unix::close_inherited_fds_on_exec().map_err(StepError::os("closing inherited descriptors"))?;
     let (Some(files), Some(options), Some(out)) = (&args.files, &args.options, &args.out) else {
         unreachable!("clap requires --files, --options and --out without --check");
     };
@@ -51,21 +55,59 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     let options = ClavrxOptions::read(options)?;
     let scan_lines = args.scan_lines.unwrap_or(options.scan_lines);
     let out = writable_dir(out, "output directory", "--out")?;
-    let work = writable_dir(
-        &args.work.clone().unwrap_or_else(|| out.join(".pseg-work")),
-        "work directory",
-        "--work",
-    )?;
+    // Node-local scratch by default: clavrxorb and every clone write logs and temporary
+    // files there, thousands per granule, which a shared filesystem serves slowly. A failed
+    // granule's directory is copied next to the outputs, so its logs outlive the job.
+    let scratch = match &args.work {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("pseg-step.")
+                .tempdir()
+                .map_err(|source| StepError::NotWritable {
+                    what: "temporary directory",
+                    flag: "--work (or TMPDIR)",
+                    path: std::env::temp_dir(),
+                    source,
+                })?,
+        ),
+    };
+    let work = match (&args.work, &scratch) {
+        (Some(w), _) => writable_dir(w, "work directory", "--work")?,
+        (None, Some(t)) => t.path().to_path_buf(),
+        (None, None) => unreachable!("scratch is made when --work is absent"),
+    };
+    let keep_failed = scratch.as_ref().map(|_| out.join("pseg-failed"));
 
     let place = Place::from_env(args.chunk_size.map(|k| k as usize))?;
-    let mine: Vec<usize> = select(list.granules.len(), &place).collect();
-    if mine.is_empty() {
+    let state = args.state.clone().unwrap_or_else(|| out.join(STATE_DIR));
+    let reports = out.join(report::DIR);
+    let manifests = reports.clone();
+    let ledger = Ledger::open(&state)?
+        .with_output_check(move |name| report::outputs_present(&manifests, name));
+    if let Err(e) = Campaign::new(files, &out, None, "pseg-step").remember(&state) {
+        eprintln!("pseg-step: warning: {e}");
+    }
+    // An array element owns its chunk; otherwise every task of the step shares the whole
+    // list and claims granules one at a time, so a fast task simply takes more.
+    let candidates: Vec<String> = list.granules[place.chunk(list.granules.len())]
+        .iter()
+        .map(|g| g.name())
+        .collect();
+    let pending = ledger.pending(&candidates)?;
+    if pending.len() < candidates.len() {
         eprintln!(
-            "pseg-step: no granules for this task (array index {:?}, task {} of {}); nothing to do",
-            place.array_index, place.procid, place.ntasks
+            "pseg-step: {} of {} granule(s) already done or out of retries (see pseg-slurm status {})",
+            candidates.len() - pending.len(),
+            candidates.len(),
+            state.display()
         );
+    }
+    if pending.is_empty() {
+        eprintln!("pseg-step: nothing left to do for this task");
         return Ok(0);
     }
+    let by_name: HashMap<String, &Granule> = list.granules.iter().map(|g| (g.name(), g)).collect();
 
     unix::become_subreaper().map_err(StepError::os("becoming a child subreaper"))?;
     let mut signals = Signals::install().map_err(StepError::os("setting up signal handling"))?;
@@ -81,7 +123,6 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         args.mem_budget.map(|s| s.bytes()),
         crate::cpus::available(),
     );
-    let reports = out.join(report::DIR);
     let plan = Plan {
         exe: std::path::absolute(&exe).map_err(StepError::os("resolving the executable"))?,
         symbols,
@@ -96,6 +137,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         },
         policy: granule::policy(Duration::from_secs(args.stall_timeout), interval),
         keep_work: args.keep_work,
+        keep_failed,
     };
     let mode = if args.serial {
         "serially".to_string()
@@ -106,36 +148,32 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         || "no memory limit known".to_string(),
         |l| format!("memory limit {} ({})", crate::size::Size(l.bytes), l.source),
     );
-    eprintln!("pseg-step: {} granule(s) {mode}; {limit}", mine.len());
-    let step_started = std::time::Instant::now();
-    let mut summary = StepReport {
-        schema: report::SCHEMA.into(),
-        kind: "step".into(),
-        host: report::host(),
-        slurm: report::SlurmIds::from_env(),
-        started_unix: report::unix_now(),
-        wall_seconds: 0.0,
-        driver_cpu_seconds: 0.0,
-        granules: mine.len(),
-        done: 0,
-        failed: 0,
-        interrupted: 0,
-        peak_bytes: 0,
-        cgroup_kernel_peak_bytes: None,
-        reports: Vec::new(),
-    };
+    let total = pending.len();
+    eprintln!("pseg-step: {total} granule(s) to claim {mode}; {limit}");
 
-    let mut failed = Vec::new();
+    let me = Holder::current();
+    let mut queue = Queue::new(pending);
+    let mut summary = Summary::new();
     let mut interrupted_by = None;
-    for (i, &index) in mine.iter().enumerate() {
+    while interrupted_by.is_none() {
         if let Some(unix::Interrupt::Terminate(sig)) =
             signals.drain().map_err(StepError::os("reading signals"))?
         {
             interrupted_by = Some(sig);
             break;
         }
-        let granule = &list.granules[index];
-        let progress = Progress::new(i, mine.len(), &granule.name(), scan_lines);
+        let Some(mut claim) = ledger.claim_next(&mut queue, &me)? else {
+            if !queue.is_done() {
+                eprintln!(
+                    "pseg-step: {} granule(s) are being processed by other tasks",
+                    queue.waiting().len()
+                );
+            }
+            break;
+        };
+        ledger.running(&mut claim)?;
+        let granule = by_name[claim.name()];
+        let progress = Progress::new(summary.report.granules, total, &granule.name(), scan_lines);
         let run = granule::run(
             &plan,
             &mut signals,
@@ -148,112 +186,86 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
             Err(e) => {
                 let why = format!("could not run clavrxorb: {e}");
                 progress.say(&format!("FAILED: {why}"));
-                failed.push((granule.path.clone(), why));
-                summary.failed += 1;
+                let kind = if granule.path.exists() {
+                    FailureKind::Exit
+                } else {
+                    FailureKind::BadInput
+                };
+                ledger.finish(claim, Outcome::failed(kind, why.clone()))?;
+                summary.add_failure(&granule.path, why);
                 continue;
             }
         };
-        summary.peak_bytes = summary.peak_bytes.max(granule_report.memory.peak_bytes);
         let file = format!("{}{}", granule_report.name, report::SUFFIX);
-        match report::write(&reports, &file, &granule_report) {
-            Ok(_) => summary.reports.push(file.into()),
-            Err(e) => progress.say(&format!(
+        let written = report::write(&reports, &file, &granule_report);
+        if let Err(e) = &written {
+            progress.say(&format!(
                 "warning: cannot write its report into {}: {e}",
                 reports.display()
-            )),
+            ));
         }
-        match result {
-            GranuleResult::Done => {
-                summary.done += 1;
+        summary.add(&granule_report, written.is_ok().then(|| file.into()));
+        let outcome = match result {
+            GranuleResult::Done { outputs } => {
+                report::write_outputs(&reports, &granule_report.name, &outputs)
+                    .map_err(StepError::os("writing the outputs manifest"))?;
                 progress.say(&done_line(&granule_report, args.serial));
+                Outcome::done()
             }
-            GranuleResult::Failed { message, .. } => {
-                summary.failed += 1;
+            GranuleResult::Failed {
+                message,
+                failure,
+                oom,
+            } => {
                 progress.say(&format!("FAILED: {message}"));
-                failed.push((granule.path.clone(), message));
+                summary.failed.push((granule.path.clone(), message.clone()));
+                failure_outcome(&failure, oom, message)
             }
             GranuleResult::Interrupted(sig) => {
-                summary.interrupted += 1;
                 interrupted_by = Some(sig);
-                break;
+                Outcome::interrupted(format!("pseg-step got signal {sig}"))
             }
-        }
+        };
+        let outcome = match written {
+            Ok(path) => outcome.with_report(path),
+            Err(_) => outcome,
+        };
+        ledger.finish(claim, outcome)?;
     }
-    summary.wall_seconds = step_started.elapsed().as_secs_f64();
-    summary.driver_cpu_seconds = self_cpu_seconds();
-    summary.cgroup_kernel_peak_bytes = plan
-        .memory
-        .own
-        .as_ref()
-        .and_then(|cg| cg.peak().ok().flatten());
-    let step_file = step_report_name(&summary);
-    if let Err(e) = report::write(&reports, &step_file, &summary) {
-        eprintln!("pseg-step: warning: cannot write {step_file}: {e}");
-    }
+    summary.write(
+        &reports,
+        plan.memory
+            .own
+            .as_ref()
+            .and_then(|cg| cg.peak().ok().flatten()),
+    );
     if let Some(sig) = interrupted_by {
-        return Ok(interrupted(sig, summary.done, mine.len()));
+        eprintln!(
+            "pseg-step: interrupted by signal {sig} after {} granule(s); every clavrxorb \
+             process was ended and the granule recorded as interrupted: submit again to resume",
+            summary.report.done
+        );
+        return Ok(128u8.saturating_add(sig as u8));
     }
-    if failed.is_empty() {
-        eprintln!("pseg-step: all {} granule(s) done", summary.done);
-        return Ok(0);
-    }
-    eprintln!(
-        "pseg-step: {} of {} granule(s) done, {} failed:",
-        summary.done,
-        mine.len(),
-        failed.len()
-    );
-    for (path, why) in &failed {
-        eprintln!("  {}: {why}", path.display());
-    }
-    Ok(1)
+    Ok(summary.close())
 }
 
-fn done_line(r: &report::GranuleReport, serial: bool) -> String {
-    let peak = crate::size::Size(r.memory.peak_bytes);
-    if serial {
-        return format!("done in {:.1} s", r.wall_seconds);
-    }
-    format!(
-        "done in {:.1} s ({} segments, {} lines; peak {peak}, up to {} workers, bound by {})",
-        r.wall_seconds, r.segments, r.lines, r.workers.max_busy, r.workers.bound_by
-    )
-}
-
-/// `step-<job>[_<array task>].<procid>.pseg.yaml` under Slurm, `step-local-<pid>` outside.
-fn step_report_name(s: &StepReport) -> String {
-    let id = match &s.slurm {
-        Some(ids) => {
-            let job = ids
-                .array_job_id
-                .as_ref()
-                .zip(ids.array_task_id.as_ref())
-                .map_or_else(
-                    || ids.job_id.clone().unwrap_or_default(),
-                    |(a, t)| format!("{a}_{t}"),
-                );
-            format!("{job}.{}", ids.procid.as_deref().unwrap_or("0"))
-        }
-        None => format!("local-{}", std::process::id()),
+/// The ledger's view of a failed granule: what kind of failure, for its retry budget.
+fn failure_outcome(f: &Failure, oom: bool, message: String) -> Outcome {
+    let (signal, exit) = match f.kind {
+        machine::FailureKind::Died(Exit::Signal(s))
+        | machine::FailureKind::EndedEarly(Exit::Signal(s)) => (Some(s), None),
+        machine::FailureKind::Died(Exit::Code(c))
+        | machine::FailureKind::EndedEarly(Exit::Code(c)) => (None, Some(c)),
+        _ => (None, None),
     };
-    format!("step-{id}{}", report::SUFFIX)
-}
-
-/// CPU time of this process itself (the driver and its sampler), not its children.
-fn self_cpu_seconds() -> f64 {
-    use nix::sys::resource::{UsageWho, getrusage};
-    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
-        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-        t(u.user_time()) + t(u.system_time())
-    })
-}
-
-fn interrupted(sig: i32, done: usize, total: usize) -> u8 {
-    eprintln!(
-        "pseg-step: interrupted by signal {sig} after {done} of {total} granule(s); \
-         every clavrxorb process was ended"
-    );
-    128u8.saturating_add(sig as u8)
+    let stalled = matches!(f.kind, machine::FailureKind::Stalled(_));
+    let kind = FailureKind::from_parts(signal, exit, oom, stalled, false);
+    let outcome = Outcome::failed(kind, message);
+    match exit {
+        Some(c) => outcome.with_exit_status(c),
+        None => outcome,
+    }
 }
 
 /// Creates `dir` if needed and proves a file can be written in it.

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Case, Link, text};
+use crate::support::{Case, Link, text, wrapped};
 
 /// Granules covering the shapes that break offset arithmetic: one segment, an uneven last
 /// segment, segments of one line, and a bigger one.
@@ -353,7 +353,7 @@ fn a_killed_pseg_step_leaves_no_clavrxorb_behind() {
     case.list(&["slow.gran"]);
     case.options(10);
     let step = case.step("out");
-    let mut child = Command::new("nohup")
+    let mut child = wrapped(&step, "nohup")
         .arg(step.get_program())
         .args(step.get_args())
         .current_dir(case.dir.path())

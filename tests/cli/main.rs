@@ -5,6 +5,7 @@
 mod container;
 mod fanout;
 mod gen_script;
+mod ledger;
 mod memory;
 mod slurm;
 mod support;

@@ -117,7 +117,8 @@ fn a_memory_budget_caps_workers_below_the_cpu_cap_and_the_report_says_so() {
     assert!(err.contains("memory limit 250 MiB (--mem-budget)"), "{err}");
     let r = case.report("capped", "h.gran");
     assert_eq!(r["workers"]["bound_by"].as_str(), Some("memory"), "{err}");
-    assert_eq!(num(&r, &["workers", "max_busy"]), 2.0);
+    // A worker past its processing has freed its memory, so a third may start then.
+    assert!(num(&r, &["workers", "max_busy"]) < 4.0);
     assert!(num(&r, &["memory", "pss_peak_bytes"]) < (250 * MIB) as f64);
 
     let out = case
@@ -128,6 +129,9 @@ fn a_memory_budget_caps_workers_below_the_cpu_cap_and_the_report_says_so() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r = case.report("free", "h.gran");
     assert_eq!(r["workers"]["bound_by"].as_str(), Some("cpus"));
-    assert!(num(&r, &["workers", "max_busy"]) > 2.0);
+    assert!(
+        num(&r, &["memory", "pss_peak_bytes"]) > (250 * MIB) as f64,
+        "without the budget the same run goes over it"
+    );
     assert_eq!(case.outputs("capped"), case.outputs("free"));
 }

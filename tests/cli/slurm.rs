@@ -4,6 +4,7 @@
 //! Needs the one-node test bed (`bash ci/slurm-testbed.sh up`, done by `ci/test.sh` as
 //! root). Without it these tests skip loudly; under CI (`CI=true`) that is a failure.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -212,8 +213,8 @@ fn tasks_job_outputs_equal_a_serial_run() {
         logs(&case, "out-tasks")
     );
     let log = logs(&case, "out-tasks");
-    // Both tasks worked: each says how many granules it took.
-    assert_eq!(log.matches("granule(s) with up to").count(), 2, "{log}");
+    // Both tasks worked: each says what it claims.
+    assert_eq!(log.matches("granule(s) to claim").count(), 2, "{log}");
     assert_same_as_serial(&case, "out-tasks");
 }
 
@@ -274,4 +275,249 @@ fn memory_sized_from_a_measured_peak_fits_and_far_too_little_is_oom_killed() {
     );
     assert!(log.contains("FAILED") && log.contains("SIGKILL"), "{log}");
     assert!(case.outputs("out-starved").is_empty(), "no partial output");
+}
+
+/// `--max-workers 4` where the job's memory fits two workers: admission holds the cap at two
+/// and the job finishes; without admission the same job is OOM-killed.
+#[test]
+fn memory_admission_keeps_a_job_inside_its_limit() {
+    if !slurm_available("memory_admission_keeps_a_job_inside_its_limit") {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    let per_line = (8u64 << 20).to_string(); // 80 MiB a worker on 10-line segments
+    case.granule(
+        "heavy.gran",
+        80,
+        &["--work", "3000000", "--work-mem", &per_line],
+    );
+    case.list(&["heavy.gran"]);
+    case.options(10);
+    let submit = |out: &str, step_args: &str| {
+        let config = case.path(&format!("{out}.yaml"));
+        std::fs::write(
+            &config,
+            format!("max_workers: 4\nstep_args: [{step_args}]\n"),
+        )
+        .unwrap();
+        let dir = case.path(out);
+        // 217 MiB + 15 % headroom: a 250 MiB job, room for two 80 MiB workers, not four.
+        let id = gen_and_submit(
+            &case,
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--cpus-per-task",
+                "2",
+                "--peak-mem",
+                "217M",
+                "--headroom",
+                "15",
+                "--time",
+                "5",
+                "--out",
+                dir.to_str().unwrap(),
+            ],
+        );
+        wait_job(&id, Duration::from_secs(180))
+    };
+
+    let states = submit("admitted", "");
+    let log = logs(&case, "admitted");
+    assert_eq!(states[0].0, "COMPLETED", "{log}");
+    assert!(log.contains("memory limit 250 MiB (cgroup"), "{log}");
+    let r = case.report("admitted", "heavy.gran");
+    assert_eq!(r["workers"]["bound_by"].as_str(), Some("memory"), "{log}");
+    // A worker past its processing has freed its memory, so a third may start then.
+    assert!(r["workers"]["max_busy"].as_u64().unwrap() < 4, "{log}");
+    assert_eq!(r["workers"]["cap"].as_u64(), Some(4));
+
+    let states = submit("unadmitted", "\"--mem-admission\", \"off\"");
+    let log = logs(&case, "unadmitted");
+    assert_ne!(states[0].0, "COMPLETED", "{log}");
+    assert!(
+        log.contains("oom-kill") || log.contains("Out Of Memory"),
+        "the cgroup killed it: {log}"
+    );
+    assert!(case.outputs("unadmitted").is_empty());
+}
+
+/// The campaign's counts from `pseg-slurm status --format yaml`.
+fn status(case: &Case, out: &str) -> serde_yaml::Value {
+    let o = Command::new(cargo_bin!("pseg-slurm"))
+        .args(["status", "--format", "yaml"])
+        .arg(case.path(out))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    serde_yaml::from_slice(&o.stdout).unwrap()
+}
+
+/// Live processes running the executable at `exe`.
+fn processes_of(exe: &Path) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            (std::fs::read_link(e.path().join("exe")).ok()? == exe).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign() {
+    if !slurm_available(
+        "a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign",
+    ) {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    campaign(&case, &[]);
+    // A copy of the mock of our own, so its processes are ours to count.
+    let exe = case.path("clavrxorb");
+    std::fs::copy(case.mock(), &exe).unwrap();
+    let submit = |time: &str, sleep_ms: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(r#"set -o pipefail; "$0" gen "$@" | sbatch --parsable"#)
+            .arg(cargo_bin!("pseg-slurm"))
+            .arg("--files")
+            .arg(case.path("data/list.txt"))
+            .arg("--exe")
+            .arg(&exe)
+            .arg("--options")
+            .arg(case.path("clavrx_options"))
+            .args(["--mode", "tasks", "--ntasks", "1", "--cpus-per-task", "1"])
+            .args([
+                "--memory",
+                "300M",
+                "--time",
+                time,
+                "--warning-seconds",
+                "30",
+            ])
+            .arg("--out")
+            .arg(case.path("out"))
+            // Seen by the mock inside the job (sbatch exports the environment): each segment
+            // takes this long, without changing the output.
+            .env("MOCK_CLAVRX_SLEEP_MS", sleep_ms)
+            .current_dir(case.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let id = text(&out.stdout).trim().to_string();
+        wait_job(&id, Duration::from_secs(240))
+    };
+
+    // 5 granules of 1 to 8 segments at 4 s each: about 100 s of work for a 1-minute job.
+    let states = submit("1", "4000");
+    let log = logs(&case, "out");
+    assert_ne!(
+        states[0].0, "COMPLETED",
+        "the first job must not finish: {log}"
+    );
+    assert!(log.contains("interrupted by signal"), "{log}");
+    let s = status(&case, "out");
+    let counts = &s["counts"];
+    assert!(counts["interrupted"].as_u64().unwrap() >= 1, "{s:?}\n{log}");
+    assert_eq!(counts["running"].as_u64(), Some(0), "{s:?}");
+    assert_eq!(counts["claimed"].as_u64(), Some(0), "{s:?}");
+    assert!(counts["done"].as_u64().unwrap() < 5, "{s:?}");
+    assert_eq!(
+        processes_of(&exe),
+        Vec::<i32>::new(),
+        "clavrxorb left behind"
+    );
+    let done_first = counts["done"].as_u64().unwrap();
+
+    let states = submit("5", "0");
+    let log = logs(&case, "out");
+    assert_eq!(states[0].0, "COMPLETED", "{log}");
+    let s = status(&case, "out");
+    assert_eq!(s["counts"]["done"].as_u64(), Some(5), "{s:?}");
+    assert!(
+        log.contains(&format!("{done_first} of 5 granule(s) already done")) || done_first == 0,
+        "the second job skips what the first finished: {log}"
+    );
+    assert_same_as_serial(&case, "out");
+}
+
+#[test]
+fn a_failed_granule_is_listed_by_status_and_produced_by_retry_once_fixed() {
+    if !slurm_available("a_failed_granule_is_listed_by_status_and_produced_by_retry_once_fixed") {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    case.granule("good.gran", 30, &[]);
+    case.granule("bad.gran", 40, &["--fault", "clone-segv:2"]);
+    case.list(&["good.gran", "bad.gran"]);
+    case.options(10);
+    let out = case.path("out");
+    let id = gen_and_submit(
+        &case,
+        &[
+            "--cpus-per-task",
+            "1",
+            "--memory",
+            "300M",
+            "--time",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    wait_job(&id, Duration::from_secs(180));
+    let s = status(&case, "out");
+    assert_eq!(s["counts"]["done"].as_u64(), Some(1), "{s:?}");
+    assert_eq!(s["counts"]["failed"].as_u64(), Some(1), "{s:?}");
+    let listing = Command::new(cargo_bin!("pseg-slurm"))
+        .arg("status")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let listing = text(&listing.stdout);
+    assert!(
+        listing.contains("bad.gran") && listing.contains("SIGSEGV"),
+        "{listing}"
+    );
+
+    // The fault removed: the same granule, generated again without it.
+    case.granule("bad.gran", 40, &[]);
+    case.list(&["bad.gran"]);
+    assert!(
+        case.step("fixed-serial")
+            .arg("--serial")
+            .status()
+            .unwrap()
+            .success()
+    );
+    case.list(&["good.gran", "bad.gran"]);
+    let retry = Command::new("bash")
+        .arg("-c")
+        .arg(r#"set -o pipefail; "$0" retry "$1" --failed | sbatch --parsable"#)
+        .arg(cargo_bin!("pseg-slurm"))
+        .arg(&out)
+        .current_dir(case.dir.path())
+        .output()
+        .unwrap();
+    assert!(retry.status.success(), "{}", text(&retry.stderr));
+    let id = text(&retry.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let states = wait_job(&id, Duration::from_secs(180));
+    assert!(
+        states.iter().all(|(s, _)| s == "COMPLETED"),
+        "{states:?} {}",
+        logs(&case, "out")
+    );
+    let s = status(&case, "out");
+    assert_eq!(s["counts"]["done"].as_u64(), Some(2), "{s:?}");
+    assert_eq!(
+        case.outputs("out")["bad.gran.level2.bin"],
+        case.outputs("fixed-serial")["bad.gran.level2.bin"]
+    );
 }

@@ -82,6 +82,13 @@ impl Case {
         self.dir.path().join(rel)
     }
 
+    /// The TMPDIR `pseg-step` runs with.
+    pub fn scratch(&self) -> PathBuf {
+        let p = self.path("tmp");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
     pub fn mock(&self) -> &'static Path {
         mock(self.link)
     }
@@ -144,6 +151,9 @@ impl Case {
             .arg("--out")
             .arg(self.path(out))
             .current_dir(self.dir.path())
+            // pseg-step's scratch (and so clavrxorb's working directory) inside the test's
+            // own directory, where `processes_left` looks.
+            .env("TMPDIR", self.scratch())
             .env_remove("SLURM_ARRAY_TASK_ID")
             .env_remove("SLURM_PROCID")
             .env_remove("SLURM_NTASKS")
@@ -192,6 +202,19 @@ impl Case {
     }
 }
 
+/// A command running `program` with `step`'s environment changes; the caller adds the
+/// arguments (usually ending with `step`'s program and arguments).
+pub fn wrapped(step: &Command, program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    for (k, v) in step.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
+}
+
 /// Output of a command as text, for messages.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -209,7 +232,7 @@ impl Case {
         ));
         std::fs::create_dir(&cg).expect("root can create a memory cgroup (cgroup v1)");
         let step = self.step(out);
-        let run = Command::new("sh")
+        let run = wrapped(&step, "sh")
             .arg("-c")
             .arg(r#"echo $$ > "$0/cgroup.procs" && shift && exec "$@""#)
             .arg(&cg)

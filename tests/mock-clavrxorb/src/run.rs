@@ -103,6 +103,11 @@ impl Process {
         let work_ballast = Ballast::touched(ballast_bytes(header.work_mem, count, "work_mem")?);
         self.processing_fault(header.fault, k);
         let bytes = work::segment_bytes(u64::from(start), &inputs, header.work);
+        if let Some(pause) = wall_time_per_segment() {
+            // Wall time without CPU: stretches a run (to meet a time limit) without changing
+            // its output, so a reference run without the variable stays fast.
+            std::thread::sleep(pause);
+        }
         self.tracer.waitpoint(wp::ECM2);
         self.tracer.waitpoint(wp::TYPE);
         self.tracer.waitpoint(wp::FINAL);
@@ -182,4 +187,15 @@ fn say(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// `MOCK_CLAVRX_SLEEP_MS` (milliseconds per processed segment), for tests that need a run to
+/// take a while; unset or unparsable means no pause.
+fn wall_time_per_segment() -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var("MOCK_CLAVRX_SLEEP_MS")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (ms > 0).then(|| std::time::Duration::from_millis(ms))
 }

@@ -1,0 +1,130 @@
+//! `campaign.yaml`: what a state folder belongs to — the granule list, the output folder,
+//! and the `gen` call that made the job, so `status` can count what was never started and
+//! `retry` can render a script the same way.
+//!
+//! `pseg-slurm gen` writes it (replacing an older one); a driver started by hand may record
+//! the list and output folder with [`Campaign::remember`], which never replaces one.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::error::LedgerError;
+use crate::ledger::store;
+
+pub const SCHEMA: &str = "pseg-campaign/1";
+pub const FILE: &str = "campaign.yaml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub schema: String,
+    /// The granule list, absolute.
+    pub list: PathBuf,
+    /// The output folder, absolute.
+    pub output_dir: PathBuf,
+    /// The `gen` that rendered the campaign's script, when it was gen.
+    #[serde(default, rename = "gen", skip_serializing_if = "Option::is_none")]
+    pub gen_call: Option<GenCall>,
+    pub written_unix: f64,
+    /// `pseg-slurm gen` or `pseg-step`.
+    pub written_by: String,
+}
+
+/// A `pseg-slurm gen` command line, enough to run it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenCall {
+    /// The folder it ran in: relative paths in `args` are relative to it.
+    pub cwd: PathBuf,
+    /// Its arguments after `gen`, as typed.
+    pub args: Vec<String>,
+    /// The site config it used (from `--config` or `PSEG_SLURM_CONFIG`), absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
+}
+
+impl Campaign {
+    pub fn new(list: &Path, output_dir: &Path, gen_call: Option<GenCall>, by: &str) -> Campaign {
+        Campaign {
+            schema: SCHEMA.to_string(),
+            list: list.to_path_buf(),
+            output_dir: output_dir.to_path_buf(),
+            gen_call,
+            written_unix: crate::report::unix_now(),
+            written_by: by.to_string(),
+        }
+    }
+
+    fn text(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+
+    /// Writes `state_dir/campaign.yaml`, replacing any older one (what `gen` does).
+    pub fn write(&self, state_dir: &Path) -> Result<(), LedgerError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| LedgerError::Create {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        store::write_atomic(state_dir, FILE, self.text().as_bytes())
+            .map_err(LedgerError::write(state_dir.join(FILE)))
+    }
+
+    /// Writes `state_dir/campaign.yaml` only if there is none; true if this call wrote it.
+    pub fn remember(&self, state_dir: &Path) -> Result<bool, LedgerError> {
+        store::create_exclusive(state_dir, FILE, self.text().as_bytes())
+            .map_err(LedgerError::write(state_dir.join(FILE)))
+    }
+
+    /// Reads `state_dir/campaign.yaml`; `None` if there is none.
+    pub fn read(state_dir: &Path) -> Result<Option<Campaign>, LedgerError> {
+        let path = state_dir.join(FILE);
+        let Some(bytes) = store::read_optional(&path).map_err(LedgerError::read(&path))? else {
+            return Ok(None);
+        };
+        serde_yaml::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| LedgerError::Corrupt {
+                path,
+                message: e.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gen_replaces_a_driver_only_remembers() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Campaign::read(dir.path()).unwrap(), None);
+        let by_step = Campaign::new(Path::new("/l.txt"), Path::new("/out"), None, "pseg-step");
+        assert!(by_step.remember(dir.path()).unwrap());
+        let again = Campaign::new(
+            Path::new("/other.txt"),
+            Path::new("/out"),
+            None,
+            "pseg-step",
+        );
+        assert!(!again.remember(dir.path()).unwrap());
+        assert_eq!(
+            Campaign::read(dir.path()).unwrap().unwrap().list,
+            Path::new("/l.txt")
+        );
+        let call = GenCall {
+            cwd: "/w".into(),
+            args: vec!["--files".into(), "l2.txt".into()],
+            config: Some("/etc/site.yaml".into()),
+        };
+        let by_gen = Campaign::new(
+            Path::new("/w/l2.txt"),
+            Path::new("/out"),
+            Some(call),
+            "pseg-slurm gen",
+        );
+        by_gen.write(dir.path()).unwrap();
+        assert_eq!(Campaign::read(dir.path()).unwrap().unwrap(), by_gen);
+        std::fs::write(dir.path().join(FILE), "list: [").unwrap();
+        let e = Campaign::read(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("campaign.yaml is not a file"), "{e}");
+    }
+}

@@ -1,0 +1,638 @@
+//! `pseg-slurm status`: what a campaign's records add up to — counts by status, throughput,
+//! an ETA, the failures with their one-line errors, and the work per host.
+//!
+//! [`summarize`] is pure (records, the list, the time in; a [`Summary`] out) and renders as
+//! text here or as YAML/JSON through serde. [`read`] gathers its inputs from a state folder;
+//! it asks no process and no scontrol, so it stays fast: records say what their holders
+//! last wrote, and a `running` record of a crashed job stays `running` until a takeover.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::granules::read_list;
+use crate::ledger::Ledger;
+use crate::ledger::campaign::Campaign;
+use crate::ledger::classify::{FailureKind, RetryBudget};
+use crate::ledger::error::LedgerError;
+use crate::ledger::record::{Record, Status};
+
+/// Failures listed in the text output; YAML and JSON list them all.
+const TEXT_FAILURES: usize = 20;
+/// Slurm jobs listed as still holding granules.
+const MAX_JOBS: usize = 20;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counts {
+    pub pending: usize,
+    pub claimed: usize,
+    pub running: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+}
+
+impl Counts {
+    fn add(&mut self, status: Status) {
+        match status {
+            Status::Pending => self.pending += 1,
+            Status::Claimed => self.claimed += 1,
+            Status::Running => self.running += 1,
+            Status::Done => self.done += 1,
+            Status::Failed => self.failed += 1,
+            Status::Interrupted => self.interrupted += 1,
+        }
+    }
+
+    fn get(&self, status: Status) -> usize {
+        match status {
+            Status::Pending => self.pending,
+            Status::Claimed => self.claimed,
+            Status::Running => self.running,
+            Status::Done => self.done,
+            Status::Failed => self.failed,
+            Status::Interrupted => self.interrupted,
+        }
+    }
+}
+
+/// One failed granule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    pub name: String,
+    pub kind: Option<FailureKind>,
+    pub attempts: u32,
+    /// A resume will try it again (its failures are within the retry budget).
+    pub retryable: bool,
+    pub exit_status: Option<i32>,
+    pub error: Option<String>,
+    pub host: Option<String>,
+    pub slurm_job: Option<String>,
+    pub report: Option<PathBuf>,
+}
+
+/// The work one host did (by the latest attempt of each granule).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HostLine {
+    pub host: String,
+    pub done: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    /// Claimed or running now.
+    pub busy: usize,
+    /// Seconds of finished attempts (start to end).
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub state_dir: PathBuf,
+    pub list: Option<PathBuf>,
+    pub output_dir: Option<PathBuf>,
+    /// Granules in the list (records, when the list cannot be read).
+    pub granules: usize,
+    pub counts: Counts,
+    /// Failed granules a resume will try again.
+    pub failed_retryable: usize,
+    /// Records of granules not in the list (from an earlier list).
+    pub not_in_list: usize,
+    pub unreadable_records: usize,
+    /// Attempts over all granules, and how many were lost with their holder.
+    pub attempts: u64,
+    pub lost: u64,
+    pub first_started: Option<f64>,
+    pub last_ended: Option<f64>,
+    /// From the first start to now (while anything runs) or to the last end.
+    pub elapsed_seconds: f64,
+    pub done_per_hour: Option<f64>,
+    pub done_last_hour: usize,
+    /// Granules still to do: pending, claimed, running, interrupted, failed but retryable.
+    pub remaining: usize,
+    /// `remaining` at `done_per_hour`.
+    pub eta_seconds: Option<f64>,
+    /// Slurm jobs of claimed and running records (compare with `squeue`).
+    pub running_jobs: Vec<String>,
+    pub failures: Vec<Failure>,
+    pub hosts: Vec<HostLine>,
+    pub warnings: Vec<String>,
+}
+
+/// What a state folder holds, read for [`summarize`].
+pub struct Inputs {
+    pub state_dir: PathBuf,
+    pub campaign: Option<Campaign>,
+    /// The list's granule names in order, when it could be read.
+    pub names: Option<Vec<String>>,
+    pub records: Vec<Record>,
+    pub unreadable: usize,
+    pub warnings: Vec<String>,
+}
+
+/// Reads the campaign, its list and every record of `state_dir`.
+pub fn read(state_dir: &Path) -> Result<Inputs, LedgerError> {
+    let ledger = Ledger::open_existing(state_dir)?;
+    let campaign = Campaign::read(state_dir)?;
+    let mut warnings = Vec::new();
+    let names = match &campaign {
+        Some(c) => match read_list(&c.list) {
+            Ok(list) => Some(list.granules.iter().map(|g| g.name()).collect()),
+            Err(e) => {
+                warnings.push(format!("{e}; counting records only"));
+                None
+            }
+        },
+        None => {
+            warnings.push(format!(
+                "{} has no campaign.yaml (not started by `pseg-slurm gen`): granules never \
+                 started are not counted",
+                state_dir.display()
+            ));
+            None
+        }
+    };
+    let scan = ledger.scan()?;
+    for (path, why) in scan.unreadable.iter().take(5) {
+        warnings.push(format!("unreadable record {}: {why}", path.display()));
+    }
+    Ok(Inputs {
+        state_dir: state_dir.to_path_buf(),
+        campaign,
+        names,
+        records: scan.records,
+        unreadable: scan.unreadable.len(),
+        warnings,
+    })
+}
+
+/// Adds the records up; `now` in Unix seconds.
+pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Summary {
+    let Inputs {
+        state_dir,
+        campaign,
+        names,
+        records,
+        unreadable,
+        warnings,
+    } = inputs;
+    let mut by_name: HashMap<&str, &Record> =
+        records.iter().map(|r| (r.name.as_str(), r)).collect();
+    // The records that count, in list order (or by name without a list), and the rest.
+    let mut counted: Vec<&Record> = Vec::with_capacity(records.len());
+    let mut counts = Counts::default();
+    let granules = match &names {
+        Some(names) => {
+            for name in names {
+                match by_name.remove(name.as_str()) {
+                    Some(r) => counted.push(r),
+                    None => counts.pending += 1,
+                }
+            }
+            names.len()
+        }
+        None => {
+            counted = by_name.drain().map(|(_, r)| r).collect();
+            counted.sort_by(|a, b| a.name.cmp(&b.name));
+            counted.len()
+        }
+    };
+    let not_in_list = by_name.len();
+
+    let mut s = Summary {
+        state_dir,
+        list: campaign.as_ref().map(|c| c.list.clone()),
+        output_dir: campaign.as_ref().map(|c| c.output_dir.clone()),
+        granules,
+        counts,
+        failed_retryable: 0,
+        not_in_list,
+        unreadable_records: unreadable,
+        attempts: 0,
+        lost: 0,
+        first_started: None,
+        last_ended: None,
+        elapsed_seconds: 0.0,
+        done_per_hour: None,
+        done_last_hour: 0,
+        remaining: 0,
+        eta_seconds: None,
+        running_jobs: Vec::new(),
+        failures: Vec::new(),
+        hosts: Vec::new(),
+        warnings,
+    };
+    let mut hosts: BTreeMap<&str, HostLine> = BTreeMap::new();
+    let mut jobs: BTreeSet<&str> = BTreeSet::new();
+    for r in &counted {
+        s.counts.add(r.status);
+        s.attempts += u64::from(r.attempts);
+        s.lost += u64::from(r.failures.get(&FailureKind::Lost).copied().unwrap_or(0));
+        if let Some(t) = r.first_started.or(r.started).or(r.claimed) {
+            s.first_started = Some(s.first_started.map_or(t, |f| f.min(t)));
+        }
+        if let Some(t) = r.ended {
+            s.last_ended = Some(s.last_ended.map_or(t, |l| l.max(t)));
+            if r.status == Status::Done && now - t <= 3600.0 {
+                s.done_last_hour += 1;
+            }
+        }
+        if r.status != Status::Pending {
+            let host = hosts
+                .entry(r.host.as_deref().unwrap_or("?"))
+                .or_insert_with(|| HostLine {
+                    host: r.host.clone().unwrap_or_else(|| "?".into()),
+                    ..HostLine::default()
+                });
+            if let (Some(a), Some(b)) = (r.started, r.ended) {
+                host.seconds += (b - a).max(0.0);
+            }
+            match r.status {
+                Status::Done => host.done += 1,
+                Status::Failed => host.failed += 1,
+                Status::Interrupted => host.interrupted += 1,
+                Status::Claimed | Status::Running | Status::Pending => host.busy += 1,
+            }
+        }
+        if r.is_held() {
+            if let Some(job) = r.slurm.as_ref().and_then(|j| j.job_id.as_deref()) {
+                jobs.insert(job);
+            }
+        }
+        if r.status == Status::Failed {
+            let retryable = budget.allows(&r.charged);
+            s.failed_retryable += usize::from(retryable);
+            s.failures.push(Failure {
+                name: r.name.clone(),
+                kind: r.kind,
+                attempts: r.attempts,
+                retryable,
+                exit_status: r.exit_status,
+                error: r.error.clone(),
+                host: r.host.clone(),
+                slurm_job: r.slurm.as_ref().and_then(|j| j.job_id.clone()),
+                report: r.report.clone(),
+            });
+        }
+    }
+    s.hosts = hosts.into_values().collect();
+    s.running_jobs = jobs.iter().take(MAX_JOBS).map(|j| j.to_string()).collect();
+    let c = &s.counts;
+    s.remaining = c.pending + c.claimed + c.running + c.interrupted + s.failed_retryable;
+    if let Some(first) = s.first_started {
+        let busy = c.claimed + c.running > 0;
+        let end = if busy {
+            now
+        } else {
+            s.last_ended.unwrap_or(now)
+        };
+        s.elapsed_seconds = (end - first).max(0.0);
+    }
+    if c.done > 0 && s.elapsed_seconds > 0.0 {
+        let rate = c.done as f64 * 3600.0 / s.elapsed_seconds;
+        s.done_per_hour = Some(rate);
+        s.eta_seconds = Some(s.remaining as f64 * 3600.0 / rate);
+    } else if s.remaining == 0 {
+        s.eta_seconds = Some(0.0);
+    }
+    s
+}
+
+/// `1 d 04 h`, `2 h 05 min`, `3 min 20 s`, `12 s`.
+pub fn duration(seconds: f64) -> String {
+    let t = seconds.max(0.0).round() as u64;
+    let (d, h, m, s) = (t / 86400, t / 3600 % 24, t / 60 % 60, t % 60);
+    if d > 0 {
+        format!("{d} d {h:02} h")
+    } else if h > 0 {
+        format!("{h} h {m:02} min")
+    } else if m > 0 {
+        format!("{m} min {s:02} s")
+    } else {
+        format!("{s} s")
+    }
+}
+
+fn percent(part: usize, whole: usize) -> String {
+    if whole == 0 {
+        String::new()
+    } else {
+        format!("{:5.1}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+/// The text a person reads.
+pub fn render_text(s: &Summary) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    match (&s.list, &s.output_dir) {
+        (Some(list), Some(dir)) => {
+            let _ = writeln!(w, "campaign: {} -> {}", list.display(), dir.display());
+        }
+        _ => {
+            let _ = writeln!(w, "campaign: (no campaign.yaml)");
+        }
+    }
+    let _ = writeln!(w, "state:    {}", s.state_dir.display());
+    let _ = writeln!(w);
+    let _ = writeln!(w, "  granules     {:>8}", s.granules);
+    for status in [
+        Status::Done,
+        Status::Running,
+        Status::Claimed,
+        Status::Pending,
+        Status::Interrupted,
+        Status::Failed,
+    ] {
+        let n = s.counts.get(status);
+        let _ = write!(
+            w,
+            "  {:<12} {n:>8}  {}",
+            status.name(),
+            percent(n, s.granules)
+        );
+        if status == Status::Failed && n > 0 {
+            let _ = write!(
+                w,
+                "  ({} will be tried again on resume, {} out of retries)",
+                s.failed_retryable,
+                n - s.failed_retryable
+            );
+        }
+        let _ = writeln!(w);
+    }
+    if s.not_in_list > 0 {
+        let _ = writeln!(
+            w,
+            "  ({} records of granules not in the list)",
+            s.not_in_list
+        );
+    }
+    if s.attempts > 0 {
+        let _ = writeln!(
+            w,
+            "  attempts     {:>8}  ({} lost with their holder)",
+            s.attempts, s.lost
+        );
+    }
+    let _ = writeln!(w);
+    match s.done_per_hour {
+        Some(rate) => {
+            let _ = writeln!(
+                w,
+                "throughput: {rate:.1} granules/hour over {} ({} done in the last hour)",
+                duration(s.elapsed_seconds),
+                s.done_last_hour
+            );
+        }
+        None => {
+            let _ = writeln!(w, "throughput: nothing done yet");
+        }
+    }
+    match s.eta_seconds {
+        Some(_) if s.remaining == 0 => {
+            let _ = writeln!(w, "ETA:        nothing left to do");
+        }
+        Some(eta) => {
+            let _ = writeln!(
+                w,
+                "ETA:        {} for {} granules at that rate",
+                duration(eta),
+                s.remaining
+            );
+        }
+        None => {
+            let _ = writeln!(
+                w,
+                "ETA:        unknown until a granule is done ({} to do)",
+                s.remaining
+            );
+        }
+    }
+    if !s.running_jobs.is_empty() {
+        let _ = writeln!(w, "held by Slurm jobs: {}", s.running_jobs.join(" "));
+    }
+    if !s.failures.is_empty() {
+        let _ = writeln!(w);
+        let shown = s.failures.len().min(TEXT_FAILURES);
+        let _ = write!(w, "failures ({}", s.failures.len());
+        if shown < s.failures.len() {
+            let _ = write!(w, ", first {shown}; --format yaml lists all");
+        }
+        let _ = writeln!(w, "):");
+        let width = s.failures[..shown]
+            .iter()
+            .map(|f| f.name.len())
+            .max()
+            .unwrap_or(0);
+        for f in &s.failures[..shown] {
+            let kind = f.kind.map_or("?", FailureKind::name);
+            let _ = writeln!(
+                w,
+                "  {:<width$}  {kind:<10} attempt {}{}  {}",
+                f.name,
+                f.attempts,
+                if f.retryable { "" } else { ", no retries left" },
+                f.error.as_deref().unwrap_or("(no message)")
+            );
+        }
+    }
+    if !s.hosts.is_empty() {
+        let _ = writeln!(w);
+        let width = s
+            .hosts
+            .iter()
+            .map(|h| h.host.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            w,
+            "  {:<width$}  {:>8} {:>8} {:>11} {:>6} {:>12}",
+            "host", "done", "failed", "interrupted", "busy", "time"
+        );
+        for h in &s.hosts {
+            let _ = writeln!(
+                w,
+                "  {:<width$}  {:>8} {:>8} {:>11} {:>6} {:>12}",
+                h.host,
+                h.done,
+                h.failed,
+                h.interrupted,
+                h.busy,
+                duration(h.seconds)
+            );
+        }
+    }
+    for warning in &s.warnings {
+        let _ = writeln!(w, "warning: {warning}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::SlurmIds;
+
+    fn rec(name: &str, status: Status, host: &str, start: f64, end: Option<f64>) -> Record {
+        let mut r = Record::new(name);
+        r.status = status;
+        r.attempts = 1;
+        r.host = Some(host.into());
+        r.first_started = Some(start);
+        r.started = Some(start);
+        r.ended = end;
+        r
+    }
+
+    fn inputs(names: Option<Vec<&str>>, records: Vec<Record>) -> Inputs {
+        Inputs {
+            state_dir: "/out/pseg-state".into(),
+            campaign: Some(Campaign::new(
+                Path::new("/l.txt"),
+                Path::new("/out"),
+                None,
+                "test",
+            )),
+            names: names.map(|v| v.into_iter().map(String::from).collect()),
+            records,
+            unreadable: 0,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn fixture() -> Inputs {
+        let mut oom = rec("d.hdf", Status::Failed, "n2", 1000.0, Some(1500.0));
+        oom.kind = Some(FailureKind::OutOfMemory);
+        oom.charged.insert(FailureKind::OutOfMemory, 2);
+        oom.attempts = 2;
+        oom.error = Some("killed for memory (peak 7.9 GiB)".into());
+        let mut crash = rec("e.hdf", Status::Failed, "n1", 1000.0, Some(1100.0));
+        crash.kind = Some(FailureKind::Signal);
+        crash.charged.insert(FailureKind::Signal, 1);
+        let mut running = rec("f.hdf", Status::Running, "n1", 4000.0, None);
+        running.slurm = Some(SlurmIds {
+            job_id: Some("991".into()),
+            ..SlurmIds::default()
+        });
+        running.failures.insert(FailureKind::Lost, 1);
+        inputs(
+            Some(vec![
+                "a.hdf", "b.hdf", "c.hdf", "d.hdf", "e.hdf", "f.hdf", "g.hdf", "h.hdf",
+            ]),
+            vec![
+                rec("a.hdf", Status::Done, "n1", 1000.0, Some(1600.0)),
+                rec("b.hdf", Status::Done, "n1", 1600.0, Some(2200.0)),
+                rec("c.hdf", Status::Done, "n2", 1000.0, Some(4600.0)),
+                oom,
+                crash,
+                running,
+                rec("g.hdf", Status::Interrupted, "n2", 3000.0, Some(3100.0)),
+                rec("old.hdf", Status::Done, "n3", 10.0, Some(20.0)),
+            ],
+        )
+    }
+
+    #[test]
+    fn adds_up_fixture_records() {
+        let s = summarize(fixture(), &RetryBudget::default(), 4600.0);
+        assert_eq!(s.granules, 8);
+        assert_eq!(
+            s.counts,
+            Counts {
+                pending: 1,
+                claimed: 0,
+                running: 1,
+                done: 3,
+                failed: 2,
+                interrupted: 1
+            }
+        );
+        assert_eq!(s.not_in_list, 1, "old.hdf is from another list");
+        assert_eq!(
+            s.failed_retryable, 1,
+            "the crash; the oom is out of retries"
+        );
+        assert_eq!(s.remaining, 1 + 1 + 1 + 1);
+        assert_eq!(s.first_started, Some(1000.0));
+        // Running: the window ends now. 3 done in 3600 s.
+        assert_eq!(s.elapsed_seconds, 3600.0);
+        assert_eq!(s.done_per_hour, Some(3.0));
+        assert_eq!(s.eta_seconds, Some(4.0 * 3600.0 / 3.0));
+        assert_eq!(s.done_last_hour, 3);
+        assert_eq!(s.lost, 1);
+        assert_eq!(s.running_jobs, vec!["991"]);
+        let names: Vec<&str> = s.failures.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["d.hdf", "e.hdf"], "list order");
+        assert!(!s.failures[0].retryable && s.failures[1].retryable);
+        let n1 = &s.hosts[0];
+        assert_eq!(
+            (n1.host.as_str(), n1.done, n1.failed, n1.busy),
+            ("n1", 2, 1, 1)
+        );
+        assert_eq!(n1.seconds, 600.0 + 600.0 + 100.0);
+        assert_eq!(s.hosts.len(), 2);
+
+        let text = render_text(&s);
+        for needle in [
+            "campaign: /l.txt -> /out",
+            "  done                3   37.5%",
+            "(1 will be tried again on resume, 1 out of retries)",
+            "throughput: 3.0 granules/hour over 1 h 00 min",
+            "ETA:        1 h 20 min for 4 granules",
+            "held by Slurm jobs: 991",
+            "d.hdf  oom        attempt 2, no retries left  killed for memory (peak 7.9 GiB)",
+            "(1 records of granules not in the list)",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+        let yaml = serde_yaml::to_string(&s).unwrap();
+        assert!(yaml.contains("kind: oom"), "{yaml}");
+        let json = serde_json::to_string(&s).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["counts"]["done"], 3);
+    }
+
+    #[test]
+    fn without_a_list_records_are_all_there_is() {
+        let mut input = fixture();
+        input.names = None;
+        let s = summarize(input, &RetryBudget::default(), 9000.0);
+        assert_eq!((s.granules, s.counts.pending, s.not_in_list), (8, 0, 0));
+        let empty = summarize(
+            inputs(Some(vec!["a"]), vec![]),
+            &RetryBudget::default(),
+            0.0,
+        );
+        assert_eq!(
+            (empty.counts.pending, empty.done_per_hour, empty.eta_seconds),
+            (1, None, None)
+        );
+        assert!(
+            render_text(&empty).contains("ETA:        unknown until a granule is done (1 to do)")
+        );
+        let finished = summarize(
+            inputs(
+                Some(vec!["a"]),
+                vec![rec("a", Status::Done, "n", 0.0, Some(60.0))],
+            ),
+            &RetryBudget::default(),
+            1e6,
+        );
+        assert_eq!(
+            finished.elapsed_seconds, 60.0,
+            "ends at the last end when idle"
+        );
+        assert!(render_text(&finished).contains("nothing left to do"));
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration(12.4), "12 s");
+        assert_eq!(duration(200.0), "3 min 20 s");
+        assert_eq!(duration(7500.0), "2 h 05 min");
+        assert_eq!(duration(86400.0 + 4.0 * 3600.0), "1 d 04 h");
+        assert_eq!(duration(-5.0), "0 s");
+    }
+}

@@ -1,0 +1,136 @@
+//! The step's own summary: counts, the driver's CPU time, peaks; written as a
+//! `kind: step` report and printed as the closing lines on stderr.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::report::{self, GranuleReport, StepReport};
+use crate::size::Size;
+
+pub struct Summary {
+    started: Instant,
+    pub report: StepReport,
+    /// Failed granules with their one-line message, for the closing lines.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+impl Summary {
+    pub fn new() -> Summary {
+        Summary {
+            started: Instant::now(),
+            report: StepReport {
+                schema: report::SCHEMA.into(),
+                kind: "step".into(),
+                host: report::host(),
+                slurm: report::SlurmIds::from_env(),
+                started_unix: report::unix_now(),
+                wall_seconds: 0.0,
+                driver_cpu_seconds: 0.0,
+                granules: 0,
+                done: 0,
+                failed: 0,
+                interrupted: 0,
+                peak_bytes: 0,
+                cgroup_kernel_peak_bytes: None,
+                reports: Vec::new(),
+            },
+            failed: Vec::new(),
+        }
+    }
+
+    /// Counts a granule's report in; `file` is its name in the report folder.
+    pub fn add(&mut self, r: &GranuleReport, file: Option<PathBuf>) {
+        self.report.granules += 1;
+        self.report.peak_bytes = self.report.peak_bytes.max(r.memory.peak_bytes);
+        match r.status {
+            report::Status::Done => self.report.done += 1,
+            report::Status::Failed => self.report.failed += 1,
+            report::Status::Interrupted => self.report.interrupted += 1,
+        }
+        self.report.reports.extend(file);
+    }
+
+    /// A granule that failed before it had a report.
+    pub fn add_failure(&mut self, path: &Path, why: String) {
+        self.report.granules += 1;
+        self.report.failed += 1;
+        self.failed.push((path.to_path_buf(), why));
+    }
+
+    /// Finishes the figures and writes the step report into `dir`.
+    pub fn write(&mut self, dir: &Path, cgroup_peak: Option<u64>) {
+        self.report.wall_seconds = self.started.elapsed().as_secs_f64();
+        self.report.driver_cpu_seconds = self_cpu_seconds();
+        self.report.cgroup_kernel_peak_bytes = cgroup_peak;
+        let name = step_report_name(&self.report);
+        if let Err(e) = report::write(dir, &name, &self.report) {
+            eprintln!(
+                "pseg-step: warning: cannot write {}: {e}",
+                dir.join(&name).display()
+            );
+        }
+    }
+
+    /// The closing lines on stderr; the exit status (0 all done, 1 some failed).
+    pub fn close(&self) -> u8 {
+        let r = &self.report;
+        if self.failed.is_empty() {
+            eprintln!("pseg-step: all {} granule(s) done", r.done);
+            return 0;
+        }
+        eprintln!(
+            "pseg-step: {} of {} granule(s) done, {} failed:",
+            r.done,
+            r.granules,
+            self.failed.len()
+        );
+        for (path, why) in &self.failed {
+            eprintln!("  {}: {why}", path.display());
+        }
+        1
+    }
+}
+
+/// The line that ends a granule's progress.
+pub fn done_line(r: &GranuleReport, serial: bool) -> String {
+    if serial {
+        return format!("done in {:.1} s", r.wall_seconds);
+    }
+    format!(
+        "done in {:.1} s ({} segments, {} lines; peak {}, up to {} workers, bound by {})",
+        r.wall_seconds,
+        r.segments,
+        r.lines,
+        Size(r.memory.peak_bytes),
+        r.workers.max_busy,
+        r.workers.bound_by
+    )
+}
+
+/// `step-<job>[_<array task>].<procid>.pseg.yaml` under Slurm, `step-local-<pid>` outside.
+fn step_report_name(s: &StepReport) -> String {
+    let id = match &s.slurm {
+        Some(ids) => {
+            let job = ids
+                .array_job_id
+                .as_ref()
+                .zip(ids.array_task_id.as_ref())
+                .map_or_else(
+                    || ids.job_id.clone().unwrap_or_default(),
+                    |(a, t)| format!("{a}_{t}"),
+                );
+            format!("{job}.{}", ids.procid.as_deref().unwrap_or("0"))
+        }
+        None => format!("local-{}", std::process::id()),
+    };
+    format!("step-{id}{}", report::SUFFIX)
+}
+
+/// CPU time of this process itself (the driver and its sampler), not its children.
+fn self_cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
+    })
+}

@@ -1,0 +1,556 @@
+//! The campaign ledger under real processes: many claimers over one state folder (some
+//! killed with SIGKILL while holding a granule), racing takers of one dead claim, and the
+//! `status` and `retry` commands as a user runs them.
+//!
+//! Claimers are this test binary run again (`--exact ledger::claimer`) with
+//! `PSEG_LEDGER_CLAIMER` set: a real process per claimer, killed by handle, nothing shipped.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+use pseg_slurm::ledger::{
+    Campaign, FailureKind, Holder, Ledger, Outcome, Queue, Record, STATE_DIR, Status,
+};
+
+const ENV: &str = "PSEG_LEDGER_CLAIMER";
+
+/// The claimer loop, run only in a child process (see the module comment); a no-op test
+/// otherwise. Configured by environment: `PSEG_LEDGER_CLAIMER` = `work` or `race`.
+#[test]
+fn claimer() {
+    let Ok(mode) = std::env::var(ENV) else {
+        return;
+    };
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let dir = PathBuf::from(var("PSEG_LEDGER_DIR"));
+    let id = var("PSEG_LEDGER_ID");
+    let logs = PathBuf::from(var("PSEG_LEDGER_LOGS"));
+    let ledger = Ledger::open(&dir).unwrap();
+    let me = Holder::current();
+    match mode.as_str() {
+        "work" => {
+            let names: Vec<String> = std::fs::read_to_string(var("PSEG_LEDGER_NAMES"))
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect();
+            let hang_after: Option<usize> = var("PSEG_LEDGER_HANG_AFTER").parse().ok();
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(logs.join(format!("{id}.log")))
+                .unwrap();
+            let mut queue = Queue::new(ledger.pending(&names).unwrap());
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut processed = 0;
+            loop {
+                match ledger.claim_next(&mut queue, &me).unwrap() {
+                    Some(mut claim) => {
+                        ledger.running(&mut claim).unwrap();
+                        if hang_after == Some(processed) {
+                            // Hold the granule until killed; tell the parent which one.
+                            let tmp = logs.join(format!(".{id}.holding"));
+                            std::fs::write(&tmp, claim.name()).unwrap();
+                            std::fs::rename(&tmp, logs.join(format!("{id}.holding"))).unwrap();
+                            std::thread::sleep(Duration::from_secs(600));
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                        writeln!(log, "{}", claim.name()).unwrap();
+                        log.sync_data().unwrap();
+                        ledger.finish(claim, Outcome::done()).unwrap();
+                        processed += 1;
+                    }
+                    None if queue.is_done() => break,
+                    None => {
+                        assert!(Instant::now() < deadline, "{id}: waited too long");
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+        "race" => {
+            let go = logs.join("go");
+            while !go.exists() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let result = match ledger.claim("g.hdf", &me).unwrap() {
+                Some(claim) => {
+                    std::thread::sleep(Duration::from_millis(300));
+                    ledger.finish(claim, Outcome::done()).unwrap();
+                    "won"
+                }
+                None => "lost",
+            };
+            std::fs::write(logs.join(format!("{id}.result")), result).unwrap();
+        }
+        other => panic!("unknown claimer mode {other}"),
+    }
+}
+
+/// Starts a claimer process.
+fn spawn(mode: &str, dir: &Path, logs: &Path, id: &str, extra: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "ledger::claimer",
+        "--nocapture",
+        "--test-threads",
+        "1",
+        "-q",
+    ])
+    .env(ENV, mode)
+    .env("PSEG_LEDGER_DIR", dir)
+    .env("PSEG_LEDGER_LOGS", logs)
+    .env("PSEG_LEDGER_ID", id)
+    .stdout(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// A holder on this host whose process has exited and been reaped.
+fn dead_holder() -> Holder {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    Holder {
+        pid,
+        pid_start_time: 1,
+        ..Holder::current()
+    }
+}
+
+/// Every file under `dir` whose name starts with `.tmp-`.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                found.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn claimer_processes_share_granules_exactly_once_despite_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut names: Vec<String> = (0..240).map(|i| format!("g{i:03}.hdf")).collect();
+    names.extend(
+        [
+            "a b.hdf",
+            ".hidden.hdf",
+            "50%.hdf",
+            "é.hdf",
+            "x\ty.hdf",
+            "q\"uote'.hdf",
+        ]
+        .map(String::from),
+    );
+    std::fs::write(tmp.path().join("names"), names.join("\n")).unwrap();
+    let names_file = (
+        "PSEG_LEDGER_NAMES",
+        tmp.path().join("names").display().to_string(),
+    );
+    Ledger::open(&state).unwrap();
+
+    let mut workers: Vec<Child> = (0..8)
+        .map(|i| {
+            spawn(
+                "work",
+                &state,
+                &logs,
+                &format!("w{i}"),
+                std::slice::from_ref(&names_file),
+            )
+        })
+        .collect();
+    // Victims process a few granules, then hold one until killed.
+    let mut victims: Vec<(String, Child)> = (0..3)
+        .map(|i| {
+            let id = format!("v{i}");
+            let extra = [
+                names_file.clone(),
+                ("PSEG_LEDGER_HANG_AFTER", (i * 3).to_string()),
+            ];
+            let child = spawn("work", &state, &logs, &id, &extra);
+            (id, child)
+        })
+        .collect();
+    let started = Instant::now();
+    let mut held: Vec<String> = Vec::new();
+    for (id, child) in &mut victims {
+        let holding = logs.join(format!("{id}.holding"));
+        while !holding.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{id} never held a granule"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        held.push(std::fs::read_to_string(&holding).unwrap());
+        child.kill().unwrap(); // SIGKILL, while it holds its claim.
+    }
+    // Reap all victims but one: that one stays a zombie, which must count as dead too.
+    for (_, child) in victims.iter_mut().skip(1) {
+        child.wait().unwrap();
+    }
+    for w in &mut workers {
+        let status = w.wait().unwrap();
+        assert!(status.success(), "a claimer failed: {status}");
+    }
+    victims[0].1.wait().unwrap();
+    eprintln!(
+        "{} granules, 8 claimers + 3 killed, took {:?}",
+        names.len(),
+        started.elapsed()
+    );
+
+    // Every granule processed exactly once, across all claimers.
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in std::fs::read_dir(&logs).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "log") {
+            let who = path.file_stem().unwrap().to_string_lossy().into_owned();
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                seen.entry(line.to_string()).or_default().push(who.clone());
+            }
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, w)| w.len() > 1).collect();
+    assert!(twice.is_empty(), "processed more than once: {twice:?}");
+    let missing: Vec<_> = names.iter().filter(|n| !seen.contains_key(*n)).collect();
+    assert!(missing.is_empty(), "never processed: {missing:?}");
+    assert_eq!(seen.len(), names.len());
+
+    let ledger = Ledger::open(&state).unwrap();
+    for name in &names {
+        let r = ledger.record(name).unwrap().unwrap();
+        assert_eq!(r.status, Status::Done, "{name}");
+        if held.contains(name) {
+            assert_eq!(r.attempts, 2, "{name} was taken over once");
+            assert_eq!(r.failures.get(&FailureKind::Lost), Some(&1), "{name}");
+        } else {
+            assert_eq!(r.attempts, 1, "{name}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(state.join("claims")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(state.join("takeovers")).unwrap().count(),
+        held.len()
+    );
+    assert_eq!(temp_files(&state), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn racing_takers_of_one_dead_claim_have_one_winner() {
+    for round in 0..3 {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let logs = tmp.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let ledger = Ledger::open(&state).unwrap();
+        let stale = ledger.claim("g.hdf", &dead_holder()).unwrap().unwrap();
+        drop(stale); // Its holder "crashed" while holding it.
+        let mut racers: Vec<Child> = (0..10)
+            .map(|i| spawn("race", &state, &logs, &format!("r{i}"), &[]))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(logs.join("go"), "").unwrap();
+        for r in &mut racers {
+            assert!(r.wait().unwrap().success());
+        }
+        let results: Vec<String> = (0..10)
+            .map(|i| std::fs::read_to_string(logs.join(format!("r{i}.result"))).unwrap())
+            .collect();
+        let winners = results.iter().filter(|r| *r == "won").count();
+        assert_eq!(winners, 1, "round {round}: {results:?}");
+        let r = ledger.record("g.hdf").unwrap().unwrap();
+        assert_eq!((r.status, r.attempts), (Status::Done, 2), "round {round}");
+        assert_eq!(
+            std::fs::read_dir(state.join("takeovers")).unwrap().count(),
+            1
+        );
+    }
+}
+
+/// A folder with granules, a list, options and a fake pseg-step, for gen and retry.
+struct Campaign4 {
+    dir: tempfile::TempDir,
+}
+
+impl Campaign4 {
+    fn new() -> Campaign4 {
+        let c = Campaign4 {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(c.path("data")).unwrap();
+        std::fs::create_dir_all(c.path("bin")).unwrap();
+        std::fs::create_dir_all(c.path("etc")).unwrap();
+        for name in ["a.hdf", "b.hdf", "c.hdf", "d.hdf"] {
+            std::fs::write(c.path("data").join(name), "").unwrap();
+        }
+        std::fs::write(c.path("data/list.txt"), "a.hdf\nb.hdf\nc.hdf\nd.hdf\n").unwrap();
+        std::fs::write(c.path("etc/clavrx_options"), "scan_lines 64\n").unwrap();
+        let step = c.path("bin/pseg-step");
+        std::fs::write(&step, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&step, std::fs::Permissions::from_mode(0o755)).unwrap();
+        c
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn run(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new(cargo_bin!("pseg-slurm"))
+            .args(args)
+            .current_dir(cwd)
+            .env("PATH", self.path("bin"))
+            .env_remove("PSEG_SLURM_CONFIG")
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn gen_remembers_the_campaign_and_retry_renders_what_is_left() {
+    let c = Campaign4::new();
+    let root = c.dir.path();
+    let out = c.run(
+        root,
+        &[
+            "gen",
+            "--files",
+            "data/list.txt",
+            "--options",
+            "etc/clavrx_options",
+            "--out",
+            "out",
+            "--pseg-step",
+            "bin/pseg-step",
+            "--max-array-size",
+            "1001",
+            "--partition",
+            "p1",
+            "--time",
+            "30",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = text(&out.stdout);
+    assert!(script.contains("#SBATCH --signal=USR1@120\n"), "{script}");
+    let state = c.path("out").join(STATE_DIR);
+    let campaign = Campaign::read(&state)
+        .unwrap()
+        .expect("gen wrote campaign.yaml");
+    assert!(campaign.list.ends_with("data/list.txt"));
+    assert!(campaign.output_dir.ends_with("out"));
+
+    // Before any job ran: everything is pending.
+    let fresh = c.run(root, &["status", "out"]);
+    assert!(fresh.status.success(), "{}", text(&fresh.stderr));
+    assert!(
+        text(&fresh.stdout).contains("  pending             4  100.0%"),
+        "{}",
+        text(&fresh.stdout)
+    );
+
+    // What pseg-step would have recorded.
+    let ledger = Ledger::open(&state).unwrap();
+    let me = Holder::current();
+    let finish = |name: &str, outcome: Outcome| {
+        let mut claim = ledger.claim(name, &me).unwrap().unwrap();
+        ledger.running(&mut claim).unwrap();
+        ledger.finish(claim, outcome).unwrap();
+    };
+    finish("a.hdf", Outcome::done());
+    finish(
+        "b.hdf",
+        Outcome::failed(
+            FailureKind::BadInput,
+            "clavrxorb: cannot read level-1b header",
+        )
+        .with_exit_status(2),
+    );
+    finish("c.hdf", Outcome::interrupted("SIGUSR1: time limit near"));
+
+    let status = c.run(root, &["status", "out"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let s = text(&status.stdout);
+    for needle in [
+        "  done                1   25.0%",
+        "  pending             1   25.0%",
+        "  failed              1   25.0%  (0 will be tried again on resume, 1 out of retries)",
+        "b.hdf  bad-input  attempt 1, no retries left  clavrxorb: cannot read level-1b header",
+    ] {
+        assert!(s.contains(needle), "{needle:?} not in:\n{s}");
+    }
+
+    // Retry the failed one, from another folder, with a different partition.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let state_arg = state.display().to_string();
+    let out = c.run(
+        elsewhere.path(),
+        &["retry", &state_arg, "--failed", "--partition", "p2"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = text(&out.stdout);
+    let list = state.join("retry/list-retry-1.txt");
+    assert!(script.contains("#SBATCH --partition=p2\n"), "{script}");
+    assert!(
+        script.contains("#SBATCH --time=00:30:00\n"),
+        "the campaign's own flags stay: {script}"
+    );
+    assert!(
+        script.contains(&format!("--files {}", list.display())),
+        "{script}"
+    );
+    assert!(
+        script.contains("#SBATCH --job-name=pseg-list-retry-1\n"),
+        "{script}"
+    );
+    let listed: Vec<String> = std::fs::read_to_string(&list)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    assert_eq!(listed, [c.path("data/b.hdf").display().to_string()]);
+    assert!(
+        text(&out.stderr).contains("retrying 1 failed (1 with a fresh retry budget) and 0 missing")
+    );
+    assert_eq!(
+        ledger.record("b.hdf").unwrap().unwrap().status,
+        Status::Pending
+    );
+
+    // Missing: never started, interrupted, and the one sent back to pending.
+    let out = c.run(root, &["retry", "out", "--missing"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = std::fs::read_to_string(state.join("retry/list-retry-2.txt")).unwrap();
+    for name in ["b.hdf", "c.hdf", "d.hdf"] {
+        assert!(listed.contains(name), "{name} not in {listed}");
+    }
+    assert!(!listed.contains("a.hdf"));
+
+    // A --out elsewhere is refused; nothing left is exit 3 with nothing printed.
+    let out = c.run(root, &["retry", "out", "--out", "other"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is not this campaign's output folder"));
+    for name in ["b.hdf", "c.hdf", "d.hdf"] {
+        finish(name, Outcome::done());
+    }
+    let out = c.run(root, &["retry", "out"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("nothing to retry"));
+
+    let yaml = c.run(root, &["status", "out", "--format", "yaml"]);
+    assert!(
+        text(&yaml.stdout).contains("done: 4"),
+        "{}",
+        text(&yaml.stdout)
+    );
+    let none = c.run(root, &["status", "data"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        text(&none.stderr).contains("holds no campaign state"),
+        "{}",
+        text(&none.stderr)
+    );
+}
+
+/// 100 000 records: `status` reads and adds them up well within a second in a release
+/// build (the figure is printed); the bound here is loose for debug builds on busy machines.
+#[test]
+fn status_of_100k_records_is_fast() {
+    const N: usize = 100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("out").join(STATE_DIR);
+    let ledger = Ledger::open(&state).unwrap();
+    let names: Vec<String> = (0..N).map(|i| format!("goes16.2024.{i:06}.gran")).collect();
+    std::fs::write(tmp.path().join("list.txt"), names.join("\n")).unwrap();
+    Campaign::new(
+        &tmp.path().join("list.txt"),
+        &tmp.path().join("out"),
+        None,
+        "test",
+    )
+    .write(&state)
+    .unwrap();
+    let written = Instant::now();
+    let host = |i: usize| format!("node{:03}", i % 97);
+    for (i, name) in names.iter().enumerate().take(N - 1000) {
+        let mut r = Record::new(name);
+        r.attempts = 1;
+        r.host = Some(host(i));
+        r.first_started = Some(1e9 + i as f64);
+        r.started = r.first_started;
+        r.ended = Some(1e9 + i as f64 + 60.0);
+        r.status = match i % 100 {
+            0 => {
+                r.kind = Some(FailureKind::OutOfMemory);
+                r.charged.insert(FailureKind::OutOfMemory, 1);
+                r.error = Some(format!("killed for memory on {}", host(i)));
+                Status::Failed
+            }
+            1 => Status::Interrupted,
+            2 => {
+                r.ended = None;
+                Status::Running
+            }
+            _ => Status::Done,
+        };
+        let path = ledger.record_path(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        let mut line = serde_json::to_vec(&r).unwrap();
+        line.push(b'\n');
+        std::fs::write(path, line).unwrap();
+    }
+    eprintln!("wrote {} records in {:?}", N - 1000, written.elapsed());
+    let started = Instant::now();
+    let out = Command::new(cargo_bin!("pseg-slurm"))
+        .args(["status", "--format", "json"])
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &summary["counts"];
+    assert_eq!(summary["granules"], N);
+    assert_eq!(c["pending"], 1000);
+    assert_eq!(c["failed"], 990);
+    assert_eq!(c["running"], 990);
+    assert_eq!(c["done"], N - 1000 - 3 * 990);
+    assert_eq!(summary["hosts"].as_array().unwrap().len(), 97);
+    eprintln!("pseg-slurm status over {N} records took {took:?}");
+    assert!(took < Duration::from_secs(20), "status took {took:?}");
+    let text_out = Command::new(cargo_bin!("pseg-slurm"))
+        .arg("status")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(text(&text_out.stdout).contains("failures (990, first 20; --format yaml lists all)"));
+}
