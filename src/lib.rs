@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod cpus;
+pub mod deadline;
 pub mod fanout;
 pub mod granules;
 pub mod ledger;

@@ -122,6 +122,13 @@ pub struct Memory {
     pub cgroup: Option<Cgroup>,
     pub samples: u64,
     pub sample_interval_seconds: f64,
+    /// (seconds since the granule started, PSS summed over its processes, cgroup usage) at
+    /// every timed sample. The cgroup is the one holding the limit (`cgroup.limit_at`) when
+    /// there is one, else the process's own (`cgroup.dir`); 0 when none could be read. Long
+    /// runs keep at most 1024 points: neighbours are merged, keeping the higher of each
+    /// value, so peaks survive. Waitpoint samples count in the peaks above, not here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_time: Vec<(f64, u64, u64)>,
 }
 
 /// One granule's run.

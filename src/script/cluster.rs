@@ -4,10 +4,9 @@
 //! and unit-tested on text; [`query_max_array_size`] runs scontrol with a deadline and kills
 //! it (its own child, by handle) when the controller does not answer in time.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// Slurm's default `MaxArraySize`, assumed when the cluster cannot be asked.
 pub const DEFAULT_MAX_ARRAY_SIZE: usize = 1001;
@@ -44,39 +43,21 @@ pub enum QueryError {
 /// Runs `<scontrol> show config` and parses its `MaxArraySize`, giving up after `timeout`.
 pub fn query_max_array_size(scontrol: &Path, timeout: Duration) -> Result<usize, QueryError> {
     let program = scontrol.display().to_string();
-    let mut child = Command::new(scontrol)
-        .args(["show", "config"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+    let mut cmd = Command::new(scontrol);
+    cmd.args(["show", "config"]);
+    let out = crate::deadline::output_within(&mut cmd, timeout)
         .map_err(|source| QueryError::Spawn {
             program: program.clone(),
             source,
+        })?
+        .ok_or_else(|| QueryError::Timeout {
+            program: program.clone(),
+            timeout,
         })?;
-    // Read on a thread so a chatty scontrol cannot block on a full pipe while we wait.
-    let mut stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(out) = stdout.as_mut() {
-            let _ = out.read_to_string(&mut text);
-        }
-        text
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => break None,
-        }
-    };
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(QueryError::Timeout { program, timeout });
-    };
-    let text = reader.join().unwrap_or_default();
+    let (status, text) = (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    );
     if !status.success() {
         return Err(QueryError::Failed {
             program,
@@ -136,7 +117,7 @@ mod tests {
     fn slow_or_failing_scontrol_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let slow = fake(dir.path(), "exec sleep 30");
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let e = query(&slow, Duration::from_millis(200)).unwrap_err();
         assert!(matches!(e, QueryError::Timeout { .. }), "{e}");
         assert!(started.elapsed() < Duration::from_secs(10));

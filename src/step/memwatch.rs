@@ -133,6 +133,9 @@ pub struct MemWatch<'a> {
     parent_rss_at_read: Option<u64>,
     own_usage_peak: u64,
     limit_usage_peak: u64,
+    /// The report's `memory.over_time`, in seconds since this watch began.
+    born: Instant,
+    over_time: Vec<(f64, u64, u64)>,
 }
 
 impl<'a> MemWatch<'a> {
@@ -153,6 +156,8 @@ impl<'a> MemWatch<'a> {
             parent_rss_at_read: None,
             own_usage_peak: 0,
             limit_usage_peak: 0,
+            born: Instant::now(),
+            over_time: Vec::new(),
         }
     }
 
@@ -170,7 +175,8 @@ impl<'a> MemWatch<'a> {
         Some(r)
     }
 
-    fn update_sums(&mut self) {
+    /// Counts a sample; the value is the summed PSS.
+    fn update_sums(&mut self) -> u64 {
         let (pss, rss) = self
             .procs
             .values()
@@ -178,6 +184,7 @@ impl<'a> MemWatch<'a> {
         self.pss_peak = self.pss_peak.max(pss);
         self.rss_peak = self.rss_peak.max(rss);
         self.samples += 1;
+        pss
     }
 
     fn read_cgroups(&mut self) -> Option<u64> {
@@ -252,8 +259,25 @@ impl<'a> MemWatch<'a> {
                 self.procs.remove(&pid);
             }
         }
-        self.update_sums();
-        self.read_cgroups();
+        let pss = self.update_sums();
+        let usage = self.read_cgroups().or_else(|| {
+            let own = self.setup.own.as_ref()?;
+            own.usage().ok()
+        });
+        let usage = usage.unwrap_or(0);
+        self.over_time
+            .push((self.born.elapsed().as_secs_f64(), pss, usage));
+        if self.over_time.len() >= 1024 {
+            // Halve the series, keeping the higher of each pair: peaks survive.
+            self.over_time = self
+                .over_time
+                .chunks(2)
+                .map(|p| {
+                    p.iter()
+                        .fold(p[0], |a, b| (a.0, a.1.max(b.1), a.2.max(b.2)))
+                })
+                .collect();
+        }
         // CPU time, not wall time: on a busy node the sampler is often preempted mid-read,
         // which costs the workers nothing.
         let took = thread_cpu().saturating_sub(began);
@@ -320,6 +344,7 @@ impl<'a> MemWatch<'a> {
             cgroup,
             samples: self.samples,
             sample_interval_seconds: mean_interval,
+            over_time: self.over_time.clone(),
         }
     }
 }

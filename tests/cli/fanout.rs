@@ -4,6 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pseg_slurm::ledger::{Ledger, Status};
+
 use crate::support::{Case, Link, text, wrapped};
 
 /// Granules covering the shapes that break offset arithmetic: one segment, an uneven last
@@ -195,7 +197,7 @@ fn a_process_that_stops_itself_outside_a_waitpoint_is_continued() {
 
 #[test]
 fn sigterm_ends_every_process_within_two_seconds() {
-    for signal in ["TERM", "INT"] {
+    for signal in ["TERM", "INT", "USR1"] {
         let case = Case::new(Link::Static);
         // Enough work per line that the run is certainly busy when the signal lands.
         case.granule("slow.gran", 400, &["--work", "2000000"]);
@@ -221,13 +223,24 @@ fn sigterm_ends_every_process_within_two_seconds() {
         let mut err = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
         assert!(took < Duration::from_secs(2), "took {took:?}\n{err}");
-        let expected = if signal == "TERM" { 143 } else { 130 };
+        let expected = match signal {
+            "TERM" => 143,
+            "INT" => 130,
+            _ => 138, // Slurm's warning before the time limit
+        };
         assert_eq!(status.code(), Some(expected), "{err}");
         assert!(err.contains("interrupted"), "{err}");
         case.assert_no_process_left();
         assert!(
             case.outputs("out").is_empty(),
             "no partial output published"
+        );
+        let ledger = Ledger::open_existing(&case.path("out/pseg-state")).unwrap();
+        let record = ledger.record("slow.gran").unwrap().expect("a record");
+        assert_eq!(record.status, Status::Interrupted, "{signal}");
+        assert!(
+            record.charged.is_empty(),
+            "an interruption uses no retry budget"
         );
     }
 }
