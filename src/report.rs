@@ -148,6 +148,12 @@ pub struct GranuleReport {
     pub wall_seconds: f64,
     /// CPU time of clavrxorb and its clones (user + system).
     pub cpu_seconds: f64,
+    /// clavrxorb's exit status when it ended by itself (0 or 1 when done), or the failed
+    /// process's; `exit_signal` when it was killed instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<i32>,
     pub scan_lines: u32,
     pub segments: u32,
     pub lines: i64,

@@ -273,6 +273,11 @@ impl Fanout {
         self.segments_written
     }
 
+    /// How clavrxorb itself ended, once it has.
+    pub fn parent_exit(&self) -> Option<Exit> {
+        self.parent_exit
+    }
+
     pub fn segments_read(&self) -> u32 {
         self.segments_read
     }

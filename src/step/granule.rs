@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 use super::memwatch::MemorySetup;
 use super::progress::Progress;
 use super::watch::Watch;
-use crate::fanout::machine::{Failure, Fanout, Limits, Role};
+use crate::fanout::machine::{Exit, Failure, FailureKind, Fanout, Limits, Role};
 use crate::fanout::unix::{self, Signals};
 use crate::fanout::watchdog::Watchdog;
 use crate::fanout::{Outcome, Policy, ProcControl, supervise};
@@ -109,6 +109,13 @@ pub fn run(
     guard.0 = None;
     let _ = watchdog.unwatch(leader);
 
+    let exit = match &outcome {
+        Outcome::Failed(f) => match f.kind {
+            FailureKind::Died(e) | FailureKind::EndedEarly(e) => Some(e),
+            _ => None,
+        },
+        _ => fanout.parent_exit(),
+    };
     let (result, status, error) = match outcome {
         Outcome::Done => {
             let outputs = publish(&staging, &plan.out)?;
@@ -149,6 +156,14 @@ pub fn run(
         started_unix,
         wall_seconds: started.elapsed().as_secs_f64(),
         cpu_seconds: children_cpu_seconds() - cpu_before,
+        exit_status: match exit {
+            Some(Exit::Code(c)) => Some(c),
+            _ => None,
+        },
+        exit_signal: match exit {
+            Some(Exit::Signal(s)) => Some(s),
+            _ => None,
+        },
         scan_lines: plan.scan_lines,
         segments: fanout.segments_written(),
         lines: fanout.written_lines(),

@@ -117,7 +117,7 @@ fn options_file_positional_layout_is_honoured_and_never_edited() {
 
 /// A list of good, faulty, good: only the faulty granule fails, with one message that names
 /// it and what happened, and nothing is left running.
-fn fault_fails_only_its_granule(fault: &str, expect: &[&str], extra: &[&str]) {
+fn fault_fails_only_its_granule(fault: &str, expect: &[&str], extra: &[&str]) -> Case {
     let case = Case::new(Link::Static);
     case.granule("a.gran", 30, &[]);
     case.granule("bad.gran", 60, &["--fault", fault]);
@@ -157,11 +157,19 @@ fn fault_fails_only_its_granule(fault: &str, expect: &[&str], extra: &[&str]) {
         "the named log {log} exists"
     );
     case.assert_no_process_left();
+    case
 }
 
 #[test]
 fn a_clone_that_segfaults_fails_its_granule() {
-    fault_fails_only_its_granule("clone-segv:3", &["segment 3", "SIGSEGV", "clone"], &[]);
+    let case =
+        fault_fails_only_its_granule("clone-segv:3", &["segment 3", "SIGSEGV", "clone"], &[]);
+    let r = case.report("out", "bad.gran");
+    assert_eq!(r["status"].as_str(), Some("failed"));
+    assert_eq!(r["exit_signal"].as_i64(), Some(11));
+    let good = case.report("out", "a.gran");
+    assert_eq!(good["status"].as_str(), Some("done"));
+    assert_eq!(good["exit_status"].as_i64(), Some(0));
 }
 
 #[test]
