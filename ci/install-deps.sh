@@ -5,13 +5,14 @@
 #   binutils   - nm (symbol checks)
 #   hyperfine  - benchmarks
 #   procps     - pgrep/ps, used by ci/slurm-testbed.sh
+#   chromium   - headless browser: renders `pseg-slurm report` pages in the tests
 #
 # Idempotent: when every package is already installed it does nothing (no
 # apt-get update), so re-runs are fast.  As a non-root user it only prints
 # what is missing and exits 0; the Slurm tests then skip.
 set -euo pipefail
 
-PACKAGES=(slurm-wlm munge binutils hyperfine procps)
+PACKAGES=(slurm-wlm munge binutils hyperfine procps chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

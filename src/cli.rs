@@ -52,6 +52,17 @@ pub enum Command {
     /// Exit status: 0 script printed, 1 a problem (message on stderr), 2 a usage error,
     /// 3 nothing to retry (nothing printed).
     Retry(Box<RetryArgs>),
+    /// Write one self-contained HTML page about a run: `pseg-slurm report OUT -o report.html`.
+    ///
+    /// For a campaign (the output folder, with pseg-reports/ and pseg-state/): counts,
+    /// throughput and granules running over time, wall times, the slowest and the failed
+    /// granules; then, for the slowest few and the failed, each segment per worker over time,
+    /// workers busy, and summed PSS and cgroup usage against the limit. For one report file,
+    /// that granule alone. Inline SVG, no network, no JavaScript.
+    ///
+    /// Exit status: 0 written, 1 nothing to report there (or it cannot be read or written),
+    /// 2 a usage error.
+    Report(ReportArgs),
     /// Site configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -89,6 +100,39 @@ pub struct StatusArgs {
 
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The output folder given to pseg-step (`--out`), its pseg-reports or pseg-state
+    /// folder, or one granule's report (`NAME.pseg.yaml`).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The page to write; `-` for stdout.
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "FILE",
+        default_value = "pseg-report.html"
+    )]
+    pub output: PathBuf,
+
+    /// Draw this granule in detail too (by name). Repeatable.
+    #[arg(long, short = 'g', value_name = "NAME")]
+    pub granule: Vec<String>,
+
+    /// Rows of the slowest-granules table.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub slowest: usize,
+
+    /// The slowest granules drawn in detail.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub details: usize,
+
+    /// Failed granules drawn in detail, at most.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub failed_details: usize,
 }
 
 #[derive(Debug, Args)]

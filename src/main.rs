@@ -8,10 +8,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pseg_slurm::cli::{Cli, Command, ConfigCommand, Format};
+use pseg_slurm::cli::{Cli, Command, ConfigCommand, Format, ReportArgs};
 use pseg_slurm::config::{EXAMPLE, SiteConfig};
 use pseg_slurm::ledger::regen::{self, Retried};
 use pseg_slurm::ledger::{self, RetryBudget, status};
+use pseg_slurm::render;
 use pseg_slurm::script;
 
 /// `retry` found nothing to retry.
@@ -83,6 +84,7 @@ fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 print(&generated.script)
             }
         },
+        Command::Report(args) => report(&args),
         Command::Config(ConfigCommand::Init) => print(EXAMPLE),
         Command::Config(ConfigCommand::Check { config }) => {
             SiteConfig::load(&config)?;
@@ -90,6 +92,49 @@ fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             Ok(0)
         }
     }
+}
+
+/// `pseg-slurm report`: renders the page and writes it (atomically: a browser reloading it
+/// never sees half a page).
+fn report(args: &ReportArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    let options = render::Options {
+        slowest: args.slowest,
+        details: args.details,
+        failed_details: args.failed_details,
+        granules: args.granule.clone(),
+        ..render::Options::default()
+    };
+    let page = render::render(&args.dir, &options)?;
+    warn(&page.warnings);
+    if args.output.as_os_str() == "-" {
+        return print(&page.html);
+    }
+    let out = &args.output;
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let name = out
+        .file_name()
+        .ok_or_else(|| format!("{} names no file to write the page to", out.display()))?;
+    let write = || -> std::io::Result<()> {
+        // Readable by others, as a page to share (the umask still applies).
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".pseg-report")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .tempfile_in(dir)?;
+        tmp.write_all(page.html.as_bytes())?;
+        tmp.persist(dir.join(name)).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!(
+        "pseg-slurm: wrote {} ({} granule(s), {} drawn in detail); open it in a browser",
+        out.display(),
+        page.granules,
+        page.details
+    );
+    Ok(0)
 }
 
 fn warn(warnings: &[String]) {

@@ -7,5 +7,6 @@ mod fanout;
 mod gen_script;
 mod ledger;
 mod memory;
+mod report_html;
 mod slurm;
 mod support;
