@@ -16,6 +16,8 @@ pub mod campaign;
 pub mod charts;
 pub mod fmt;
 pub mod load;
+#[cfg(test)]
+mod markup;
 pub mod page;
 pub mod svg;
 #[cfg(test)]

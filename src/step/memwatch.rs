@@ -206,7 +206,9 @@ impl<'a> MemWatch<'a> {
             // sampler covers the parent after that, off the per-segment path.
             if self.parent_rss_at_read.is_none() {
                 self.parent_rss_at_read = self.read(pid).map(|r| r.rss);
-                self.update_sums();
+                let pss = self.update_sums();
+                let usage = self.read_cgroups();
+                self.push_point(pss, usage);
             }
         } else if at == FINAL {
             let Some(r) = self.read(pid) else { return };
@@ -218,8 +220,9 @@ impl<'a> MemWatch<'a> {
                 let peak = self.procs[&pid].private_peak;
                 self.estimate = Some(self.estimate.map_or(peak, |e| e.max(peak)));
             }
-            self.update_sums();
-            self.read_cgroups();
+            let pss = self.update_sums();
+            let usage = self.read_cgroups();
+            self.push_point(pss, usage);
         } else {
             self.procs.entry(pid).or_default();
         }
@@ -254,17 +257,34 @@ impl<'a> MemWatch<'a> {
         }
         let began = thread_cpu();
         let pids: Vec<Pid> = self.procs.keys().copied().collect();
+        let mut read_any = false;
         for pid in pids {
-            if self.read(pid).is_none() {
+            if self.read(pid).is_some() {
+                read_any = true;
+            } else {
                 self.procs.remove(&pid);
             }
         }
         let pss = self.update_sums();
-        let usage = self.read_cgroups().or_else(|| {
-            let own = self.setup.own.as_ref()?;
-            own.usage().ok()
-        });
-        let usage = usage.unwrap_or(0);
+        let usage = self.read_cgroups();
+        // A tick after every process is gone (the granule's end) measured nothing.
+        if read_any {
+            self.push_point(pss, usage);
+        }
+        // CPU time, not wall time: on a busy node the sampler is often preempted mid-read,
+        // which costs the workers nothing.
+        let took = thread_cpu().saturating_sub(began);
+        let interval = base.max(took * 100);
+        self.interval = Some(interval);
+        self.next_sample = Instant::now() + interval;
+    }
+
+    /// Adds a point to the memory series: summed PSS and the cgroup's usage (at the level
+    /// of the limit, else this process's own cgroup).
+    fn push_point(&mut self, pss: u64, limit_usage: Option<u64>) {
+        let usage = limit_usage
+            .or_else(|| self.setup.own.as_ref()?.usage().ok())
+            .unwrap_or(0);
         self.over_time
             .push((self.born.elapsed().as_secs_f64(), pss, usage));
         if self.over_time.len() >= 1024 {
@@ -278,12 +298,6 @@ impl<'a> MemWatch<'a> {
                 })
                 .collect();
         }
-        // CPU time, not wall time: on a busy node the sampler is often preempted mid-read,
-        // which costs the workers nothing.
-        let took = thread_cpu().saturating_sub(began);
-        let interval = base.max(took * 100);
-        self.interval = Some(interval);
-        self.next_sample = Instant::now() + interval;
     }
 
     /// Whether one more worker fits: usage now, plus the estimate for the new worker, plus
