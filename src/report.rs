@@ -89,7 +89,8 @@ pub struct Cgroup {
     /// `v1` or `v2`.
     pub version: String,
     pub dir: PathBuf,
-    /// Highest usage sampled while this granule ran (at the level that holds the limit).
+    /// Highest working set (usage less inactive file cache) of this process's own cgroup
+    /// sampled while the granule ran.
     pub usage_peak_bytes: u64,
     /// The kernel's own peak, since the cgroup was made (not only this granule).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,7 +104,7 @@ pub struct Cgroup {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
     /// The figure to size a job by: the summed PSS peak, or under Slurm the task cgroup's
-    /// peak when that is higher.
+    /// working-set peak when that is higher.
     pub peak_bytes: u64,
     /// Peak over time of PSS summed over the granule's processes.
     pub pss_peak_bytes: u64,

@@ -273,6 +273,11 @@ impl Fanout {
         self.segments_written
     }
 
+    /// Whether this is a tracer run (not `--serial`).
+    pub fn tracer(&self) -> bool {
+        self.tracer
+    }
+
     /// How clavrxorb itself ended, once it has.
     pub fn parent_exit(&self) -> Option<Exit> {
         self.parent_exit
@@ -295,10 +300,7 @@ impl Fanout {
     /// The segment a process holds, for messages about it.
     pub fn segment_of(&self, pid: Pid) -> Option<u32> {
         if pid == self.parent {
-            return match self.parent_state {
-                ParentState::AwaitingClone { segment, .. } => Some(segment),
-                _ => self.own_segment.map(|w| w.segment),
-            };
+            return self.parent_segment();
         }
         if let ParentState::AwaitingClone { segment, clone } = self.parent_state
             && clone == pid
@@ -309,6 +311,20 @@ impl Fanout {
             .get(&pid)
             .or_else(|| self.ready.iter().find(|(p, _)| *p == pid).map(|(_, w)| w))
             .map(|w| w.segment)
+    }
+
+    /// The segment the parent is on: the one it stopped at, its own first one while it
+    /// processes it, else the next one it is reading.
+    fn parent_segment(&self) -> Option<u32> {
+        match self.parent_state {
+            ParentState::AwaitingClone { segment, .. } => Some(segment),
+            ParentState::Running if self.tracer && self.segments_written == 0 => {
+                Some(self.segments_read.max(1))
+            }
+            ParentState::HeldForLead => Some(self.segments_read),
+            ParentState::Running if self.tracer => Some(self.segments_read + 1),
+            _ => None,
+        }
     }
 
     /// A process stopped.
@@ -590,16 +606,7 @@ impl Fanout {
             } else {
                 FailureKind::Died(exit)
             };
-            let seg = match self.parent_state {
-                ParentState::AwaitingClone { segment, .. } => Some(segment),
-                ParentState::Running if self.tracer && self.segments_written == 0 => {
-                    Some(self.segments_read.max(1))
-                }
-                ParentState::HeldForLead => Some(self.segments_read),
-                // Between waitpoints the parent is reading the next segment.
-                ParentState::Running if self.tracer => Some(self.segments_read + 1),
-                _ => None,
-            };
+            let seg = self.parent_segment();
             return Err(Failure {
                 pid,
                 role: Role::Parent,

@@ -81,7 +81,16 @@ pub fn supervise<O: Monitor>(
                 Status::Running => {}
                 Status::Done => {
                     ctl.monitor().tick(fanout);
-                    return Ok(match end_group(signals, leader, policy.grace)? {
+                    let mut interrupt = end_group(signals, leader, policy.grace)?;
+                    if interrupt.is_none()
+                        && !fanout.tracer()
+                        && fanout.parent_exit() == Some(Exit::Code(1))
+                    {
+                        // Without waitpoints, exit 1 is both a normal end and clavrxorb's
+                        // answer to a scheduler's SIGTERM, which reaches us a moment later.
+                        interrupt = signals.wait(Some(SCHEDULER_SIGNAL_WAIT))?;
+                    }
+                    return Ok(match interrupt {
                         Some(Interrupt::Terminate(sig)) => Outcome::Interrupted(sig),
                         None => Outcome::Done,
                     });
@@ -107,7 +116,10 @@ pub fn supervise<O: Monitor>(
         let until_stall = policy.stall_timeout.saturating_sub(last_change.elapsed());
         let wait = until_stall.min(policy.tick).max(Duration::from_millis(1));
         if let Some(Interrupt::Terminate(sig)) = signals.wait(Some(wait))? {
-            end_group(signals, leader, policy.grace.min(Duration::from_secs(1)))?;
+            // The interruption is the outcome even if ending the processes went wrong.
+            if let Err(e) = end_group(signals, leader, policy.grace.min(Duration::from_secs(1))) {
+                eprintln!("pseg-step: warning: ending clavrxorb after signal {sig}: {e}");
+            }
             return Ok(Outcome::Interrupted(sig));
         }
         if last_change.elapsed() >= policy.stall_timeout {
@@ -153,7 +165,12 @@ fn killed_by_scheduler(f: &Failure) -> bool {
         Signal::SIGHUP,
         Signal::SIGUSR1,
     ];
-    matches!(f.kind, FailureKind::Died(Exit::Signal(s)) if scheduler.iter().any(|&q| q as i32 == s))
+    // clavrxorb turns SIGTERM and SIGINT into exit 1, so that counts too.
+    match f.kind {
+        FailureKind::Died(Exit::Signal(s)) => scheduler.iter().any(|&q| q as i32 == s),
+        FailureKind::EndedEarly(Exit::Code(1)) => true,
+        _ => false,
+    }
 }
 
 fn cpu_of(pids: &HashSet<Pid>) -> u64 {
@@ -180,7 +197,8 @@ fn end_group(signals: &mut Signals, pgid: Pid, grace: Duration) -> io::Result<Op
                     if unix::group_exists(pgid) {
                         unix::signal_group(pgid, Signal::SIGKILL)?;
                     }
-                    return Ok(interrupt);
+                    // A signal that came while the last children were reaped counts too.
+                    return Ok(interrupt.or(signals.drain()?));
                 }
                 Err(e) => return Err(e),
             }

@@ -39,9 +39,12 @@ pub struct Signals {
     fd: SignalFd,
 }
 
-fn watched() -> SigSet {
+/// The signals the driver takes in. SIGUSR1 is Slurm's early warning before a time limit
+/// (`--signal=USR1@N`). SIGHUP and SIGINT are left out when inherited as ignored: under
+/// `nohup`, or a shell's background job, they must not stop a run (blocking them would undo
+/// the ignoring, since the kernel queues a blocked signal instead of dropping it).
+fn watched(ignored: u64) -> SigSet {
     let mut set = SigSet::empty();
-    // SIGUSR1 is Slurm's early warning before a time limit (`--signal=USR1@N`).
     for s in [
         Signal::SIGCHLD,
         Signal::SIGTERM,
@@ -49,9 +52,18 @@ fn watched() -> SigSet {
         Signal::SIGHUP,
         Signal::SIGUSR1,
     ] {
-        set.add(s);
+        let optional = matches!(s, Signal::SIGINT | Signal::SIGHUP);
+        if !(optional && ignored & (1 << (s as i32 - 1)) != 0) {
+            set.add(s);
+        }
     }
     set
+}
+
+/// The mask of ignored signals from `/proc/self/status` (`SigIgn:`, hex; bit N-1 for N).
+pub fn parse_sig_ign(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 impl Signals {
@@ -59,7 +71,14 @@ impl Signals {
     /// starting any thread, so every thread inherits the mask. Children get a clean mask
     /// from `std::process::Command`.
     pub fn install() -> io::Result<Signals> {
-        let set = watched();
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let set = watched(parse_sig_ign(&status).unwrap_or(0));
+        // An inherited SIGCHLD set to SIG_IGN makes the kernel reap children itself, and
+        // waitpid would never see a clone exit.
+        // SAFETY: SIG_DFL installs no handler, so no code of ours runs in signal context;
+        // this runs before any thread starts.
+        unsafe { nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigDfl) }
+            .map_err(io::Error::from)?;
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(io::Error::from)?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(io::Error::from)?;
@@ -254,6 +273,18 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inherited_ignored_hangup_and_interrupt_are_not_watched() {
+        let status = "Name:\tpseg-step\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000003\n";
+        let ignored = parse_sig_ign(status).unwrap();
+        assert_eq!(ignored, 0b11, "SIGHUP (1) and SIGINT (2)");
+        let set = watched(ignored);
+        assert!(!set.contains(Signal::SIGHUP) && !set.contains(Signal::SIGINT));
+        assert!(set.contains(Signal::SIGTERM) && set.contains(Signal::SIGUSR1));
+        let all = watched(0);
+        assert!(all.contains(Signal::SIGHUP) && all.contains(Signal::SIGINT));
+    }
 
     #[test]
     fn stat_fixture_with_a_hostile_name() {

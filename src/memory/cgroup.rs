@@ -140,6 +140,22 @@ impl MemoryCgroup {
         )?)
     }
 
+    /// What the cgroup holds that the kernel could not simply drop: usage less the inactive
+    /// file cache (v1 `total_inactive_file`, v2 `inactive_file` of `memory.stat`), the
+    /// working set as cAdvisor counts it. Cache of inputs and outputs stays charged until the
+    /// limit nears, so usage alone overstates what a run needs and would hold workers back.
+    pub fn working_set(&self) -> std::io::Result<u64> {
+        let usage = self.usage()?;
+        let key = match self.version {
+            Version::V1 => "total_inactive_file",
+            Version::V2 => "inactive_file",
+        };
+        let inactive = read_parsed_optional(&self.dir.join("memory.stat"), |t| parse_key(t, key))?
+            .flatten()
+            .unwrap_or(0);
+        Ok(usage.saturating_sub(inactive))
+    }
+
     /// Highest charge since the cgroup was made (v1 `memory.max_usage_in_bytes`, v2
     /// `memory.peak`); None when the kernel has no such file (v2 before Linux 5.19).
     pub fn peak(&self) -> std::io::Result<Option<u64>> {
@@ -235,18 +251,24 @@ pub fn parse_limit(version: Version, text: &str) -> Result<Option<u64>, ParseErr
 /// The `oom_kill N` line of v1 `memory.oom_control` or v2 `memory.events` (flat `key value`
 /// lines); None when there is none (v1 before Linux 4.13).
 pub fn parse_oom_kill(text: &str) -> Result<Option<u64>, ParseError> {
+    parse_key(text, "oom_kill")
+}
+
+/// The value of `key` in a flat `key value` file (`memory.stat`, `memory.events`); None
+/// when the key is absent.
+pub fn parse_key(text: &str, key: &str) -> Result<Option<u64>, ParseError> {
     for (index, line) in text.lines().enumerate() {
         let mut fields = line.split_whitespace();
-        if fields.next() != Some("oom_kill") {
+        if fields.next() != Some(key) {
             continue;
         }
-        let count = fields.next().and_then(|v| v.parse().ok());
-        return match (count, fields.next()) {
-            (Some(count), None) => Ok(Some(count)),
+        let value = fields.next().and_then(|v| v.parse().ok());
+        return match (value, fields.next()) {
+            (Some(value), None) => Ok(Some(value)),
             _ => Err(ParseError::BadLine {
                 line: index + 1,
                 text: line.to_string(),
-                expected: "`oom_kill N`",
+                expected: "`key N`",
             }),
         };
     }

@@ -119,14 +119,24 @@ pub fn run(
     let (result, status, error) = match outcome {
         Outcome::Done => {
             let outputs = publish(&staging, &plan.out)?;
-            if !plan.keep_work {
-                std::fs::remove_dir_all(&wd)?;
+            if !plan.keep_work
+                && let Err(e) = std::fs::remove_dir_all(&wd)
+            {
+                // The granule is done and published; a leftover scratch folder is not a failure.
+                eprintln!("pseg-step: warning: cannot remove {}: {e}", wd.display());
             }
             (GranuleResult::Done { outputs }, report::Status::Done, None)
         }
         Outcome::Failed(f) => {
             let kept = match &plan.keep_failed {
-                Some(dir) => keep(&wd, &dir.join(&name))?,
+                Some(dir) => keep(&wd, &dir.join(&name)).unwrap_or_else(|e| {
+                    eprintln!(
+                        "pseg-step: warning: cannot keep {} in {}: {e}",
+                        wd.display(),
+                        dir.display()
+                    );
+                    wd.clone()
+                }),
                 None => wd.clone(),
             };
             let message = describe(&f, &kept);
@@ -176,12 +186,14 @@ pub fn run(
     Ok((result, granule_report))
 }
 
-/// Copies a failed granule's working directory (logs, options, file_list) to `to`, replacing
-/// an older copy, and removes the original from scratch.
+/// Copies a failed granule's working directory (logs, options, file_list; not its partial
+/// output, which can be large and is of no use) to `to`, replacing an older copy, and removes
+/// the original from scratch.
 fn keep(wd: &Path, to: &Path) -> io::Result<PathBuf> {
     if to.exists() {
         std::fs::remove_dir_all(to)?;
     }
+    let _ = std::fs::remove_dir_all(wd.join("output"));
     copy_tree(wd, to)?;
     std::fs::remove_dir_all(wd)?;
     Ok(to.to_path_buf())

@@ -28,9 +28,11 @@ pub struct MemorySetup {
     /// `None` turns timed sampling off (waitpoint samples stay: admission needs them).
     pub interval: Option<Duration>,
     pub admission: bool,
-    /// Kept free below the limit, in bytes.
-    pub margin: u64,
+    /// The tightest limit known, for messages and reports.
     pub limit: Option<MemLimit>,
+    /// A limit for this task alone (Slurm's per-task memory, or --mem-budget): compared with
+    /// the PSS of this task's processes.
+    pub task_limit: Option<MemLimit>,
     /// This process's own memory cgroup, and the one holding the limit.
     pub own: Option<MemoryCgroup>,
     pub limit_cgroup: Option<(MemoryCgroup, Limit)>,
@@ -54,32 +56,33 @@ impl MemorySetup {
             let at = MemoryCgroup::at(cg.version, limit.at.clone(), cg.mount().to_path_buf());
             Some((at, limit))
         });
-        let mut limits: Vec<MemLimit> = Vec::new();
-        if let Some((_, l)) = &limit_cgroup {
-            limits.push(MemLimit {
-                bytes: l.bytes,
-                source: format!("cgroup {}", l.at.display()),
-            });
-        }
         let env = |k: &str| std::env::var(k).ok();
-        limits.extend(slurm_limit(
+        let mut task: Vec<MemLimit> = Vec::new();
+        task.extend(slurm_limit(
             env("SLURM_MEM_PER_NODE").as_deref(),
             env("SLURM_MEM_PER_CPU").as_deref(),
             cpus,
         ));
         if let Some(b) = budget {
-            limits.push(MemLimit {
+            task.push(MemLimit {
                 bytes: b,
                 source: "--mem-budget".into(),
             });
         }
-        let limit = limits.into_iter().min_by_key(|l| l.bytes);
-        let margin = limit.as_ref().map_or(0, |l| l.bytes / 20);
+        let task_limit = task.into_iter().min_by_key(|l| l.bytes);
+        let cgroup_limit = limit_cgroup.as_ref().map(|(_, l)| MemLimit {
+            bytes: l.bytes,
+            source: format!("cgroup {}", l.at.display()),
+        });
+        let limit = cgroup_limit
+            .into_iter()
+            .chain(task_limit.clone())
+            .min_by_key(|l| l.bytes);
         MemorySetup {
             interval,
             admission,
-            margin,
             limit,
+            task_limit,
             own,
             limit_cgroup,
             in_slurm: env("SLURM_JOB_ID").is_some(),
@@ -187,14 +190,16 @@ impl<'a> MemWatch<'a> {
         pss
     }
 
+    /// Working sets (usage less inactive file cache) of our own cgroup and of the one that
+    /// holds the limit; returns the latter.
     fn read_cgroups(&mut self) -> Option<u64> {
         if let Some(own) = &self.setup.own
-            && let Ok(u) = own.usage()
+            && let Ok(u) = own.working_set()
         {
             self.own_usage_peak = self.own_usage_peak.max(u);
         }
         let (cg, _) = self.setup.limit_cgroup.as_ref()?;
-        let u = cg.usage().ok()?;
+        let u = cg.working_set().ok()?;
         self.limit_usage_peak = self.limit_usage_peak.max(u);
         Some(u)
     }
@@ -283,7 +288,7 @@ impl<'a> MemWatch<'a> {
     /// of the limit, else this process's own cgroup).
     fn push_point(&mut self, pss: u64, limit_usage: Option<u64>) {
         let usage = limit_usage
-            .or_else(|| self.setup.own.as_ref()?.usage().ok())
+            .or_else(|| self.setup.own.as_ref()?.working_set().ok())
             .unwrap_or(0);
         self.over_time
             .push((self.born.elapsed().as_secs_f64(), pss, usage));
@@ -300,20 +305,16 @@ impl<'a> MemWatch<'a> {
         }
     }
 
-    /// Whether one more worker fits: usage now, plus the estimate for the new worker, plus
-    /// what running workers are still expected to grow, under the limit less the margin.
+    /// Whether one more worker fits under every known limit, each compared with usage at
+    /// its own scope: the cgroup's limit with that cgroup's working set (every task of the
+    /// job counts there), a per-task limit with the PSS of this task's processes. What is
+    /// added: the estimate for the new worker and what running workers are still expected
+    /// to grow; 5 % of each limit stays free.
     pub fn may_start_worker(&mut self) -> bool {
-        let Some(limit) = &self.setup.limit else {
-            return true;
-        };
         if !self.setup.admission {
             return true;
         }
         let estimate = self.estimate.unwrap_or(0);
-        let usage = match self.read_cgroups() {
-            Some(u) => u,
-            None => self.procs.values().map(|s| s.last.pss).sum(),
-        };
         let growth: u64 = self
             .running
             .iter()
@@ -322,7 +323,23 @@ impl<'a> MemWatch<'a> {
                 estimate.saturating_sub(now)
             })
             .sum();
-        usage + estimate + growth + self.setup.margin <= limit.bytes
+        let need = estimate + growth;
+        let fits = |used: u64, limit: u64| used + need + limit / 20 <= limit;
+        if let Some((_, l)) = &self.setup.limit_cgroup {
+            let limit = l.bytes;
+            if let Some(used) = self.read_cgroups()
+                && !fits(used, limit)
+            {
+                return false;
+            }
+        }
+        if let Some(l) = &self.setup.task_limit {
+            let pss: u64 = self.procs.values().map(|s| s.last.pss).sum();
+            if !fits(pss, l.bytes) {
+                return false;
+            }
+        }
+        true
     }
 
     /// The report's memory section.

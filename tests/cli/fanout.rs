@@ -402,3 +402,64 @@ fn a_killed_pseg_step_leaves_no_clavrxorb_behind() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_scheduler_terminating_every_process_interrupts_and_publishes_nothing() {
+    // Slurm signals every process of a step: clavrxorb (which exits 1 on SIGTERM) may go a
+    // moment before pseg-step hears of it. That is an interruption, not a finished or failed
+    // granule, in both modes.
+    for serial in [true, false] {
+        let case = Case::new(Link::Static);
+        case.granule("g.gran", 60, &[]);
+        case.list(&["g.gran"]);
+        case.options(10);
+        let mut step = case.step("out");
+        if serial {
+            step.arg("--serial");
+        }
+        let mut child = step
+            .env("MOCK_CLAVRX_SLEEP_MS", "300")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let me = child.id() as i32;
+        let start = Instant::now();
+        let others = loop {
+            let pids: Vec<i32> = case
+                .processes_left()
+                .into_iter()
+                .map(|(p, _)| p)
+                .filter(|&p| p != me)
+                .collect();
+            // The watchdog shares the test's directory; clavrxorb runs in the scratch below.
+            if pids.len() >= 2 {
+                break pids;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "never started");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        for p in &others {
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.to_string()])
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        Command::new("kill")
+            .args(["-TERM", &me.to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(143), "serial {serial}: {err}");
+        assert!(
+            case.outputs("out").is_empty(),
+            "serial {serial}: nothing published\n{err}"
+        );
+        let ledger = Ledger::open_existing(&case.path("out/pseg-state")).unwrap();
+        let record = ledger.record("g.gran").unwrap().expect("a record");
+        assert_eq!(record.status, Status::Interrupted, "serial {serial}: {err}");
+        assert!(record.charged.is_empty(), "no retry budget used");
+    }
+}

@@ -33,6 +33,10 @@ fn parsers_of_control_files() {
         Ok(None)
     );
     assert!(parse_oom_kill("oom_kill lots\n").is_err());
+    let stat = "cache 10\ninactive_file 7\ntotal_inactive_file 9\n";
+    assert_eq!(parse_key(stat, "total_inactive_file"), Ok(Some(9)));
+    assert_eq!(parse_key(stat, "inactive_file"), Ok(Some(7)));
+    assert_eq!(parse_key(stat, "active_file"), Ok(None));
     assert!(lists_memory("cpuset cpu io memory pids\n"));
     assert!(!lists_memory("hugetlb\n"));
 }
@@ -63,6 +67,10 @@ fn v1_hybrid_slurm_step() {
     assert_eq!(at_job.peak().unwrap(), Some(1503238553));
     assert_eq!(at_job.oom_kills().unwrap(), Some(0));
     assert_eq!(at_job.limit().unwrap().unwrap().at, job);
+    // 400 MiB of the job's usage is inactive file cache: not working set.
+    assert_eq!(at_job.working_set().unwrap(), 1249902592 - 400 * MIB);
+    // No memory.stat (the task level here): the working set is the usage.
+    assert_eq!(cg.working_set().unwrap(), cg.usage().unwrap());
 }
 
 #[test]
@@ -102,10 +110,12 @@ fn v2_slurm_step() {
         cg.limit().unwrap(),
         Some(Limit {
             bytes: 2 << 30,
-            at: job,
+            at: job.clone(),
         })
     );
     assert_eq!(cg.oom_kills().unwrap(), Some(1));
+    let at_job = MemoryCgroup::at(Version::V2, job.clone(), root.join("sys/fs/cgroup"));
+    assert_eq!(at_job.working_set().unwrap(), 1249902592 - 300 * MIB);
 }
 
 #[test]
