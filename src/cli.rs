@@ -27,7 +27,8 @@ pub enum Command {
     /// The list is checked first (every bad line is reported); nothing is printed on stdout
     /// unless the whole script is good. Settings come from the flags, then the site config,
     /// then built-in defaults; the script's header comments say where each number came from.
-    /// Sizes are binary: K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024. The campaign
+    /// Sizes need a unit and are binary: K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024
+    /// (`4000M`, `4G`; a bare `4000` is refused, B means bytes). The campaign
     /// (list, output folder, this command line) is recorded in `OUT/pseg-state/campaign.yaml`
     /// for `pseg-slurm status` and `pseg-slurm retry`.
     ///
@@ -52,6 +53,18 @@ pub enum Command {
     /// Exit status: 0 script printed, 1 a problem (message on stderr), 2 a usage error,
     /// 3 nothing to retry (nothing printed).
     Retry(Box<RetryArgs>),
+    /// Free claims whose holder can never be proven dead: `pseg-slurm release OUT --host n7`.
+    ///
+    /// A claim is taken over automatically only when its holder is provably dead; a holder
+    /// on another host or in a container without Slurm ids never is, so its granule stays
+    /// claimed. This lists the matching claims with their holder (host, pid, job, since when)
+    /// and releases those whose holder is not provably alive — never one whose holder is
+    /// (on this host with its pid running since the same start time, or in a Slurm job still
+    /// active). Their records become `interrupted` (redone on resume, no retry budget used).
+    /// Without --yes it only prints what it would do.
+    ///
+    /// Exit status: 0 listed or released, 1 a problem (message on stderr), 2 a usage error.
+    Release(ReleaseArgs),
     /// Write one self-contained HTML page about a run: `pseg-slurm report OUT -o report.html`.
     ///
     /// For a campaign (the output folder, with pseg-reports/ and pseg-state/): counts,
@@ -133,6 +146,30 @@ pub struct ReportArgs {
     /// Failed granules drawn in detail, at most.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub failed_details: usize,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).multiple(true))]
+pub struct ReleaseArgs {
+    /// The campaign: the output folder given to gen (`--out`), or its `pseg-state` folder.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The claim of this granule (by name). Repeatable.
+    #[arg(long, short = 'g', value_name = "NAME", group = "which")]
+    pub granule: Vec<String>,
+
+    /// Claims whose holder ran on this host.
+    #[arg(long, value_name = "HOST", group = "which")]
+    pub host: Option<String>,
+
+    /// Every claim whose holder is not provably alive (with --granule or --host: those).
+    #[arg(long, group = "which")]
+    pub all_unproven: bool,
+
+    /// Release them; without it, only print what would be released.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +385,36 @@ mod tests {
         let e = Cli::try_parse_from(["pseg-slurm", "gen", "--files", "l", "--peak-mem", "8GB"])
             .unwrap_err();
         assert!(e.to_string().contains("write `G`"), "{e}");
+        for flag in ["--peak-mem", "--memory"] {
+            let e = Cli::try_parse_from(["pseg-slurm", "gen", "--files", "l", flag, "7500"])
+                .unwrap_err();
+            assert!(e.to_string().contains("`7500M`"), "{flag}: {e}");
+        }
+    }
+
+    #[test]
+    fn release_needs_a_selection() {
+        let e = Cli::try_parse_from(["pseg-slurm", "release", "out"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let cli = Cli::try_parse_from([
+            "pseg-slurm",
+            "release",
+            "out",
+            "-g",
+            "a",
+            "-g",
+            "b",
+            "--host",
+            "n7",
+            "--yes",
+        ])
+        .unwrap();
+        let Command::Release(r) = cli.command else {
+            panic!()
+        };
+        assert_eq!(r.granule, ["a", "b"]);
+        assert_eq!(r.host.as_deref(), Some("n7"));
+        assert!(r.yes && !r.all_unproven);
     }
 
     #[test]

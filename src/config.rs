@@ -557,6 +557,11 @@ mod tests {
         assert!(!msg.contains("column"), "{msg}");
         let e = parse("memory: 8GB\n").unwrap_err();
         assert!(e.to_string().contains("line 1: memory:"), "{e}");
+        // A bare number would be bytes; Slurm users mean MB. Refused with a suggestion.
+        let e = parse("partition: a\nmemory: 4000\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("line 2: memory:"), "{msg}");
+        assert!(msg.contains("`4000M`"), "{msg}");
         let e = parse("time: soon\n").unwrap_err();
         assert!(e.to_string().contains("not a Slurm time limit"), "{e}");
         let e = parse("mode: batch\n").unwrap_err();

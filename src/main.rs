@@ -8,10 +8,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pseg_slurm::cli::{Cli, Command, ConfigCommand, Format, ReportArgs};
+use pseg_slurm::cli::{Cli, Command, ConfigCommand, Format, ReleaseArgs, ReportArgs};
 use pseg_slurm::config::{EXAMPLE, SiteConfig};
 use pseg_slurm::ledger::regen::{self, Retried};
-use pseg_slurm::ledger::{self, RetryBudget, status};
+use pseg_slurm::ledger::release::{self, Decision, Filter, Released};
+use pseg_slurm::ledger::{self, Holder, Ledger, RetryBudget, status};
 use pseg_slurm::render;
 use pseg_slurm::script;
 
@@ -84,6 +85,7 @@ fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 print(&generated.script)
             }
         },
+        Command::Release(args) => release(&args),
         Command::Report(args) => report(&args),
         Command::Config(ConfigCommand::Init) => print(EXAMPLE),
         Command::Config(ConfigCommand::Check { config }) => {
@@ -92,6 +94,57 @@ fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             Ok(0)
         }
     }
+}
+
+/// `pseg-slurm release`: lists the matching claims, and with `--yes` releases those whose
+/// holder is not provably alive.
+fn release(args: &ReleaseArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    let dir = ledger::find_state_dir(&args.dir)?;
+    let ledger = Ledger::open_existing(&dir)?;
+    let filter = Filter {
+        granules: args.granule.clone(),
+        host: args.host.clone(),
+    };
+    let me = Holder::current();
+    let plan = release::plan(&ledger, &filter, &me)?;
+    let now = pseg_slurm::report::unix_now();
+    let mut released = 0;
+    // Line by line: if releasing one fails, what was done before is on stdout.
+    for found in &plan.found {
+        let line = release::describe(found, now);
+        let verb = match (&found.decision, args.yes) {
+            (Decision::Keep(_), _) => "keep",
+            (Decision::Release(_), false) => "would release",
+            (Decision::Release(_), true) => match release::release(&ledger, found, &me)? {
+                Released::Done { interrupted } => {
+                    released += 1;
+                    if interrupted {
+                        "released (record marked interrupted)"
+                    } else {
+                        "released"
+                    }
+                }
+                Released::Changed => "left alone (the claim changed meanwhile)",
+                Released::Kept => "keep",
+            },
+        };
+        print(&format!("{verb} {line}\n"))?;
+    }
+    for path in &plan.unreadable {
+        print(&format!(
+            "unreadable claim file {}: left alone (delete it by hand if its holder is gone)\n",
+            path.display()
+        ))?;
+    }
+    let n = plan.releasable();
+    print(&match (plan.found.len(), args.yes) {
+        (0, _) => "no matching claims\n".to_string(),
+        (_, true) => format!("released {released} claim(s)\n"),
+        (_, false) if n > 0 => {
+            format!("dry run: {n} claim(s) would be released; run again with --yes to do it\n")
+        }
+        (_, false) => "nothing to release: every matching holder is alive\n".to_string(),
+    })
 }
 
 /// `pseg-slurm report`: renders the page and writes it (atomically: a browser reloading it

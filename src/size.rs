@@ -1,9 +1,10 @@
-//! Memory sizes: parsing `3.5G`, `3584M`, `3.5GiB`, `512K` or plain bytes, and display as
+//! Memory sizes: parsing `3.5G`, `3584M`, `3.5GiB`, `512K` or `4096B`, and display as
 //! MiB/GiB.
 //!
 //! Sizes are binary everywhere: `K`, `M`, `G`, `T` and `KiB`, `MiB`, `GiB`, `TiB` all mean
 //! powers of 1024, as in Slurm's own `--mem` flags. Decimal-looking units (`GB`, `MB`) are
-//! refused rather than guessed. This module does arithmetic on byte counts only; it knows
+//! refused rather than guessed, and so is a bare number (`4000`): Slurm users mean MB by it,
+//! a byte count would be 4000 bytes; the unit is required (`B` for bytes). This module does arithmetic on byte counts only; it knows
 //! nothing about Slurm or reports.
 
 use std::fmt;
@@ -40,7 +41,12 @@ pub enum SizeError {
         unit: String,
         binary: String,
     },
-    #[error("`{text}`: a plain byte count must be a whole number; add a unit such as K or M")]
+    #[error(
+        "`{text}` has no unit; write `{suggestion}` for MiB (or G, K, T; `B` for bytes): \
+         sizes here are binary and a bare number is not guessed"
+    )]
+    NoUnit { text: String, suggestion: String },
+    #[error("`{text}`: a byte count must be a whole number; use a unit such as K or M")]
     FractionalBytes { text: String },
     #[error("`{text}` is too large")]
     TooLarge { text: String },
@@ -74,6 +80,9 @@ pub fn parse_size(text: &str) -> Result<Size, SizeError> {
     if whole.is_empty() && frac.is_empty() || frac.contains('.') {
         return Err(not_a_number());
     }
+    if unit.is_empty() {
+        return Err(no_unit(text, number));
+    }
     let multiplier = unit_multiplier(text, unit)?;
     if multiplier == 1 && !frac.trim_end_matches('0').is_empty() {
         return Err(SizeError::FractionalBytes {
@@ -103,10 +112,18 @@ pub fn parse_size(text: &str) -> Result<Size, SizeError> {
     u64::try_from(bytes).map(Size).map_err(|_| too_large())
 }
 
+/// A bare number refused, suggesting it in MiB.
+fn no_unit(text: &str, number: &str) -> SizeError {
+    SizeError::NoUnit {
+        text: text.to_string(),
+        suggestion: format!("{number}M"),
+    }
+}
+
 fn unit_multiplier(text: &str, unit: &str) -> Result<u64, SizeError> {
     let lower = unit.to_ascii_lowercase();
     let m = match lower.as_str() {
-        "" | "b" => 1,
+        "b" => 1,
         "k" | "kib" => KIB,
         "m" | "mib" => MIB,
         "g" | "gib" => GIB,
@@ -158,7 +175,8 @@ impl fmt::Display for Size {
 }
 
 impl<'de> serde::Deserialize<'de> for Size {
-    /// A YAML size: a string with a unit (`8G`) or a plain integer byte count.
+    /// A YAML size: a string with a unit (`8G`); a bare number is refused (see
+    /// [`SizeError::NoUnit`]).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl serde::de::Visitor<'_> for V {
@@ -167,12 +185,13 @@ impl<'de> serde::Deserialize<'de> for Size {
                 f.write_str("a size such as 8G, 3584M or 512K (binary units)")
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
-                Ok(Size(v))
+                Err(E::custom(no_unit(&v.to_string(), &v.to_string())))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v)
-                    .map(Size)
-                    .map_err(|_| E::custom("a size cannot be negative"))
+                Err(E::custom(no_unit(&v.to_string(), &v.to_string())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Size, E> {
+                Err(E::custom(no_unit(&v.to_string(), &v.to_string())))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
                 parse_size(v).map_err(E::custom)
@@ -195,11 +214,11 @@ mod tests {
         assert_eq!(parse_size("512K").unwrap(), Size(512 * 1024));
         assert_eq!(parse_size("512KiB").unwrap(), Size(512 * 1024));
         assert_eq!(parse_size("2T").unwrap(), Size(2 * TIB));
-        assert_eq!(parse_size("1024").unwrap(), Size(1024));
         assert_eq!(parse_size("1024B").unwrap(), Size(1024));
+        assert_eq!(parse_size("0M").unwrap(), Size(0));
         assert_eq!(parse_size(" 7 M ").unwrap(), Size(7 * MIB));
         assert_eq!(parse_size(".5G").unwrap(), Size(512 * MIB));
-        assert_eq!(parse_size("1.0").unwrap(), Size(1));
+        assert_eq!(parse_size("1.0B").unwrap(), Size(1));
     }
 
     #[test]
@@ -232,13 +251,25 @@ mod tests {
         let e = parse_size("8GB").unwrap_err();
         assert!(e.to_string().contains("write `G`"), "{e}");
         assert!(matches!(
-            parse_size("1.5"),
+            parse_size("1.5B"),
             Err(SizeError::FractionalBytes { .. })
         ));
         assert!(matches!(
             parse_size("99999999T"),
             Err(SizeError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn bare_numbers_are_refused_with_a_suggestion() {
+        for text in ["4000", " 7500 ", "0", "1.5", "4096"] {
+            let e = parse_size(text).unwrap_err();
+            assert!(matches!(e, SizeError::NoUnit { .. }), "{text}: {e}");
+        }
+        let e = parse_size("4000").unwrap_err();
+        assert!(e.to_string().contains("write `4000M`"), "{e}");
+        let e: SizeError = "7500".parse::<Size>().unwrap_err();
+        assert!(e.to_string().contains("`7500M`"), "{e}");
     }
 
     #[test]
@@ -261,11 +292,15 @@ mod tests {
     }
 
     #[test]
-    fn yaml_accepts_strings_and_integers() {
+    fn yaml_wants_a_unit() {
         let s: Size = serde_yaml::from_str("8G").unwrap();
         assert_eq!(s, Size(8 * GIB));
-        let s: Size = serde_yaml::from_str("4096").unwrap();
-        assert_eq!(s, Size(4096));
+        for bare in ["4000", "0", "4000.5", "-1"] {
+            let e = serde_yaml::from_str::<Size>(bare).unwrap_err();
+            assert!(e.to_string().contains("M`"), "{bare}: {e}");
+        }
+        let e = serde_yaml::from_str::<Size>("4000").unwrap_err();
+        assert!(e.to_string().contains("`4000M`"), "{e}");
         let e = serde_yaml::from_str::<Size>("8GB").unwrap_err();
         assert!(e.to_string().contains("binary"), "{e}");
     }

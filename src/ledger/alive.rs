@@ -7,7 +7,10 @@
 //!   ended -> dead. `scontrol show job ID -o` is asked with a deadline; a final state
 //!   (COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, PREEMPTED, OUT_OF_MEMORY,
 //!   BOOT_FAIL, DEADLINE) or "Invalid job id" (the controller forgot it) proves it. Our own
-//!   job is running by definition. No Slurm ids, no scontrol, no answer: not provably dead.
+//!   job is running by definition — unless the holder was an earlier run of it: Slurm
+//!   requeues a job (after a node failure) under the same id with a higher
+//!   `SLURM_RESTART_COUNT`, so a holder of our job with a lower restart count is dead.
+//!   No Slurm ids, no scontrol, no answer: not provably dead.
 //!
 //! [`parse_show_job`] is pure; [`Liveness::judge`] reads `/proc` under a root and runs
 //! scontrol (its own child, by handle, killed at the deadline). Answers per job are cached.
@@ -162,6 +165,13 @@ impl Liveness {
             ));
         };
         if me.slurm.as_ref().and_then(|s| s.job_id.as_deref()) == Some(job.as_str()) {
+            let (theirs, ours) = (holder.run_of_job(), me.run_of_job());
+            if theirs < ours {
+                return Verdict::Dead(format!(
+                    "Slurm job {job} was requeued: the claim is from its run {theirs}, \
+                     this is run {ours} (SLURM_RESTART_COUNT)"
+                ));
+            }
             return Verdict::Alive(format!("Slurm job {job} is our own job"));
         }
         match self.job_fate(&job) {
@@ -266,6 +276,7 @@ mod tests {
                 job_id: Some(j.into()),
                 ..SlurmIds::default()
             }),
+            restart_count: None,
         }
     }
 
@@ -374,6 +385,41 @@ mod tests {
         assert!(matches!(
             blind.judge(&holder("n2", 5, 5, Some("7")), &me),
             Verdict::Unknown(_)
+        ));
+    }
+
+    #[test]
+    fn an_earlier_run_of_our_requeued_job_is_dead() {
+        let proc = tempfile::tempdir().unwrap();
+        // No scontrol: only the restart count can prove anything.
+        let live = Liveness::new(proc.path(), Some(None));
+        let with_run = |host: &str, run: Option<u32>| Holder {
+            restart_count: run,
+            ..holder(host, 5, 5, Some("100"))
+        };
+        let me = with_run("n1", Some(1));
+        let first = live.judge(&with_run("n2", None), &me);
+        assert!(
+            matches!(&first, Verdict::Dead(why) if why.contains("requeued")),
+            "{first:?}"
+        );
+        assert!(matches!(
+            live.judge(&with_run("n2", Some(0)), &me),
+            Verdict::Dead(_)
+        ));
+        // The same run (another task of it) and a later run are alive.
+        assert!(matches!(
+            live.judge(&with_run("n2", Some(1)), &me),
+            Verdict::Alive(_)
+        ));
+        assert!(matches!(
+            live.judge(&with_run("n2", Some(2)), &me),
+            Verdict::Alive(_)
+        ));
+        // Never requeued: both unset, the same run.
+        assert!(matches!(
+            live.judge(&with_run("n2", None), &with_run("n1", None)),
+            Verdict::Alive(_)
         ));
     }
 

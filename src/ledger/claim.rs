@@ -20,30 +20,30 @@ const MAX_DEPTH: usize = 2;
 
 /// What a claim file (and a takeover file) holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct ClaimFile {
+pub(super) struct ClaimFile {
     /// Unique to this claim: what a takeover names.
-    nonce: String,
-    granule: String,
-    holder: Holder,
-    claimed: f64,
+    pub(super) nonce: String,
+    pub(super) granule: String,
+    pub(super) holder: Holder,
+    pub(super) claimed: f64,
     /// Takeover files: the nonce of the claim taken over, its holder, and the evidence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    replaces: Option<String>,
+    pub(super) replaces: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    previous: Option<Holder>,
+    pub(super) previous: Option<Holder>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    why: Option<String>,
+    pub(super) why: Option<String>,
 }
 
 impl ClaimFile {
-    fn bytes(&self) -> Vec<u8> {
+    pub(super) fn bytes(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec(self).unwrap_or_default();
         v.push(b'\n');
         v
     }
 }
 
-enum ClaimState {
+pub(super) enum ClaimState {
     Missing,
     /// Not a claim file we can read: nobody can prove its holder dead.
     Unreadable,
@@ -264,11 +264,11 @@ impl Ledger {
         result
     }
 
-    fn claim_path(&self, key: &str) -> std::path::PathBuf {
+    pub(super) fn claim_path(&self, key: &str) -> std::path::PathBuf {
         self.claims_dir().join(key)
     }
 
-    fn release(&self, key: &str) -> Result<(), LedgerError> {
+    pub(super) fn release(&self, key: &str) -> Result<(), LedgerError> {
         let path = self.claim_path(key);
         store::remove_optional(&path).map_err(LedgerError::write(&path))
     }
@@ -328,6 +328,9 @@ impl Ledger {
             .record_lenient(name)?
             .unwrap_or_else(|| Record::new(name));
         let (lost, taken_over_from) = match acquired {
+            // The dead holder wrote its outcome and died before releasing the claim: that
+            // outcome stands; only the stale claim is replaced.
+            Acquired::TakenOver { from, .. } if !record.is_held() => (None, Some(*from)),
             Acquired::TakenOver { from, why } => (
                 Some(format!(
                     "{} stopped without an outcome: {why}",
@@ -409,7 +412,7 @@ impl Ledger {
     /// Replaces `dir/name`, which held `current` (whose holder is dead), with `ours` — if
     /// this process wins `takeovers/<current.nonce>` and `dir/name` still holds `current`.
     #[allow(clippy::too_many_arguments)]
-    fn take_over(
+    pub(super) fn take_over(
         &self,
         dir: &std::path::Path,
         name: &str,
@@ -466,7 +469,7 @@ impl Ledger {
     }
 }
 
-fn read_claim(path: &std::path::Path) -> Result<ClaimState, LedgerError> {
+pub(super) fn read_claim(path: &std::path::Path) -> Result<ClaimState, LedgerError> {
     match store::read_optional(path).map_err(LedgerError::read(path))? {
         None => Ok(ClaimState::Missing),
         Some(bytes) => Ok(serde_json::from_slice(&bytes)
@@ -608,6 +611,61 @@ mod tests {
         assert_eq!(l.record("g.hdf").unwrap().unwrap().status, Status::Done);
     }
 
+    /// A holder that wrote its outcome with `finish` and died before removing its claim:
+    /// the claim file is put back after `finish` removed it.
+    fn finished_but_not_released(l: &Ledger, dir: &Path, name: &str, outcome: Outcome) {
+        let c = l.claim(name, &dead_here()).unwrap().unwrap();
+        let claim = dir.join("claims").join(key::encode(name));
+        let bytes = std::fs::read(&claim).unwrap();
+        l.finish(c, outcome).unwrap();
+        std::fs::write(&claim, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_dead_holders_written_outcome_is_not_charged_as_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(dir.path());
+        let me = Holder::current();
+        // Failed within its budget: retried, the real failure kept, nothing lost.
+        finished_but_not_released(
+            &l,
+            dir.path(),
+            "oom.hdf",
+            Outcome::failed(FailureKind::OutOfMemory, "oom").with_exit_status(137),
+        );
+        let c = l.claim("oom.hdf", &me).unwrap().expect("taken over");
+        assert!(c.taken_over_from().is_some());
+        let r = c.record();
+        assert_eq!(r.failures.get(&FailureKind::Lost), None, "{r:?}");
+        assert_eq!(r.charged[&FailureKind::OutOfMemory], 1);
+        l.finish(c, Outcome::done()).unwrap();
+        // Failed over its budget: stays failed as it was, and the stale claim is gone.
+        finished_but_not_released(
+            &l,
+            dir.path(),
+            "bad.hdf",
+            Outcome::failed(FailureKind::BadInput, "not a granule"),
+        );
+        assert!(l.claim("bad.hdf", &me).unwrap().is_none());
+        let r = l.record("bad.hdf").unwrap().unwrap();
+        assert_eq!(
+            (r.status, r.kind, r.error.as_deref()),
+            (
+                Status::Failed,
+                Some(FailureKind::BadInput),
+                Some("not a granule")
+            )
+        );
+        assert_eq!(r.failures.get(&FailureKind::Lost), None);
+        // Interrupted: redone, never charged.
+        finished_but_not_released(&l, dir.path(), "cut.hdf", Outcome::interrupted("SIGTERM"));
+        let c = l.claim("cut.hdf", &me).unwrap().expect("taken over");
+        assert!(c.record().failures.is_empty(), "{:?}", c.record());
+        assert_eq!(c.record().interruptions, 1);
+        l.finish(c, Outcome::done()).unwrap();
+        assert!(files_in(&dir.path().join("claims")).is_empty());
+    }
+
     #[test]
     fn a_live_holder_is_never_taken_over() {
         let dir = tempfile::tempdir().unwrap();
@@ -696,6 +754,7 @@ mod tests {
                 job_id: Some("4711".into()),
                 ..SlurmIds::default()
             }),
+            restart_count: None,
         };
         let me = Holder::current();
         for (state, taken) in [("RUNNING", false), ("COMPLETED", true), ("TIMEOUT", true)] {

@@ -30,6 +30,10 @@ pub struct Holder {
     /// Slurm's job, array, step and task ids, inside a Slurm job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<SlurmIds>,
+    /// `SLURM_RESTART_COUNT`: how often Slurm requeued the job (unset before the first
+    /// requeue). A requeued job keeps its job id, so this tells its runs apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
 }
 
 impl Holder {
@@ -54,7 +58,13 @@ impl Holder {
                 .ok()
                 .map(|p| p.to_string_lossy().into_owned()),
             slurm: SlurmIds::from_env(),
+            restart_count: restart_count_from_env(),
         }
+    }
+
+    /// Which run of its Slurm job this is: 0 before any requeue (or outside Slurm).
+    pub fn run_of_job(&self) -> u32 {
+        self.restart_count.unwrap_or(0)
     }
 
     /// Same process as `other`: same host, pid and start time.
@@ -88,6 +98,16 @@ impl Holder {
             SEQ.fetch_add(1, Ordering::Relaxed)
         )
     }
+}
+
+/// `SLURM_RESTART_COUNT`, when set to a number.
+fn restart_count_from_env() -> Option<u32> {
+    parse_restart_count(std::env::var("SLURM_RESTART_COUNT").ok().as_deref())
+}
+
+/// The value of `SLURM_RESTART_COUNT`; `None` when unset, empty or not a number.
+pub fn parse_restart_count(value: Option<&str>) -> Option<u32> {
+    value?.trim().parse().ok()
 }
 
 /// What `/proc/PID/stat` says about liveness.
@@ -150,6 +170,22 @@ mod tests {
         assert!(parse_stat(line).unwrap().exited());
         assert_eq!(parse_stat("77 (x) S 1 2"), None);
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn restart_count_is_read_and_old_claims_default_to_none() {
+        assert_eq!(parse_restart_count(Some("2")), Some(2));
+        assert_eq!(parse_restart_count(Some(" 0\n")), Some(0));
+        assert_eq!(parse_restart_count(Some("")), None);
+        assert_eq!(parse_restart_count(Some("x")), None);
+        assert_eq!(parse_restart_count(None), None);
+        // A claim written before the field existed still reads.
+        let old: Holder =
+            serde_json::from_str(r#"{"host":"n1","pid":4,"pid_start_time":5}"#).unwrap();
+        assert_eq!(old.restart_count, None);
+        assert_eq!(old.run_of_job(), 0);
+        let text = serde_json::to_string(&old).unwrap();
+        assert!(!text.contains("restart_count"), "{text}");
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! records/<ab>/<key>.json  one record per granule, one JSON line, replaced atomically;
 //!                          <ab> = 256 shards by hash, <key> = the escaped file name (key.rs)
 //! claims/<key>             exists while a process holds the granule; names the holder
-//! takeovers/<nonce>        one per claim taken from a dead holder (who, from whom, why)
+//! takeovers/<nonce>        one per claim taken from a dead holder, or released by
+//!                          `pseg-slurm release` (who, from whom, why)
 //! retry/<list>-retry-N.txt granule lists written by `pseg-slurm retry`
 //! ```
 //!
@@ -37,7 +38,8 @@
 //!   file never disappears during a takeover, so no fresh claimer can slip in, and a slow
 //!   taker that read N long ago can neither win `takeovers/N` nor find N still there. A
 //!   takeover file whose own taker died is taken over the same way. The lost attempt is
-//!   charged to the granule as a `lost` failure.
+//!   charged to the granule as a `lost` failure — unless its record already holds an
+//!   outcome (the holder died between writing it and removing the claim): that stands.
 //! - Relies on close-to-open consistency (NFS's default; not `nocto`) and on clocks that
 //!   agree to a few seconds only for throughput figures, never for correctness.
 //!
@@ -76,6 +78,7 @@ pub mod holder;
 pub mod key;
 pub mod record;
 pub mod regen;
+pub mod release;
 pub mod retry;
 pub mod status;
 pub mod store;

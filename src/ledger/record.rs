@@ -295,6 +295,7 @@ mod tests {
                 job_id: Some("991".into()),
                 ..SlurmIds::default()
             }),
+            restart_count: None,
         }
     }
 

@@ -278,14 +278,22 @@ fn tasks_spread(s: &Settings, n: usize) -> Result<Spread, GenError> {
     })
 }
 
-/// "maximum of 12 granule reports" or "percentile 95 of 12 granule reports".
-fn statistic(p: Percentile, count: usize) -> String {
+/// "maximum of 12 done granule reports" or "percentile 95 of 12 done granule reports; 2
+/// failed or interrupted skipped".
+fn statistic(p: Percentile, count: usize, not_done: usize) -> String {
     let what = if p == Percentile::MAX {
         "maximum".to_string()
     } else {
         format!("percentile {p}")
     };
-    format!("{what} of {count} granule report{}", plural(count))
+    let skipped = match not_done {
+        0 => String::new(),
+        n => format!("; {n} failed or interrupted skipped"),
+    };
+    format!(
+        "{what} of {count} done granule report{}{skipped}",
+        plural(count)
+    )
 }
 
 /// `--mem-per-cpu` in MiB (when known) and its note.
@@ -298,8 +306,16 @@ fn memory(inputs: &Inputs, warnings: &mut Vec<String>) -> (Option<u64>, String) 
         Some(peak) => Some((peak.bytes(), "--peak-mem flag".to_string())),
         None => {
             let peaks: Vec<u64> = m.iter().map(|g| g.peak_bytes).collect();
-            sizing::percentile(&peaks, s.percentile.value)
-                .map(|peak| (peak, statistic(s.percentile.value, peaks.len())))
+            sizing::percentile(&peaks, s.percentile.value).map(|peak| {
+                (
+                    peak,
+                    statistic(
+                        s.percentile.value,
+                        peaks.len(),
+                        inputs.measurements.not_done,
+                    ),
+                )
+            })
         }
     };
     if let Some((peak, from)) = measured {
@@ -384,7 +400,11 @@ fn time(
             format!(
                 "--time={limit}: wall {wall:.1} s per granule ({}) x {granules_per_task} \
                  granule{} per task + {} headroom, rounded up to whole minutes (at least {})",
-                statistic(s.percentile.value, walls.len()),
+                statistic(
+                    s.percentile.value,
+                    walls.len(),
+                    inputs.measurements.not_done
+                ),
                 plural(granules_per_task),
                 s.headroom.value,
                 sizing::MIN_TIME_SECONDS / 60

@@ -4,6 +4,10 @@
 //! `memory.peak_bytes` (the figure to size by: the cgroup peak, or the summed PSS peak).
 //! Unknown fields are ignored (reports will grow); a different schema is refused. Only
 //! `kind: granule` reports are measurements of a granule; other kinds are counted and skipped.
+//! Only granules that ran to the end size a job: a report with `status: failed` or
+//! `interrupted` is counted and skipped, for wall time (a hung granule's includes the stall
+//! timeout) and memory alike (a failed run's peak says nothing sure about a good one). A
+//! report without `status` (written before the field) counts as done.
 //! A folder is searched recursively for `*.pseg.yaml`. This module reads; it does not size.
 
 use std::path::{Path, PathBuf};
@@ -26,9 +30,12 @@ pub struct GranuleMeasure {
 /// Everything read from the `--profile` arguments.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Measurements {
+    /// Granules that ran to the end (`status: done`, or no status).
     pub granules: Vec<GranuleMeasure>,
     /// Reports of another kind than `granule`, not used for sizing.
     pub skipped: usize,
+    /// Granule reports that did not end done (failed, interrupted), not used for sizing.
+    pub not_done: usize,
 }
 
 /// A report, or a `--profile` argument, that cannot be used.
@@ -55,10 +62,11 @@ pub enum ProfileError {
     #[error("no {SUFFIX} reports under {path}")]
     NoReports { path: PathBuf },
     #[error(
-        "the --profile reports hold no `kind: granule` measurement ({skipped} report(s) of \
-         other kinds); pass granule reports or --peak-mem"
+        "the --profile reports hold no measurement of a granule that ran to the end \
+         ({not_done} granule report(s) failed or interrupted, {skipped} report(s) of other \
+         kinds); pass reports of done granules or --peak-mem"
     )]
-    NoGranules { skipped: usize },
+    NoGranules { skipped: usize, not_done: usize },
 }
 
 #[derive(Deserialize)]
@@ -69,6 +77,9 @@ struct Head {
 #[derive(Deserialize)]
 struct Body {
     kind: String,
+    /// `done`, `failed`, `interrupted`; absent in reports older than the field.
+    #[serde(default)]
+    status: Option<String>,
     wall_seconds: f64,
     memory: Memory,
 }
@@ -81,8 +92,17 @@ struct Memory {
 /// What one report file says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Report {
-    Granule { wall_seconds: f64, peak_bytes: u64 },
-    Other { kind: String },
+    Granule {
+        wall_seconds: f64,
+        peak_bytes: u64,
+    },
+    /// A granule that did not run to the end (`status` other than `done`).
+    NotDone {
+        status: String,
+    },
+    Other {
+        kind: String,
+    },
 }
 
 /// Parses one report's text; `path` is for messages.
@@ -104,6 +124,9 @@ pub fn parse_report(text: &str, path: &Path) -> Result<Report, ProfileError> {
     })?;
     if body.kind != "granule" {
         return Ok(Report::Other { kind: body.kind });
+    }
+    if let Some(status) = body.status.filter(|s| s != "done") {
+        return Ok(Report::NotDone { status });
     }
     if !body.wall_seconds.is_finite() || body.wall_seconds < 0.0 {
         return Err(ProfileError::Invalid {
@@ -151,12 +174,16 @@ pub fn read_all(args: &[PathBuf]) -> Result<Measurements, ProfileError> {
                     wall_seconds,
                     peak_bytes,
                 }),
+                Report::NotDone { .. } => m.not_done += 1,
                 Report::Other { .. } => m.skipped += 1,
             }
         }
     }
     if !args.is_empty() && m.granules.is_empty() {
-        return Err(ProfileError::NoGranules { skipped: m.skipped });
+        return Err(ProfileError::NoGranules {
+            skipped: m.skipped,
+            not_done: m.not_done,
+        });
     }
     Ok(m)
 }
@@ -250,6 +277,55 @@ mod tests {
     }
 
     #[test]
+    fn only_done_granules_are_measurements() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let with_status = |status: &str, peak: u64, wall: f64| {
+            format!(
+                "schema: pseg-report/1\nkind: granule\nstatus: {status}\nwall_seconds: {wall}\n\
+                 memory:\n  peak_bytes: {peak}\n"
+            )
+        };
+        std::fs::write(d.join("done.pseg.yaml"), with_status("done", 100, 60.0)).unwrap();
+        // A hung granule: its wall time includes the stall timeout.
+        std::fs::write(d.join("hung.pseg.yaml"), with_status("failed", 50, 3600.0)).unwrap();
+        std::fs::write(
+            d.join("cut.pseg.yaml"),
+            with_status("interrupted", 900, 10.0),
+        )
+        .unwrap();
+        // Written before reports had a status: counts as done.
+        std::fs::write(d.join("old.pseg.yaml"), GOOD).unwrap();
+        let m = read_all(&[d.to_path_buf()]).unwrap();
+        let names: Vec<_> = m
+            .granules
+            .iter()
+            .map(|g| g.report.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["done.pseg.yaml", "old.pseg.yaml"]);
+        assert_eq!((m.not_done, m.skipped), (2, 0));
+        assert_eq!(
+            parse_report(&with_status("failed", 1, 1.0), Path::new("f")).unwrap(),
+            Report::NotDone {
+                status: "failed".into()
+            }
+        );
+        // Nothing done at all: refused, saying why.
+        let e = read_all(&[d.join("hung.pseg.yaml")]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ProfileError::NoGranules {
+                    skipped: 0,
+                    not_done: 1
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("1 granule report(s) failed"), "{e}");
+    }
+
+    #[test]
     fn folders_are_searched_recursively() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -276,7 +352,13 @@ mod tests {
         let e = read_all(&[empty.path().to_path_buf()]).unwrap_err();
         assert!(matches!(e, ProfileError::NoReports { .. }));
         let e = read_all(&[d.join("step.pseg.yaml")]).unwrap_err();
-        assert!(matches!(e, ProfileError::NoGranules { skipped: 1 }));
+        assert!(matches!(
+            e,
+            ProfileError::NoGranules {
+                skipped: 1,
+                not_done: 0
+            }
+        ));
         let e = read_all(&[d.join("missing.pseg.yaml")]).unwrap_err();
         assert!(e.to_string().contains("missing.pseg.yaml"), "{e}");
         assert_eq!(read_all(&[]).unwrap(), Measurements::default());

@@ -27,9 +27,12 @@ pub fn sh_join<S: AsRef<str>>(words: &[S]) -> String {
 }
 
 /// A value after `#SBATCH --opt=`: sbatch reads directive lines itself (not bash), splitting
-/// on white space and honouring double quotes, so a value with spaces is double-quoted.
+/// on white space, honouring double quotes and `\` escapes, and ending the directive at an
+/// unquoted `#`. So a value with white space, quotes, `#` or `\` is double-quoted, with `\`
+/// and `"` escaped.
 pub fn sbatch(value: &str) -> String {
-    if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+    let special = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '#' | '\\');
+    if !value.is_empty() && !value.contains(special) {
         return value.to_string();
     }
     format!("\"{}\"", value.replace('\\', r"\\").replace('"', "\\\""))
@@ -77,5 +80,9 @@ mod tests {
         assert_eq!(sbatch("/out/logs/%x-%A_%a.out"), "/out/logs/%x-%A_%a.out");
         assert_eq!(sbatch("/my out/x"), "\"/my out/x\"");
         assert_eq!(sbatch("a\"b c"), "\"a\\\"b c\"");
+        // sbatch ends a directive at an unquoted `#` and reads `\` as an escape.
+        assert_eq!(sbatch("/tmp/rv/out#x/logs"), "\"/tmp/rv/out#x/logs\"");
+        assert_eq!(sbatch(r"/a\b"), r#""/a\\b""#);
+        assert_eq!(sbatch(""), "\"\"");
     }
 }

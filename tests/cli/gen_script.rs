@@ -319,6 +319,36 @@ fn awkward_paths_reach_pseg_step_intact() {
 }
 
 #[test]
+fn directive_values_with_hash_or_backslash_are_quoted() {
+    let g = Gen::new(1);
+    let out = g.run(&[
+        "gen",
+        "--files",
+        "data/list.txt",
+        "--options",
+        "etc/clavrx_options",
+        "--out",
+        r"out#x\y",
+        "--pseg-step",
+        "bin/pseg-step",
+        "--max-array-size",
+        "1001",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = g.normalize(&String::from_utf8(out.stdout).unwrap());
+    assert_bash_parses(&script);
+    // sbatch would end the value at the bare `#` and read `\y` as an escape.
+    let line = script
+        .lines()
+        .find(|l| l.starts_with("#SBATCH --output="))
+        .unwrap();
+    assert_eq!(
+        line, r#"#SBATCH --output="<TMP>/out#x\\y/logs/%x-%A_%a.out""#,
+        "{script}"
+    );
+}
+
+#[test]
 fn template_dir_from_config_serves_its_mode_only() {
     let g = Gen::new(2);
     g.write(
@@ -511,7 +541,46 @@ fn percentile_sizes_by_the_distribution_not_the_sum() {
         "95",
     ]);
     assert!(p95.contains("--mem-per-cpu=19456M\n"), "{p95}");
-    assert!(p95.contains("percentile 95 of 20 granule reports"), "{p95}");
+    assert!(
+        p95.contains("percentile 95 of 20 done granule reports"),
+        "{p95}"
+    );
+}
+
+#[test]
+fn failed_reports_do_not_size_the_job_and_the_header_says_so() {
+    let g = Gen::new(1);
+    g.write("r/a.pseg.yaml", &report(2 << 30, 600.0));
+    // Written before reports had a status: counts as done.
+    g.write("r/b.pseg.yaml", &report(1 << 30, 300.0));
+    // A hung granule (wall time includes the stall timeout) and an OOM kill.
+    g.write(
+        "r/hung.pseg.yaml",
+        &report(1 << 30, 7200.0).replace("kind: granule", "kind: granule\nstatus: failed"),
+    );
+    g.write(
+        "r/oom.pseg.yaml",
+        &report(9 << 30, 60.0).replace("kind: granule", "kind: granule\nstatus: failed"),
+    );
+    g.write(
+        "r/done.pseg.yaml",
+        &report(1 << 30, 60.0).replace("kind: granule", "kind: granule\nstatus: done"),
+    );
+    let script = g.gen_ok(&[
+        "--profile",
+        "r",
+        "--max-array-size",
+        "1001",
+        "--headroom",
+        "0",
+    ]);
+    // 2 GiB / 1 CPU; 600 s -> 10 min: neither the hung nor the OOM report counts.
+    assert!(script.contains("--mem-per-cpu=2048M\n"), "{script}");
+    assert!(script.contains("--time=00:10:00\n"), "{script}");
+    assert!(
+        script.contains("maximum of 3 done granule reports; 2 failed or interrupted skipped"),
+        "{script}"
+    );
 }
 
 #[test]

@@ -554,3 +554,83 @@ fn status_of_100k_records_is_fast() {
         .unwrap();
     assert!(text(&text_out.stdout).contains("failures (990, first 20; --format yaml lists all)"));
 }
+
+/// `pseg-slurm release` over a state folder holding a claim from a host this machine cannot
+/// see (no Slurm ids: never provably dead) and one of a live process here.
+#[test]
+fn release_frees_unprovable_claims_only_with_yes_and_never_live_ones() {
+    let out = tempfile::tempdir().unwrap();
+    let state = out.path().join(STATE_DIR);
+    let ledger = Ledger::open(&state).unwrap();
+    let foreign = Holder {
+        host: "far-node-that-does-not-exist".into(),
+        pid: 4242,
+        pid_start_time: 77,
+        boot_id: Some("another-boot".into()),
+        pid_namespace: None,
+        slurm: None,
+        restart_count: None,
+    };
+    let mut far = ledger.claim("far.hdf", &foreign).unwrap().unwrap();
+    ledger.running(&mut far).unwrap();
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let live = Holder::read(Path::new("/proc"), sleeper.id());
+    let _live = ledger.claim("live.hdf", &live).unwrap().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let release = |args: &[&str]| {
+        let out = Command::new(cargo_bin!("pseg-slurm"))
+            .arg("release")
+            .arg(out.path())
+            .args(args)
+            .env("PATH", bin.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    // Without --yes: the listing only, exit 0, nothing touched.
+    let dry = release(&["--all-unproven"]);
+    assert!(
+        dry.contains("would release far.hdf: held by far-node-that-does-not-exist pid 4242 since ")
+            && dry.contains("not provably alive"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!(
+            "keep live.hdf: held by {} pid {}",
+            live.host, live.pid
+        )),
+        "{dry}"
+    );
+    assert!(dry.contains("run again with --yes"), "{dry}");
+    assert!(state.join("claims/far.hdf").exists());
+    assert_eq!(
+        ledger.record("far.hdf").unwrap().unwrap().status,
+        Status::Running
+    );
+
+    // Asking for the live one by name still keeps it.
+    let named = release(&["--granule", "live.hdf", "--yes"]);
+    assert!(named.starts_with("keep live.hdf"), "{named}");
+    assert!(state.join("claims/live.hdf").exists());
+
+    // By host, with --yes: released, the record interrupted, no budget charged.
+    let done = release(&["--host", "far-node-that-does-not-exist", "--yes"]);
+    assert!(
+        done.contains("released (record marked interrupted) far.hdf"),
+        "{done}"
+    );
+    assert!(!done.contains("live.hdf"), "{done}");
+    assert!(!state.join("claims/far.hdf").exists());
+    assert!(state.join("claims/live.hdf").exists());
+    let r = ledger.record("far.hdf").unwrap().unwrap();
+    assert_eq!((r.status, r.interruptions), (Status::Interrupted, 1));
+    assert!(r.failures.is_empty() && r.charged.is_empty(), "{r:?}");
+    assert_eq!(
+        ledger.pending(&["far.hdf".to_string()]).unwrap(),
+        ["far.hdf"]
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+}
