@@ -483,16 +483,10 @@ mod tests {
     use super::*;
     use crate::ledger::alive::Liveness;
     use crate::ledger::record::Ending;
+    use crate::ledger::testing::{files_in, ledger};
     use crate::report::SlurmIds;
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
-
-    /// A ledger that never asks a real scontrol.
-    fn ledger(dir: &Path) -> Ledger {
-        Ledger::open(dir)
-            .unwrap()
-            .with_liveness(Liveness::new(Path::new("/proc"), Some(None)))
-    }
 
     /// A holder on this host whose process has exited (a reaped child's pid).
     fn dead_here() -> Holder {
@@ -508,15 +502,6 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn files_in(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
     }
 
     #[test]

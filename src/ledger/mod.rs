@@ -82,6 +82,8 @@ pub mod release;
 pub mod retry;
 pub mod status;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

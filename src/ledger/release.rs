@@ -187,16 +187,9 @@ pub fn describe(found: &Found, now: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::alive::Liveness;
     use crate::ledger::record::Status;
+    use crate::ledger::testing::ledger;
     use std::path::Path;
-
-    /// A ledger that never asks a real scontrol.
-    fn ledger(dir: &Path) -> Ledger {
-        Ledger::open(dir)
-            .unwrap()
-            .with_liveness(Liveness::new(Path::new("/proc"), Some(None)))
-    }
 
     fn foreign(host: &str) -> Holder {
         Holder {

@@ -146,15 +146,9 @@ pub fn reset_failed(ledger: &Ledger, sel: &Selection, me: &Holder) -> Result<usi
 mod tests {
     use super::*;
     use crate::granules::parse_list;
-    use crate::ledger::alive::Liveness;
     use crate::ledger::classify::FailureKind;
     use crate::ledger::record::Outcome;
-
-    fn ledger(dir: &Path) -> Ledger {
-        Ledger::open(dir)
-            .unwrap()
-            .with_liveness(Liveness::new(Path::new("/proc"), Some(None)))
-    }
+    use crate::ledger::testing::ledger;
 
     #[test]
     fn selects_failed_and_missing_and_resets_the_budget() {
