@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::store;
+
 pub const SCHEMA: &str = "pseg-report/1";
 /// Reports live in this folder of the output directory.
 pub const DIR: &str = "pseg-reports";
@@ -192,12 +194,8 @@ pub struct StepReport {
 pub fn write(dir: &Path, name: &str, value: &impl Serialize) -> io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let text = serde_yaml::to_string(value).map_err(io::Error::other)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    io::Write::write_all(&mut tmp, text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    let path = dir.join(name);
-    tmp.persist(&path).map_err(|e| e.error)?;
-    Ok(path)
+    store::write_atomic(dir, name, text.as_bytes())?;
+    Ok(dir.join(name))
 }
 
 /// Records the files a granule published, one name per line, in `NAME.outputs` beside its
@@ -209,11 +207,7 @@ pub fn write_outputs(dir: &Path, name: &str, outputs: &[String]) -> io::Result<(
         text.push_str(o);
         text.push('\n');
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    io::Write::write_all(&mut tmp, text.as_bytes())?;
-    tmp.persist(dir.join(format!("{name}.outputs")))
-        .map_err(|e| e.error)?;
-    Ok(())
+    store::write_atomic(dir, &format!("{name}.outputs"), text.as_bytes())
 }
 
 /// Whether every output a granule published is still in the output folder (the parent of

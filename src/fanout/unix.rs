@@ -236,6 +236,23 @@ pub fn spawn_group_leader(cmd: &mut Command) -> io::Result<i32> {
     Ok(child.id() as i32)
 }
 
+/// CPU seconds (user + system) of this process itself: the driver and its sampler.
+pub fn own_cpu_seconds() -> f64 {
+    rusage_seconds(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+/// CPU seconds (user + system) of every child reaped so far: clavrxorb and its clones.
+pub fn children_cpu_seconds() -> f64 {
+    rusage_seconds(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+}
+
+fn rusage_seconds(who: nix::sys::resource::UsageWho) -> f64 {
+    nix::sys::resource::getrusage(who).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
+    })
+}
+
 /// CPU time (user + system, in clock ticks) a process has used, from `/proc/PID/stat`.
 pub fn cpu_ticks(pid: i32) -> Option<u64> {
     parse_cpu_ticks(&read_stat(pid)?)

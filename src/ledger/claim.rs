@@ -36,6 +36,19 @@ pub(super) struct ClaimFile {
 }
 
 impl ClaimFile {
+    /// A fresh claim of `granule` by `me`, made now.
+    pub(super) fn new(granule: &str, me: &Holder, why: Option<String>) -> ClaimFile {
+        ClaimFile {
+            nonce: me.nonce(),
+            granule: granule.to_string(),
+            holder: me.clone(),
+            claimed: unix_now(),
+            replaces: None,
+            previous: None,
+            why,
+        }
+    }
+
     pub(super) fn bytes(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec(self).unwrap_or_default();
         v.push(b'\n');
@@ -240,15 +253,7 @@ impl Ledger {
     /// under its claim like every record write. False if it is held or not failed.
     pub fn reset_for_retry(&self, name: &str, me: &Holder) -> Result<bool, LedgerError> {
         let key = key::encode(name);
-        let ours = ClaimFile {
-            nonce: me.nonce(),
-            granule: name.to_string(),
-            holder: me.clone(),
-            claimed: unix_now(),
-            replaces: None,
-            previous: None,
-            why: Some("pseg-slurm retry --failed".into()),
-        };
+        let ours = ClaimFile::new(name, me, Some("pseg-slurm retry --failed".into()));
         if self.acquire(&key, &ours, me)?.is_none() {
             return Ok(false);
         }
@@ -292,15 +297,7 @@ impl Ledger {
     /// Claims `name` if it can, then applies the resume rule to its current record.
     fn attempt(&self, name: &str, me: &Holder) -> Result<Attempt, LedgerError> {
         let key = key::encode(name);
-        let ours = ClaimFile {
-            nonce: me.nonce(),
-            granule: name.to_string(),
-            holder: me.clone(),
-            claimed: unix_now(),
-            replaces: None,
-            previous: None,
-            why: None,
-        };
+        let ours = ClaimFile::new(name, me, None);
         let Some(acquired) = self.acquire(&key, &ours, me)? else {
             return Ok(Attempt::Held);
         };

@@ -141,15 +141,7 @@ pub fn release(ledger: &Ledger, found: &Found, me: &Holder) -> Result<Released, 
         found.holder.describe()
     );
     let now = unix_now();
-    let ours = ClaimFile {
-        nonce: me.nonce(),
-        granule: found.granule.clone(),
-        holder: me.clone(),
-        claimed: now,
-        replaces: None,
-        previous: None,
-        why: Some(why.clone()),
-    };
+    let ours = ClaimFile::new(&found.granule, me, Some(why.clone()));
     let dir = ledger.claims_dir();
     if !ledger.take_over(&dir, &found.key, &found.claim, &ours.bytes(), me, &why, 0)? {
         return Ok(Released::Changed);

@@ -74,7 +74,7 @@ pub fn run(
 ) -> io::Result<(GranuleResult, GranuleReport)> {
     let started = Instant::now();
     let started_unix = report::unix_now();
-    let cpu_before = children_cpu_seconds();
+    let cpu_before = unix::children_cpu_seconds();
     let oom_before = oom_kills(plan);
     let name = granule.name();
     let wd = plan.work.join(&name);
@@ -165,7 +165,7 @@ pub fn run(
         slurm: report::SlurmIds::from_env(),
         started_unix,
         wall_seconds: started.elapsed().as_secs_f64(),
-        cpu_seconds: children_cpu_seconds() - cpu_before,
+        cpu_seconds: unix::children_cpu_seconds() - cpu_before,
         exit_status: match exit {
             Some(Exit::Code(c)) => Some(c),
             _ => None,
@@ -212,15 +212,6 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// User and system time of every child reaped so far (clavrxorb and its clones).
-fn children_cpu_seconds() -> f64 {
-    use nix::sys::resource::{UsageWho, getrusage};
-    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
-        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-        t(u.user_time()) + t(u.system_time())
-    })
 }
 
 /// A fresh working directory: options copy with this run's segment size, and a file_list

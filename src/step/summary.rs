@@ -60,7 +60,7 @@ impl Summary {
     /// Finishes the figures and writes the step report into `dir`.
     pub fn write(&mut self, dir: &Path, cgroup_peak: Option<u64>) {
         self.report.wall_seconds = self.started.elapsed().as_secs_f64();
-        self.report.driver_cpu_seconds = self_cpu_seconds();
+        self.report.driver_cpu_seconds = crate::fanout::unix::own_cpu_seconds();
         self.report.cgroup_kernel_peak_bytes = cgroup_peak;
         let name = step_report_name(&self.report);
         if let Err(e) = report::write(dir, &name, &self.report) {
@@ -124,13 +124,4 @@ fn step_report_name(s: &StepReport) -> String {
         None => format!("local-{}", std::process::id()),
     };
     format!("step-{id}{}", report::SUFFIX)
-}
-
-/// CPU time of this process itself (the driver and its sampler), not its children.
-fn self_cpu_seconds() -> f64 {
-    use nix::sys::resource::{UsageWho, getrusage};
-    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
-        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-        t(u.user_time()) + t(u.system_time())
-    })
 }
