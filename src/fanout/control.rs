@@ -98,8 +98,8 @@ impl<O: Monitor> Control for ProcControl<'_, O> {
         self.tracee(pid)?.number_of_lines()
     }
 
-    fn segment_lines(&mut self, pid: Pid) -> io::Result<i32> {
-        self.tracee(pid)?.segment_lines()
+    fn scan_number_length(&mut self, pid: Pid) -> io::Result<i32> {
+        self.tracee(pid)?.scan_number_length()
     }
 
     fn hand_off(&mut self, parent: Pid, lines: i32) -> io::Result<()> {

@@ -73,7 +73,9 @@ pub trait Control {
     fn wait_number(&mut self, pid: Pid) -> std::io::Result<i32>;
     fn clone_pid(&mut self, parent: Pid) -> std::io::Result<Pid>;
     fn number_of_lines(&mut self, pid: Pid) -> std::io::Result<i32>;
-    fn segment_lines(&mut self, pid: Pid) -> std::io::Result<i32>;
+    /// Length of the process's `scan_line_number` array: an upper bound of the segment's
+    /// lines, not the count (see [`Fanout`]'s clamp).
+    fn scan_number_length(&mut self, pid: Pid) -> std::io::Result<i32>;
     /// Gives the parent's current segment away: advance its output offset by `lines` and
     /// make it skip the segment.
     fn hand_off(&mut self, parent: Pid, lines: i32) -> std::io::Result<()>;
@@ -213,6 +215,8 @@ pub struct Fanout {
     /// Segments read so far (the number of the last one).
     segments_read: u32,
     total_lines: Option<i64>,
+    /// Lines of the segments read so far: where the next segment starts.
+    read_lines: i64,
     written_lines: i64,
     segments_written: u32,
     /// Clones stopped at waitpoint 1, waiting for a slot: (pid, segment, lines).
@@ -246,6 +250,7 @@ impl Fanout {
             own_segment: None,
             segments_read: 0,
             total_lines: None,
+            read_lines: 0,
             written_lines: 0,
             segments_written: 0,
             ready: VecDeque::new(),
@@ -505,7 +510,11 @@ impl Fanout {
         ctl: &mut impl Control,
     ) -> Result<(), Failure> {
         let p = self.parent;
-        let lines = ctl.segment_lines(clone).map_err(|e| self.io(clone, e))?;
+        let length = ctl
+            .scan_number_length(clone)
+            .map_err(|e| self.io(clone, e))?;
+        let lines = self.clamp_to_granule(length);
+        self.read_lines += i64::from(lines);
         if segment == 1 {
             // The parent keeps the first segment: it creates the output file.
             self.own_segment = Some(Worker { segment, lines });
@@ -518,6 +527,18 @@ impl Fanout {
         self.ready.push_back((clone, Worker { segment, lines }));
         self.parent_state = ParentState::HeldForLead;
         self.dispatch(ctl)
+    }
+
+    /// A segment's line count from the length of its `scan_line_number` array. Real
+    /// clavrxorb allocates that array once per granule, `scan_lines` long, so the short last
+    /// segment still shows a full-length array (padded with -999, or numbered on past the
+    /// end by some readers): the lines left in the granule bound it, as clavrxorb's own
+    /// level-2 writer bounds what it writes.
+    fn clamp_to_granule(&self, length: i32) -> i32 {
+        let left = self
+            .total_lines
+            .map_or(i64::from(length), |total| total - self.read_lines);
+        i64::from(length).min(left).max(0) as i32
     }
 
     /// Starts queued clones while slots are free, and lets the parent read on while it is

@@ -96,8 +96,10 @@ impl Tracee {
         self.mem.write_i32(addr, now + lines)
     }
 
-    /// Lines in the current segment: the length of the i4 1-D entry `scan_line_number`.
-    pub fn segment_lines(&self) -> std::io::Result<i32> {
+    /// Length of the i4 1-D entry `scan_line_number`. Real clavrxorb keeps it `scan_lines` long
+    /// for every segment, the short last one included, so it bounds the segment's lines but
+    /// is not their count: the caller clamps it to the lines left in the granule.
+    pub fn scan_number_length(&self) -> std::io::Result<i32> {
         let count = self.mem.read_i64(self.addr(elf::NUM_I4_1D))?;
         if !(0..=MAX_TABLE_ENTRIES).contains(&count) {
             return Err(std::io::Error::other(format!(

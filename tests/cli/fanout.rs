@@ -36,7 +36,8 @@ fn run_ok(cmd: &mut Command) -> String {
     text(&out.stderr)
 }
 
-fn parallel_equals_serial(link: Link, scan_lines: &[u32], extra: &[&str]) {
+/// `fill`: what the mock puts in `scan_line_number` past a short segment's lines.
+fn parallel_equals_serial(link: Link, fill: &str, scan_lines: &[u32], extra: &[&str]) {
     let case = Case::new(link);
     let names = shapes(&case);
     case.options(10);
@@ -60,13 +61,14 @@ fn parallel_equals_serial(link: Link, scan_lines: &[u32], extra: &[&str]) {
         let log = run_ok(
             case.step(&out)
                 .args(["--scan-lines", &s.to_string()])
-                .args(extra),
+                .args(extra)
+                .env("MOCK_CLAVRX_SCAN_FILL", fill),
         );
         let parallel = case.outputs(&out);
         for (name, bytes) in &serial {
             assert!(
                 parallel.get(name) == Some(bytes),
-                "{name} differs from the serial run with scan_lines {s} {extra:?}\n{log}"
+                "{name} differs from the serial run with scan_lines {s} {extra:?} {fill}\n{log}"
             );
         }
         assert_eq!(parallel.len(), serial.len(), "no stray outputs");
@@ -77,18 +79,19 @@ fn parallel_equals_serial(link: Link, scan_lines: &[u32], extra: &[&str]) {
 
 #[test]
 fn pie_parallel_output_is_byte_identical_to_serial() {
-    parallel_equals_serial(Link::Pie, &[1, 7, 10, 64, 1000], &[]);
+    parallel_equals_serial(Link::Pie, "numbered", &[1, 7, 10, 64, 1000], &[]);
 }
 
 #[test]
 fn static_non_pie_parallel_output_is_byte_identical_to_serial() {
-    parallel_equals_serial(Link::Static, &[1, 7, 64], &[]);
+    parallel_equals_serial(Link::Static, "missing", &[1, 7, 64], &[]);
 }
 
 #[test]
 fn one_worker_and_no_lead_still_give_the_serial_bytes() {
     parallel_equals_serial(
         Link::Static,
+        "numbered",
         &[3],
         &["--max-workers", "1", "--max-lead", "1"],
     );
@@ -96,7 +99,12 @@ fn one_worker_and_no_lead_still_give_the_serial_bytes() {
 
 #[test]
 fn many_workers_give_the_serial_bytes() {
-    parallel_equals_serial(Link::Pie, &[5], &["--max-workers", "8", "--max-lead", "4"]);
+    parallel_equals_serial(
+        Link::Pie,
+        "missing",
+        &[5],
+        &["--max-workers", "8", "--max-lead", "4"],
+    );
 }
 
 #[test]
@@ -462,4 +470,58 @@ fn a_scheduler_terminating_every_process_interrupts_and_publishes_nothing() {
         assert_eq!(record.status, Status::Interrupted, "serial {serial}: {err}");
         assert!(record.charged.is_empty(), "no retry budget used");
     }
+}
+
+/// Real CLAVR-x keeps `scan_line_number` `scan_lines` long for the short last segment too,
+/// filled with -999 or numbered on past the granule's end: line counts that are not a
+/// multiple of the segment size must still finish, identical to serial, counted right.
+#[test]
+fn granules_with_a_short_last_segment_finish_in_both_fill_modes() {
+    let case = Case::new(Link::Static);
+    let granules: [(&str, i64); 4] = [
+        ("g1000.gran", 1000),
+        ("g237.gran", 237),
+        ("g50.gran", 50),
+        ("g4999.gran", 4999),
+    ];
+    for (name, lines) in granules {
+        case.granule(name, lines as u32, &[]);
+    }
+    let names: Vec<&str> = granules.iter().map(|(n, _)| *n).collect();
+    case.list(&names);
+    case.options(100);
+    run_ok(case.step("serial").arg("--serial"));
+    let serial = case.outputs("serial");
+    for fill in ["missing", "numbered"] {
+        let out = format!("parallel-{fill}");
+        let log = run_ok(
+            case.step(&out)
+                .args(["--max-workers", "2"])
+                .env("MOCK_CLAVRX_SCAN_FILL", fill),
+        );
+        assert!(log.contains("all 4 granule(s) done"), "{fill}:\n{log}");
+        assert_eq!(case.outputs(&out), serial, "{fill}: differs from serial");
+        for (index, (name, lines)) in granules.into_iter().enumerate() {
+            let segments = (lines + 99) / 100;
+            let done = format!("[{}/4] {name}: done in", index + 1);
+            let counts = format!("({segments} segments, {lines} lines;");
+            assert!(
+                log.lines()
+                    .any(|l| l.contains(&done) && l.contains(&counts)),
+                "{fill}: no `{done} .. {counts}` line:\n{log}"
+            );
+            let report = case.report(&out, name);
+            assert_eq!(report["lines"].as_i64(), Some(lines), "{fill} {name}");
+            assert_eq!(report["segments"].as_i64(), Some(segments), "{fill} {name}");
+            let per_segment: Vec<i64> = report["segment_times"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|s| s["lines"].as_i64().unwrap())
+                .collect();
+            let expected: Vec<i64> = (0..segments).map(|k| (lines - 100 * k).min(100)).collect();
+            assert_eq!(per_segment, expected, "{fill} {name}: lines per segment");
+        }
+    }
+    case.assert_no_process_left();
 }

@@ -168,18 +168,9 @@ fn claimer_processes_share_granules_exactly_once_despite_sigkill() {
     );
     Ledger::open(&state).unwrap();
 
-    let mut workers: Vec<Child> = (0..8)
-        .map(|i| {
-            spawn(
-                "work",
-                &state,
-                &logs,
-                &format!("w{i}"),
-                std::slice::from_ref(&names_file),
-            )
-        })
-        .collect();
-    // Victims process a few granules, then hold one until killed.
+    // Victims process a few granules, then hold one until killed. They start first and
+    // hold before the workers start: started together, the workers could finish the list
+    // before a victim got to its hold.
     let mut victims: Vec<(String, Child)> = (0..3)
         .map(|i| {
             let id = format!("v{i}");
@@ -193,7 +184,7 @@ fn claimer_processes_share_granules_exactly_once_despite_sigkill() {
         .collect();
     let started = Instant::now();
     let mut held: Vec<String> = Vec::new();
-    for (id, child) in &mut victims {
+    for (id, _) in &victims {
         let holding = logs.join(format!("{id}.holding"));
         while !holding.exists() {
             assert!(
@@ -203,6 +194,21 @@ fn claimer_processes_share_granules_exactly_once_despite_sigkill() {
             std::thread::sleep(Duration::from_millis(5));
         }
         held.push(std::fs::read_to_string(&holding).unwrap());
+    }
+    // Workers start while the victims are alive and holding, so they must pass over live
+    // claims; the victims die under them.
+    let mut workers: Vec<Child> = (0..8)
+        .map(|i| {
+            spawn(
+                "work",
+                &state,
+                &logs,
+                &format!("w{i}"),
+                std::slice::from_ref(&names_file),
+            )
+        })
+        .collect();
+    for (_, child) in &mut victims {
         child.kill().unwrap(); // SIGKILL, while it holds its claim.
     }
     // Reap all victims but one: that one stays a zombie, which must count as dead too.

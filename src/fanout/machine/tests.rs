@@ -59,6 +59,11 @@ struct Sim {
     fault_segment: Option<(u32, &'static str)>,
     /// Workers memory allows at once (None: no limit).
     memory_allows: Option<usize>,
+    /// `scan_line_number` is `scan_lines` long for every segment, the short last one
+    /// included, as real CLAVR-x allocates it; false: exactly the lines read.
+    full_length_array: bool,
+    /// Lines reported as written, per segment.
+    written: HashMap<u32, i32>,
 }
 
 const PARENT: Pid = 100;
@@ -93,6 +98,8 @@ impl Sim {
             limits,
             fault_segment: None,
             memory_allows: None,
+            full_length_array: true,
+            written: HashMap::new(),
         }
     }
 
@@ -222,9 +229,13 @@ impl Control for Sim {
     fn number_of_lines(&mut self, _pid: Pid) -> std::io::Result<i32> {
         Ok(self.total)
     }
-    fn segment_lines(&mut self, pid: Pid) -> std::io::Result<i32> {
+    fn scan_number_length(&mut self, pid: Pid) -> std::io::Result<i32> {
         assert!(matches!(self.procs[&pid].at, Where::Stopped(L1B)));
-        Ok(self.procs[&pid].lines)
+        if self.full_length_array {
+            Ok(self.scan_lines)
+        } else {
+            Ok(self.procs[&pid].lines)
+        }
     }
     fn hand_off(&mut self, parent: Pid, lines: i32) -> std::io::Result<()> {
         let p = self.procs.get_mut(&parent).unwrap();
@@ -286,7 +297,14 @@ impl Control for Sim {
     fn kill(&mut self, pid: Pid) -> std::io::Result<()> {
         panic!("killed {pid}, which follows the protocol")
     }
-    fn segment(&mut self, _segment: u32, _pid: Pid, _event: SegmentEvent) {}
+    fn segment(&mut self, segment: u32, _pid: Pid, event: SegmentEvent) {
+        if let SegmentEvent::Written { lines } = event {
+            assert!(
+                self.written.insert(segment, lines).is_none(),
+                "segment {segment} reported written twice"
+            );
+        }
+    }
 }
 
 /// Runs a granule to the end with a random schedule; returns the final status.
@@ -326,7 +344,20 @@ fn run_with(sim: &mut Sim, machine: &mut Fanout, seed: u64) -> Status {
 
 #[test]
 fn every_line_is_written_once_in_place_under_many_schedules() {
-    for (total, scan) in [(1, 1), (10, 10), (10, 3), (7, 1), (100, 7), (64, 16)] {
+    let shapes = [
+        (1, 1),
+        (10, 10),
+        (10, 3),
+        (7, 1),
+        (100, 7),
+        (64, 16),
+        (237, 100),
+        (50, 100),
+    ];
+    for ((total, scan), full_length_array) in shapes
+        .into_iter()
+        .flat_map(|shape| [(shape, true), (shape, false)])
+    {
         for workers in [1, 2, 3, 8] {
             for lead in [1, 2, 4] {
                 for seed in 1..20 {
@@ -335,17 +366,22 @@ fn every_line_is_written_once_in_place_under_many_schedules() {
                         max_lead: lead,
                     };
                     let mut sim = Sim::new(total, scan, limits);
+                    sim.full_length_array = full_length_array;
                     let status = run(&mut sim, seed * 7919 + workers as u64);
-                    assert_eq!(
-                        status,
-                        Status::Done,
-                        "{total}/{scan} w{workers} l{lead} s{seed}"
+                    let case = format!(
+                        "{total}/{scan} w{workers} l{lead} s{seed} full-length {full_length_array}"
                     );
+                    assert_eq!(status, Status::Done, "{case}");
+                    let mut reported: Vec<(u32, i32)> = sim.written.clone().into_iter().collect();
+                    reported.sort();
+                    let expected: Vec<(u32, i32)> =
+                        (1..=sim.segments()).map(|k| (k, sim.lines_of(k))).collect();
+                    assert_eq!(reported, expected, "lines reported per segment, {case}");
                     for (line, owner) in sim.output.iter().enumerate() {
                         assert_eq!(
                             *owner as usize,
                             line / scan as usize + 1,
-                            "line {line} of {total}/{scan}"
+                            "line {line} of {case}"
                         );
                     }
                     assert!(
@@ -473,4 +509,27 @@ fn serial_runs_end_when_the_program_exits_normally() {
         m.on_exit(PARENT, Exit::Signal(9)),
         Status::Failed(_)
     ));
+}
+
+#[test]
+fn a_short_last_segment_with_a_full_length_array_counts_only_its_own_lines() {
+    let limits = Limits {
+        max_workers: 2,
+        max_lead: 2,
+    };
+    let mut sim = Sim::new(237, 100, limits);
+    let mut machine = Fanout::new(PARENT, limits, true);
+    assert_eq!(run_with(&mut sim, &mut machine, 11), Status::Done);
+    assert_eq!(machine.written_lines(), 237);
+    assert_eq!(machine.segments_written(), 3);
+    assert_eq!(sim.written.get(&3), Some(&37), "not the array's 100");
+
+    // A granule shorter than one segment: the parent's own segment is the short one.
+    let mut sim = Sim::new(50, 100, limits);
+    let mut machine = Fanout::new(PARENT, limits, true);
+    assert_eq!(run_with(&mut sim, &mut machine, 3), Status::Done);
+    assert_eq!(
+        (machine.written_lines(), machine.segments_written()),
+        (50, 1)
+    );
 }

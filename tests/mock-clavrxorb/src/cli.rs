@@ -13,7 +13,13 @@ usage: mock-clavrxorb
        mock-clavrxorb generate --lines N [--seed S] [--work W]
            [--read-mem BYTES] [--work-mem BYTES] [--fault KIND:K] OUT
            write a granule file; KIND is parent-exit3, clone-segv,
-           self-stop or hang, K a 1-based segment number";
+           self-stop or hang, K a 1-based segment number
+environment (besides clavrxorb's CLAVRX_* switches):
+       MOCK_CLAVRX_SCAN_FILL=missing|numbered|exact
+           scan_line_number past a short segment's lines: -999 (default,
+           like CLAVR-x's generic readers), numbered on past the granule's
+           end (like its VIIRS/FY readers), or no entries (not CLAVR-x)
+       MOCK_CLAVRX_SLEEP_MS=N   wall time added per processed segment";
 
 /// What to do.
 #[derive(Debug, PartialEq, Eq)]

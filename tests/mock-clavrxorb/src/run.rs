@@ -74,7 +74,7 @@ impl Process {
         let count = end - start;
         let inputs = current.granule.read_records(start, count)?;
         let read_ballast = Ballast::touched(ballast_bytes(header.read_mem, count, "read_mem")?);
-        self.tracer.set_segment(start, &inputs);
+        self.tracer.set_segment(start, &inputs, self.scan_lines);
         say(format_args!("segment {k}: lines {}-{end}", start + 1));
 
         let settings = self.tracer.settings();

@@ -31,6 +31,33 @@ pub const SYMBOLS_I4_1D: [&str; 3] = ["bad_scan_flag", "scan_line_number", "sens
 /// Bytes per name in the names buffer.
 pub const NAME_BYTES: usize = 256;
 
+/// What fills `scan_line_number` past the lines a segment read. Real CLAVR-x allocates the
+/// array once per granule, `scan_lines` long, so the short last segment has entries past
+/// the granule's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanFill {
+    /// -999, as the generic readers leave it (the array is reset each segment).
+    Missing,
+    /// Numbered on past the granule's end (`Ny_Start + i - 1`), as the VIIRS and FY readers do.
+    Numbered,
+    /// No entries past the lines read: the array is exactly as long as the segment. Not how
+    /// CLAVR-x behaves; kept to show the driver copes with either shape.
+    Exact,
+}
+
+impl ScanFill {
+    fn parse(value: Option<&str>) -> Result<ScanFill, String> {
+        match value.map(str::trim) {
+            None | Some("" | "missing") => Ok(ScanFill::Missing),
+            Some("numbered") => Ok(ScanFill::Numbered),
+            Some("exact") => Ok(ScanFill::Exact),
+            Some(other) => Err(format!(
+                "MOCK_CLAVRX_SCAN_FILL={other:?}: expected missing, numbered or exact"
+            )),
+        }
+    }
+}
+
 /// The environment switches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -40,6 +67,8 @@ pub struct Settings {
     pub clones: usize,
     /// `CLAVRX_SKIP_OUTPUT=1`.
     pub skip_output: bool,
+    /// `MOCK_CLAVRX_SCAN_FILL` (the mock's own knob): `missing` (default), `numbered`, `exact`.
+    pub scan_fill: ScanFill,
 }
 
 impl Settings {
@@ -57,6 +86,7 @@ impl Settings {
             enabled,
             clones,
             skip_output: var("CLAVRX_SKIP_OUTPUT").as_deref() == Some("1"),
+            scan_fill: ScanFill::parse(var("MOCK_CLAVRX_SCAN_FILL").as_deref())?,
         })
     }
 }
@@ -70,14 +100,29 @@ pub fn names_buffer() -> Vec<u8> {
     names
 }
 
-/// Data of the i4 1-D entries for a segment from line `start` (0-based),
-/// in table order.
-pub fn segment_symbols(start: u32, inputs: &[u64]) -> [Vec<i32>; 3] {
-    let bad_scan_flag = vec![0; inputs.len()];
-    let scan_line_number = (0..inputs.len())
-        .map(|i| (start as usize + i + 1) as i32)
+/// Data of the i4 1-D entries for a segment from line `start` (0-based), in table order.
+/// Like CLAVR-x's per-segment arrays they are `scan_lines` long whatever the segment read
+/// (except with [`ScanFill::Exact`]); entries past the lines read are filled per `fill`.
+pub fn segment_symbols(
+    start: u32,
+    inputs: &[u64],
+    scan_lines: u32,
+    fill: ScanFill,
+) -> [Vec<i32>; 3] {
+    let len = match fill {
+        ScanFill::Exact => inputs.len(),
+        ScanFill::Missing | ScanFill::Numbered => (scan_lines as usize).max(inputs.len()),
+    };
+    let bad_scan_flag = vec![0; len];
+    let scan_line_number = (0..len)
+        .map(|i| match fill {
+            ScanFill::Missing if i >= inputs.len() => -999,
+            _ => (start as usize + i + 1) as i32,
+        })
         .collect();
-    let sensor_zenith_index = inputs.iter().map(|&v| (v % 90) as i32).collect();
+    let sensor_zenith_index = (0..len)
+        .map(|i| inputs.get(i).map_or(0, |&v| (v % 90) as i32))
+        .collect();
     [bad_scan_flag, scan_line_number, sensor_zenith_index]
 }
 
@@ -120,8 +165,8 @@ impl Tracer {
     }
 
     /// Puts the current segment's arrays in the table.
-    pub fn set_segment(&mut self, start: u32, inputs: &[u64]) {
-        self.data = segment_symbols(start, inputs);
+    pub fn set_segment(&mut self, start: u32, inputs: &[u64], scan_lines: u32) {
+        self.data = segment_symbols(start, inputs, scan_lines, self.settings.scan_fill);
         self.refresh();
     }
 
@@ -229,9 +274,29 @@ mod tests {
 
     #[test]
     fn segment_symbol_data() {
-        let [bad, line, zen] = segment_symbols(200, &[0, 91, 179]);
+        let [bad, line, zen] = segment_symbols(200, &[0, 91, 179], 3, ScanFill::Missing);
         assert_eq!(bad, [0, 0, 0]);
         assert_eq!(line, [201, 202, 203]);
         assert_eq!(zen, [0, 1, 89]);
+    }
+
+    #[test]
+    fn a_short_segment_keeps_a_full_length_array() {
+        let [bad, line, zen] = segment_symbols(200, &[0, 91], 4, ScanFill::Missing);
+        assert_eq!((bad.len(), zen.len()), (4, 4));
+        assert_eq!(line, [201, 202, -999, -999]);
+        let [_, line, _] = segment_symbols(200, &[0, 91], 4, ScanFill::Numbered);
+        assert_eq!(line, [201, 202, 203, 204]);
+        let [_, line, _] = segment_symbols(200, &[0, 91], 4, ScanFill::Exact);
+        assert_eq!(line, [201, 202]);
+    }
+
+    #[test]
+    fn scan_fill_switch() {
+        let fill = |v: &str| settings(&[("MOCK_CLAVRX_SCAN_FILL", v)]).map(|s| s.scan_fill);
+        assert_eq!(settings(&[]).unwrap().scan_fill, ScanFill::Missing);
+        assert_eq!(fill("numbered"), Ok(ScanFill::Numbered));
+        assert_eq!(fill("exact"), Ok(ScanFill::Exact));
+        assert!(fill("sometimes").is_err());
     }
 }
