@@ -312,9 +312,9 @@ pub struct SlurmArgs {
     #[arg(long, short = 'n', value_name = "T")]
     pub ntasks: Option<NonZeroUsize>,
 
-    /// Seconds before the time limit at which Slurm sends SIGUSR1 to pseg-step, so it
-    /// records its granule as interrupted (resumed later) and stops cleanly; 0 for none.
-    /// [default: 120]
+    /// Seconds before the time limit at which Slurm sends SIGUSR1 to pseg-step: it starts
+    /// no new granule, lets each one in flight finish when projected to end in time, records
+    /// the others interrupted (resumed later) and exits 138; 0 for none. [default: 120]
     #[arg(long, value_name = "SECS")]
     pub warning_seconds: Option<u16>,
 }

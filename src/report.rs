@@ -163,6 +163,10 @@ pub struct GranuleReport {
     pub workers: Workers,
     pub memory: Memory,
     pub segment_times: Vec<SegmentTimes>,
+    /// What Slurm's time-limit warning did to this granule, when it came while it ran:
+    /// `kept: ...` (projected to finish in time) or `ended: ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_warning: Option<String>,
 }
 
 /// One `pseg-step` run.

@@ -24,6 +24,11 @@ pub trait Monitor {
     fn may_start_worker(&mut self, busy: usize) -> bool;
     /// Periodically, and after events: the run as it stands.
     fn tick(&mut self, fanout: &Fanout);
+    /// After the time-limit warning (and at every tick from then on): whether the granule
+    /// may go on, projected to finish before the job ends. By default the warning ends it.
+    fn keep_on_warning(&mut self, _fanout: &Fanout) -> bool {
+        false
+    }
 }
 
 pub struct ProcControl<'a, O: Monitor> {

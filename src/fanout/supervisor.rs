@@ -48,6 +48,11 @@ pub fn supervise<O: Monitor>(
     let mut last_change = Instant::now();
     let mut last_cpu = cpu_of(&live);
     let mut last_tick = Instant::now();
+    // The time-limit warning came and this granule was judged able to finish in time.
+    let mut draining = signals.warned() && ctl.monitor().keep_on_warning(fanout);
+    if signals.warned() && !draining {
+        return ended_on_warning(signals, leader, policy);
+    }
     loop {
         while let Some(event) = unix::next_child_event(leader) {
             let event = match event {
@@ -92,7 +97,7 @@ pub fn supervise<O: Monitor>(
                     }
                     return Ok(match interrupt {
                         Some(Interrupt::Terminate(sig)) => Outcome::Interrupted(sig),
-                        None => Outcome::Done,
+                        Some(Interrupt::Warning) | None => Outcome::Done,
                     });
                 }
                 Status::Failed(f) => {
@@ -104,7 +109,7 @@ pub fn supervise<O: Monitor>(
                     }
                     return Ok(match interrupt {
                         Some(Interrupt::Terminate(sig)) => Outcome::Interrupted(sig),
-                        None => Outcome::Failed(f),
+                        Some(Interrupt::Warning) | None => Outcome::Failed(f),
                     });
                 }
             }
@@ -112,15 +117,24 @@ pub fn supervise<O: Monitor>(
         if last_tick.elapsed() >= policy.tick {
             ctl.monitor().tick(fanout);
             last_tick = Instant::now();
+            if draining && !ctl.monitor().keep_on_warning(fanout) {
+                // Slower than projected when the warning came: no longer in time.
+                return ended_on_warning(signals, leader, policy);
+            }
         }
         let until_stall = policy.stall_timeout.saturating_sub(last_change.elapsed());
         let wait = until_stall.min(policy.tick).max(Duration::from_millis(1));
-        if let Some(Interrupt::Terminate(sig)) = signals.wait(Some(wait))? {
-            // The interruption is the outcome even if ending the processes went wrong.
-            if let Err(e) = end_group(signals, leader, policy.grace.min(Duration::from_secs(1))) {
-                eprintln!("pseg-step: warning: ending clavrxorb after signal {sig}: {e}");
+        match signals.wait(Some(wait))? {
+            Some(Interrupt::Terminate(sig)) => {
+                return Ok(interrupted(signals, leader, policy, sig));
             }
-            return Ok(Outcome::Interrupted(sig));
+            Some(Interrupt::Warning) if !draining => {
+                if !ctl.monitor().keep_on_warning(fanout) {
+                    return ended_on_warning(signals, leader, policy);
+                }
+                draining = true;
+            }
+            Some(Interrupt::Warning) | None => {}
         }
         if last_change.elapsed() >= policy.stall_timeout {
             let cpu = cpu_of(&live);
@@ -148,10 +162,24 @@ pub fn supervise<O: Monitor>(
             };
             return Ok(match end_group(signals, leader, policy.grace)? {
                 Some(Interrupt::Terminate(sig)) => Outcome::Interrupted(sig),
-                None => Outcome::Failed(f),
+                Some(Interrupt::Warning) | None => Outcome::Failed(f),
             });
         }
     }
+}
+
+/// Ends every process of the granule after a terminating signal: the interruption is the
+/// outcome even if ending the processes went wrong.
+fn interrupted(signals: &mut Signals, leader: Pid, policy: &Policy, sig: i32) -> Outcome {
+    if let Err(e) = end_group(signals, leader, policy.grace.min(Duration::from_secs(1))) {
+        eprintln!("pseg-step: warning: ending clavrxorb after signal {sig}: {e}");
+    }
+    Outcome::Interrupted(sig)
+}
+
+/// Ends a granule the time-limit warning leaves no time to finish.
+fn ended_on_warning(signals: &mut Signals, leader: Pid, policy: &Policy) -> io::Result<Outcome> {
+    Ok(interrupted(signals, leader, policy, Signal::SIGUSR1 as i32))
 }
 
 /// How long a process killed by a scheduler's signal waits for that signal to reach us too.

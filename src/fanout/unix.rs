@@ -31,12 +31,15 @@ pub enum ChildEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupt {
     Terminate(i32),
+    /// SIGUSR1: Slurm's warning that the time limit is near. Not an end by itself.
+    Warning,
 }
 
 /// The driver's signal intake: SIGCHLD wakes the loop; SIGTERM, SIGINT, SIGHUP and SIGUSR1
 /// (Slurm's warning before the time limit) ask it to stop.
 pub struct Signals {
     fd: SignalFd,
+    warned: bool,
 }
 
 /// The signals the driver takes in. SIGUSR1 is Slurm's early warning before a time limit
@@ -82,7 +85,7 @@ impl Signals {
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(io::Error::from)?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(io::Error::from)?;
-        Ok(Signals { fd })
+        Ok(Signals { fd, warned: false })
     }
 
     /// Waits until a watched signal arrives or `timeout` passes. Returns a terminating signal
@@ -101,14 +104,20 @@ impl Signals {
         self.drain()
     }
 
-    /// Reads every pending signal without blocking.
+    /// Reads every pending signal without blocking. A terminating signal outranks the
+    /// warning; the warning is also remembered (see [`Signals::warned`]).
     pub fn drain(&mut self) -> io::Result<Option<Interrupt>> {
         let mut interrupt = None;
         loop {
             match self.fd.read_signal() {
                 Ok(Some(info)) => {
                     let signo = info.ssi_signo as i32;
-                    if signo != Signal::SIGCHLD as i32 && interrupt.is_none() {
+                    if signo == Signal::SIGUSR1 as i32 {
+                        self.warned = true;
+                        interrupt.get_or_insert(Interrupt::Warning);
+                    } else if signo != Signal::SIGCHLD as i32
+                        && !matches!(interrupt, Some(Interrupt::Terminate(_)))
+                    {
                         interrupt = Some(Interrupt::Terminate(signo));
                     }
                 }
@@ -117,6 +126,11 @@ impl Signals {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Whether the time-limit warning has come at any point.
+    pub fn warned(&self) -> bool {
+        self.warned
     }
 }
 
@@ -220,13 +234,19 @@ pub fn close_inherited_fds_on_exec() -> io::Result<()> {
 /// Starts `cmd` as the leader of a new process group, killed if this driver dies.
 pub fn spawn_group_leader(cmd: &mut Command) -> io::Result<i32> {
     cmd.process_group(0);
-    // SAFETY: the closure runs between fork and exec and only calls sigprocmask(2) and
-    // prctl(2), both async-signal-safe: no allocation, no locks.
+    // SAFETY: the closure runs between fork and exec and only calls sigprocmask(2),
+    // sigaction(2) and prctl(2), all async-signal-safe: no allocation, no locks.
     unsafe {
         cmd.pre_exec(|| {
             // Our blocked SIGTERM would otherwise be inherited: clavrxorb could not be ended,
             // and a clone continued after SIGTERM goes on to clone the next segment.
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            // Slurm sends its time-limit warning to every process of the step, and SIGUSR1's
+            // default action would kill clavrxorb and its clones, throwing away a granule
+            // the warning leaves time to finish. An ignored signal stays ignored across exec
+            // and clone; the driver alone decides what the warning ends.
+            // SAFETY: SIG_IGN installs no handler, so nothing of ours runs in signal context.
+            nix::sys::signal::signal(Signal::SIGUSR1, nix::sys::signal::SigHandler::SigIgn)?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             Ok(())
         });
@@ -320,5 +340,32 @@ mod tests {
         // Pids above pid_max do not exist.
         assert!(resume(i32::MAX).is_ok());
         assert!(signal_group(i32::MAX, Signal::SIGTERM).is_ok());
+    }
+
+    #[test]
+    fn a_started_program_ignores_the_time_limit_warning_but_not_sigterm() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let pid = spawn_group_leader(&mut cmd).unwrap();
+        let status = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let ignored = parse_sig_ign(&status(pid)).unwrap();
+        assert_ne!(
+            ignored & (1 << (Signal::SIGUSR1 as i32 - 1)),
+            0,
+            "SIGUSR1 ignored"
+        );
+        assert_eq!(
+            ignored & (1 << (Signal::SIGTERM as i32 - 1)),
+            0,
+            "SIGTERM not"
+        );
+        signal_group(pid, Signal::SIGUSR1).unwrap();
+        signal_group(pid, Signal::SIGTERM).unwrap();
+        let reaped = waitpid(Pid::from_raw(pid), None).unwrap();
+        assert_eq!(
+            reaped,
+            WaitStatus::Signaled(Pid::from_raw(pid), Signal::SIGTERM, false),
+            "SIGUSR1 did not end it; SIGTERM did"
+        );
     }
 }

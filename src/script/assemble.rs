@@ -82,8 +82,9 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
     let warning = s.warning_seconds.value;
     notes.push(if warning > 0 {
         format!(
-            "--signal=USR1@{warning}: {}; SIGUSR1 this long before the time limit (up to a \
-             minute earlier) makes pseg-step record its granule as interrupted and stop",
+            "--signal=USR1@{warning}: {}; on SIGUSR1 this long before the time limit (up to a \
+             minute earlier) pseg-step starts no new granule and lets each one in flight \
+             finish when it is projected to end in time, recording the others interrupted",
             s.warning_seconds.source
         )
     } else {
@@ -371,6 +372,10 @@ fn memory(inputs: &Inputs, warnings: &mut Vec<String>) -> (Option<u64>, String) 
 }
 
 /// `--time` (when known) and its note.
+/// How much earlier than asked Slurm may deliver the `--signal` warning (its event loop
+/// runs about once a minute).
+const SIGNAL_RESOLUTION_SECONDS: f64 = 60.0;
+
 fn time(
     inputs: &Inputs,
     granules_per_task: usize,
@@ -388,6 +393,19 @@ fn time(
         .as_ref()
         .filter(|t| matches!(t.source, Source::Flag(_)))
     {
+        if let Some(slowest) = walls.iter().copied().reduce(f64::max) {
+            // Slurm's warning lands up to a minute before the asked-for time: a granule
+            // must fit between the job's start and that earliest warning to finish at all.
+            let needs = slowest + f64::from(s.warning_seconds.value) + SIGNAL_RESOLUTION_SECONDS;
+            if (t.value.seconds as f64) < needs {
+                warnings.push(format!(
+                    "--time {} is shorter than one granule needs: {slowest:.0} s measured                      (slowest of {}) + {} s warning + {SIGNAL_RESOLUTION_SECONDS:.0} s Slurm                      signal resolution = {needs:.0} s; granules will be interrupted on every                      submission",
+                    t.value,
+                    walls.len(),
+                    s.warning_seconds.value
+                ));
+            }
+        }
         return (
             Some(t.value.to_string()),
             format!("--time={}: {}", t.value, t.source),

@@ -80,6 +80,11 @@ pub struct StepArgs {
     #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub stall_timeout: u64,
 
+    /// On Slurm's time-limit warning (SIGUSR1), a granule in flight goes on only when it is
+    /// projected to finish at least this long before the job ends.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub drain_margin: u64,
+
     /// Seconds between memory samples of every process (0: only at waitpoints). The interval
     /// stretches by itself so sampling never takes over 1 % of the time.
     #[arg(long, value_name = "SECS", default_value_t = 0.25)]

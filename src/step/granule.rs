@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::drain;
 use super::memwatch::MemorySetup;
 use super::progress::Progress;
-use super::watch::Watch;
+use super::watch::{Drain, DrainPolicy, Watch};
 use crate::fanout::machine::{Exit, Failure, FailureKind, Fanout, Limits, Role};
 use crate::fanout::unix::{self, Signals};
 use crate::fanout::watchdog::Watchdog;
@@ -35,6 +36,8 @@ pub struct Plan {
     pub memory: MemorySetup,
     /// Where a failed granule's working directory is copied when `work` is temporary.
     pub keep_failed: Option<PathBuf>,
+    /// How the time-limit warning is judged (the prior is per granule: see [`run`]).
+    pub drain: DrainPolicy,
 }
 
 /// How one granule went.
@@ -71,6 +74,7 @@ pub fn run(
     watchdog: &mut Watchdog,
     granule: &Granule,
     progress: Progress,
+    prior_wall: Option<f64>,
 ) -> io::Result<(GranuleResult, GranuleReport)> {
     let started = Instant::now();
     let started_unix = report::unix_now();
@@ -104,6 +108,13 @@ pub fn run(
 
     let mut fanout = Fanout::new(leader, plan.limits, plan.symbols.is_some());
     let mut watch = Watch::new(progress, &plan.memory, leader, started);
+    watch.drain = Drain::new(
+        DrainPolicy {
+            prior_wall,
+            ..plan.drain
+        },
+        started,
+    );
     let mut ctl = ProcControl::new(plan.symbols.as_ref(), &mut watch);
     let outcome = supervise(signals, leader, &mut fanout, &mut ctl, &plan.policy)?;
     guard.0 = None;
@@ -148,12 +159,24 @@ pub fn run(
             };
             (failed, report::Status::Failed, error)
         }
-        Outcome::Interrupted(sig) => (
-            GranuleResult::Interrupted(sig),
-            report::Status::Interrupted,
-            Some(format!("interrupted by signal {sig}")),
-        ),
+        Outcome::Interrupted(sig) => {
+            let why = match &watch.drain.decision {
+                Some(drain::Decision::End(why)) if sig == Signal::SIGUSR1 as i32 => {
+                    format!("ended on Slurm's time-limit warning: {why}")
+                }
+                _ => format!("interrupted by signal {sig}"),
+            };
+            (
+                GranuleResult::Interrupted(sig),
+                report::Status::Interrupted,
+                Some(why),
+            )
+        }
     };
+    let time_limit_warning = watch.drain.decision.as_ref().map(|d| match d {
+        drain::Decision::Keep(why) => format!("kept: {why}"),
+        drain::Decision::End(why) => format!("ended: {why}"),
+    });
     let granule_report = GranuleReport {
         schema: report::SCHEMA.into(),
         kind: "granule".into(),
@@ -182,6 +205,7 @@ pub fn run(
             .workers(plan.limits.max_workers, fanout.memory_bound()),
         memory: watch.memory.report(),
         segment_times: watch.timeline.segment_times(),
+        time_limit_warning,
     };
     Ok((result, granule_report))
 }

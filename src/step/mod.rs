@@ -2,6 +2,7 @@
 //! another, each fanned out over clones. Failures are per granule; a signal ends everything.
 
 mod cli;
+mod drain;
 mod error;
 mod granule;
 mod memwatch;
@@ -138,6 +139,11 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         policy: granule::policy(Duration::from_secs(args.stall_timeout), interval),
         keep_work: args.keep_work,
         keep_failed,
+        drain: watch::DrainPolicy {
+            margin: Duration::from_secs(args.drain_margin),
+            job_end: drain::job_end(|k| std::env::var(k).ok()),
+            prior_wall: None,
+        },
     };
     let mode = if args.serial {
         "serially".to_string()
@@ -155,11 +161,18 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     let mut queue = Queue::new(pending);
     let mut summary = Summary::new();
     let mut interrupted_by = None;
+    // Wall time of the slowest granule done so far: the prior for judging one that has
+    // written nothing yet when the time-limit warning comes.
+    let mut slowest_done: Option<f64> = None;
     while interrupted_by.is_none() {
         if let Some(unix::Interrupt::Terminate(sig)) =
             signals.drain().map_err(StepError::os("reading signals"))?
         {
             interrupted_by = Some(sig);
+            break;
+        }
+        if signals.warned() {
+            // The time limit is near: what is in flight may finish, nothing new starts.
             break;
         }
         let Some(mut claim) = ledger.claim_next(&mut queue, &me)? else {
@@ -180,6 +193,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
             &mut watchdog,
             granule,
             progress.clone(),
+            slowest_done,
         );
         let (result, granule_report) = match run {
             Ok(r) => r,
@@ -209,6 +223,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
             GranuleResult::Done { outputs } => {
                 report::write_outputs(&reports, &granule_report.name, &outputs)
                     .map_err(StepError::os("writing the outputs manifest"))?;
+                slowest_done = Some(slowest_done.unwrap_or(0.0).max(granule_report.wall_seconds));
                 progress.say(&done_line(&granule_report, args.serial));
                 Outcome::done()
             }
@@ -239,6 +254,17 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
             .as_ref()
             .and_then(|cg| cg.peak().ok().flatten()),
     );
+    if interrupted_by.is_none() && signals.warned() && !queue.is_done() {
+        // Unstarted granules are left: the status a wrapper reads as "submit again".
+        let sig = nix::sys::signal::Signal::SIGUSR1 as i32;
+        eprintln!(
+            "pseg-step: Slurm's time-limit warning came: {} granule(s) done, {} not started; \
+             submit again to resume",
+            summary.report.done,
+            total.saturating_sub(summary.report.granules)
+        );
+        return Ok(128u8.saturating_add(sig as u8));
+    }
     if let Some(sig) = interrupted_by {
         eprintln!(
             "pseg-step: interrupted by signal {sig} after {} granule(s); every clavrxorb \

@@ -3,6 +3,7 @@
 //! One test binary (as ripgrep does) so the mock is built once per run.
 
 mod container;
+mod drain;
 mod fanout;
 mod gen_script;
 mod ledger;
