@@ -74,6 +74,10 @@ fn owner(dir: &Path) -> Option<Holder> {
 /// returns those removed. Folders of other names, symlinks, folders without a marker and
 /// folders of live or unprovable owners are left alone.
 pub fn sweep(tmp: &Path, me: &Holder, alive: &Liveness) -> Vec<PathBuf> {
+    // Without a readable /proc (a chroot without it), every pid would look gone.
+    if me.pid_start_time == 0 {
+        return Vec::new();
+    }
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return Vec::new();
     };
@@ -86,7 +90,7 @@ pub fn sweep(tmp: &Path, me: &Holder, alive: &Liveness) -> Vec<PathBuf> {
         }
         let dir = entry.path();
         let Some(owner) = owner(&dir) else { continue };
-        if owner.same_process(me) {
+        if owner.same_process(me) || owner.pid_start_time == 0 {
             continue;
         }
         if let Verdict::Dead(_) = alive.judge(&owner, me)
@@ -159,6 +163,20 @@ mod tests {
         let mine = Scratch::create(tmp.path(), &me).unwrap();
         assert!(sweep(tmp.path(), &me, &alive).is_empty());
         assert!(mine.path().exists());
+        // Nor is anything when /proc could not be read, then or now: no pid proves dead.
+        let blind = Holder {
+            pid_start_time: 0,
+            ..holder("node1", 40)
+        };
+        let unproven = Scratch::create(tmp.path(), &blind).unwrap();
+        assert!(sweep(tmp.path(), &me, &alive).is_empty());
+        let gone = Scratch::create(tmp.path(), &holder("node1", 50)).unwrap();
+        assert!(sweep(tmp.path(), &blind, &alive).is_empty());
+        assert!(unproven.path().exists() && gone.path().exists());
+        assert_eq!(
+            sweep(tmp.path(), &me, &alive),
+            vec![gone.path().to_path_buf()]
+        );
     }
 
     #[test]
