@@ -124,10 +124,10 @@ const POLL: Duration = Duration::from_millis(20);
 /// while the first attempt runs, so it is tried a few times.
 fn remove_work_dir(marker: &Path) {
     let Some(dir) = marker.parent() else { return };
+    if !marker.is_file() {
+        return;
+    }
     for _ in 0..20 {
-        if !marker.is_file() {
-            return;
-        }
         match std::fs::remove_dir_all(dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => std::thread::sleep(POLL),
             _ => return,
