@@ -24,7 +24,9 @@ use crate::fanout::unix::{self, Signals};
 use crate::fanout::watchdog::Watchdog;
 use crate::granules::{Granule, read_list};
 use crate::ledger::alive::Liveness;
-use crate::ledger::{Campaign, FailureKind, Holder, Ledger, Outcome, Queue, STATE_DIR};
+use crate::ledger::{
+    Campaign, FailureKind, Holder, Ledger, LedgerError, Outcome, Queue, STATE_DIR,
+};
 use crate::mapping::Place;
 use crate::options::ClavrxOptions;
 use crate::report;
@@ -91,8 +93,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     // Every check that creates something comes after the ones that do not; should one of
     // them fail, the folders made so far are removed again.
     let mut made = Made::default();
-    made.note(&out_dir);
-    let out = writable_dir(&out_dir, "output directory", "--out")?;
+    let out = writable_dir(&mut made, &out_dir, "output directory", "--out")?;
     // Node-local scratch by default: clavrxorb and every clone write logs and temporary
     // files there, thousands per granule, which a shared filesystem serves slowly. A failed
     // granule's directory is copied next to the outputs, so its logs outlive the job.
@@ -110,10 +111,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         ),
     };
     let work = match (&args.work, &scratch) {
-        (Some(w), _) => {
-            made.note(&std::path::absolute(w).unwrap_or_else(|_| w.clone()));
-            writable_dir(w, "work directory", "--work")?
-        }
+        (Some(w), _) => writable_dir(&mut made, w, "work directory", "--work")?,
         (None, Some(t)) => t.path().to_path_buf(),
         (None, None) => unreachable!("scratch is made when --work is absent"),
     };
@@ -121,7 +119,10 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
 
     let reports = out.join(report::DIR);
     let manifests = reports.clone();
-    made.note(&std::path::absolute(&state).unwrap_or_else(|_| state.clone()));
+    for dir in Ledger::layout(&state) {
+        made.create(&dir)
+            .map_err(|source| LedgerError::Create { path: dir, source })?;
+    }
     let ledger = Ledger::open(&state)?
         .with_output_check(move |name| report::outputs_present(&manifests, name));
     made.keep();
@@ -333,19 +334,26 @@ fn shrunk_from(state: &Path, files: &Path, now: usize) -> Option<usize> {
 
 /// Folders a starting step created, removed again (only while empty: nothing anyone wrote
 /// is ever deleted) unless [`Made::keep`] is called, so a failed check leaves the file
-/// system as it found it.
+/// system as it found it. Only folders this process itself created count: tasks of one step
+/// start together and may race to create the same output folder.
 #[derive(Default)]
 struct Made(Vec<PathBuf>);
 
 impl Made {
-    /// Notes `dir` and its ancestors that do not exist yet.
-    fn note(&mut self, dir: &Path) {
-        for a in dir.ancestors() {
-            if a.as_os_str().is_empty() || a.symlink_metadata().is_ok() {
-                break;
+    /// Creates `dir` and its missing ancestors, noting those this call created.
+    fn create(&mut self, dir: &Path) -> std::io::Result<()> {
+        let missing: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && a.symlink_metadata().is_err())
+            .collect();
+        for a in missing.into_iter().rev() {
+            match std::fs::create_dir(a) {
+                Ok(()) => self.0.push(a.to_path_buf()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
             }
-            self.0.push(a.to_path_buf());
         }
+        Ok(())
     }
 
     /// Every check passed: what was made stays.
@@ -356,35 +364,26 @@ impl Made {
 
 impl Drop for Made {
     fn drop(&mut self) {
-        self.0
-            .sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for dir in &self.0 {
-            remove_empty_dirs(dir);
+        for dir in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
         }
     }
-}
-
-/// Removes `dir` and the folders below it that hold no file.
-fn remove_empty_dirs(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_empty_dirs(&entry.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// Creates `dir` if needed and proves a file can be written in it.
-fn writable_dir(dir: &Path, what: &'static str, flag: &'static str) -> Result<PathBuf, StepError> {
+fn writable_dir(
+    made: &mut Made,
+    dir: &Path,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<PathBuf, StepError> {
     let fail = |source| StepError::NotWritable {
         what,
         flag,
         path: dir.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(fail)?;
+    made.create(dir).map_err(fail)?;
     tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
     std::path::absolute(dir).map_err(fail)
 }
