@@ -123,22 +123,14 @@ fn os_status() -> u8 {
 
 /// Finds clavrxorb as the step would (a path, or a name on PATH).
 fn exe_finding(exe: &Path) -> (Finding, Option<PathBuf>) {
-    match which::which(exe) {
+    match crate::step::exe::find(exe) {
         Ok(path) => (
             Finding::ok(format!("clavrxorb: {}", path.display())),
             Some(path),
         ),
-        Err(source) => {
-            let text = format!(
-                "clavrxorb: {} not found ({source}); give its path with --exe, or put its \
-                 folder on PATH",
-                exe.display()
-            );
-            let status = StepError::ExeNotFound {
-                exe: exe.to_path_buf(),
-                source,
-            }
-            .exit_status();
+        Err(e) => {
+            let text = format!("clavrxorb: {e}");
+            let status = StepError::from(e).exit_status();
             (Finding::fail(status, text), None)
         }
     }

@@ -57,6 +57,18 @@ pub enum MappingError {
     ArrayWithoutChunkSize { index: usize },
     #[error("--chunk-size 0: an array element needs at least one granule")]
     ZeroChunkSize,
+    #[error(
+        "{ENV_ARRAY_TASK_ID}={index} with --chunk-size {chunk_size} starts at granule {} of a \
+         list of {granules} granule(s), which array elements 0-{} cover: was the array \
+         submitted for another list or chunk size? Submit again with `pseg-slurm gen`",
+        index.saturating_mul(*chunk_size).saturating_add(1),
+        chunk_count(*granules, *chunk_size).saturating_sub(1)
+    )]
+    PastTheEnd {
+        index: usize,
+        chunk_size: usize,
+        granules: usize,
+    },
 }
 
 impl Place {
@@ -125,6 +137,22 @@ impl Place {
             (Some(index), None) => Err(MappingError::ArrayWithoutChunkSize { index }),
             (_, Some(0)) => Err(MappingError::ZeroChunkSize),
             _ => Ok(()),
+        }
+    }
+
+    /// Like [`Place::chunk`], but an array element with no granule of a non-empty list is
+    /// an error: the array was sized for another list (or chunk size).
+    pub fn owned_chunk(&self, n_granules: usize) -> Result<Range<usize>, MappingError> {
+        let chunk = self.chunk(n_granules);
+        match (self.array_index, self.chunk_size) {
+            (Some(index), Some(chunk_size)) if chunk.is_empty() && n_granules > 0 => {
+                Err(MappingError::PastTheEnd {
+                    index,
+                    chunk_size,
+                    granules: n_granules,
+                })
+            }
+            _ => Ok(chunk),
         }
     }
 
@@ -231,6 +259,29 @@ mod tests {
         assert_eq!(chunk_count(10, 3), 4);
         assert_eq!(chunk_count(9, 3), 3);
         assert_eq!(chunk_count(0, 3), 0);
+    }
+
+    #[test]
+    fn an_element_past_the_end_names_the_list_length_chunk_size_and_element() {
+        assert_eq!(place(Some(3), Some(3), 0, 1).owned_chunk(10), Ok(9..10));
+        assert_eq!(place(None, None, 0, 1).owned_chunk(10), Ok(0..10));
+        let e = place(Some(4), Some(3), 0, 1).owned_chunk(10).unwrap_err();
+        assert_eq!(
+            e,
+            MappingError::PastTheEnd {
+                index: 4,
+                chunk_size: 3,
+                granules: 10
+            }
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "SLURM_ARRAY_TASK_ID=4 with --chunk-size 3 starts at granule 13 of a list of \
+                 10 granule(s), which array elements 0-3 cover"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

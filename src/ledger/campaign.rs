@@ -25,6 +25,10 @@ pub struct Campaign {
     /// The `gen` that rendered the campaign's script, when it was gen.
     #[serde(default, rename = "gen", skip_serializing_if = "Option::is_none")]
     pub gen_call: Option<GenCall>,
+    /// Granules the list named when this was written: an array element past the end of a
+    /// shorter list now is then a known shrink, not a misconfigured job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granules: Option<usize>,
     pub written_unix: f64,
     /// `pseg-slurm gen` or `pseg-step`.
     pub written_by: String,
@@ -49,9 +53,16 @@ impl Campaign {
             list: list.to_path_buf(),
             output_dir: output_dir.to_path_buf(),
             gen_call,
+            granules: None,
             written_unix: crate::report::unix_now(),
             written_by: by.to_string(),
         }
+    }
+
+    /// The same campaign, recording that its list named `n` granules.
+    pub fn with_granules(mut self, n: usize) -> Campaign {
+        self.granules = Some(n);
+        self
     }
 
     fn text(&self) -> String {

@@ -128,12 +128,16 @@ impl Ledger {
     /// [`RetryBudget::default`] and a done record is trusted to have its output, until
     /// [`Ledger::with_budget`] and [`Ledger::with_output_check`] say otherwise.
     pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
-        for sub in [RECORDS, CLAIMS, TAKEOVERS] {
-            let path = dir.join(sub);
+        for path in Ledger::layout(dir) {
             std::fs::create_dir_all(&path)
                 .map_err(|source| LedgerError::Create { path, source })?;
         }
         Ok(Ledger::at(dir))
+    }
+
+    /// The folders [`Ledger::open`] creates in the state folder `dir`.
+    pub fn layout(dir: &Path) -> [PathBuf; 3] {
+        [RECORDS, CLAIMS, TAKEOVERS].map(|sub| dir.join(sub))
     }
 
     /// An existing state folder, for reading only (`status`): nothing is created, so a

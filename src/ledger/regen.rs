@@ -59,12 +59,15 @@ pub fn remember_gen(generated: &Generated, argv: &[OsString]) -> Result<(), Retr
         args,
         config: generated.config.clone(),
     };
-    let campaign = Campaign::new(
+    let mut campaign = Campaign::new(
         &generated.list,
         &generated.out,
         Some(call),
         "pseg-slurm gen",
     );
+    if let Ok(list) = read_list(&generated.list) {
+        campaign = campaign.with_granules(list.granules.len());
+    }
     campaign.write(&generated.out.join(STATE_DIR))?;
     Ok(())
 }

@@ -9,14 +9,16 @@ Exit status:
   0    every granule of this task is done
   1    some granules failed (each is named above, with its log)
   2    bad command line
-  3    clavrxorb not found (--exe, or PATH)
+  3    clavrxorb not found (--exe, or PATH): missing, a directory, not executable, not on PATH
   4    the executable has no tracer symbols (needs a CLAVR-x built with tracer support; or use --serial)
   5    the granule list cannot be read, or names no granule
   6    the list names a missing, unreadable or repeated granule
   7    the options file cannot be read
   8    the options file has no scan_lines, or it is not a whole number >= 1
   9    the output or work directory cannot be written
-  10   the Slurm environment (SLURM_PROCID, SLURM_NTASKS, SLURM_ARRAY_TASK_ID) is inconsistent
+  10   the Slurm environment (SLURM_PROCID, SLURM_NTASKS, SLURM_ARRAY_TASK_ID) is inconsistent,
+       e.g. an array element past the end of the list (exit 0, with a notice, if the list is
+       known to have shrunk since the campaign was recorded)
   11   the operating system refused something pseg-step needs (signals, processes)
   12   the campaign state directory (--state) cannot be read or written
   128+N  interrupted by signal N: 138 SIGUSR1 (Slurm's warning before the time limit),

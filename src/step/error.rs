@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::exe::ExeError;
 use crate::granules::ListError;
 use crate::ledger::LedgerError;
 use crate::mapping::MappingError;
@@ -10,8 +11,8 @@ use crate::tracer::ElfError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    #[error("clavrxorb executable {exe} not found ({source}); give its path with --exe")]
-    ExeNotFound { exe: PathBuf, source: which::Error },
+    #[error(transparent)]
+    ExeNotFound(#[from] ExeError),
     #[error(transparent)]
     Tracer(#[from] ElfError),
     #[error(transparent)]
@@ -42,7 +43,7 @@ impl StepError {
     /// The documented exit status (see `pseg-step --help`).
     pub fn exit_status(&self) -> u8 {
         match self {
-            StepError::ExeNotFound { .. } => 3,
+            StepError::ExeNotFound(_) => 3,
             StepError::Tracer(_) => 4,
             StepError::List(ListError::Bad { .. }) => 6,
             StepError::List(_) => 5,

@@ -21,6 +21,10 @@ use crate::granules::Granule;
 use crate::report::{self, GranuleReport};
 use crate::tracer::TracerSymbols;
 
+/// Where, in the output folder, a failed granule's working directory is kept when the work
+/// directory is temporary (`OUT/pseg-failed/NAME`).
+pub const FAILED_DIR: &str = "pseg-failed";
+
 /// What every granule of a step shares.
 pub struct Plan {
     pub exe: PathBuf,
@@ -83,6 +87,7 @@ pub fn run(
     let name = granule.name();
     let wd = plan.work.join(&name);
     let staging = wd.join("output");
+    drop_old_copy(plan, &name);
     prepare(plan, granule, &wd, &staging)?;
 
     let mut cmd = Command::new(&plan.exe);
@@ -208,6 +213,25 @@ pub fn run(
         time_limit_warning,
     };
     Ok((result, granule_report))
+}
+
+/// Removes an earlier failure's kept copy of this granule as a new attempt starts: whether
+/// the attempt is done, interrupted, or fails with its directory kept under `--work`,
+/// `OUT/pseg-failed/` then holds the granules failed now and nothing else (and goes when it
+/// empties).
+fn drop_old_copy(plan: &Plan, name: &str) {
+    let failed = plan.out.join(FAILED_DIR);
+    let old = failed.join(name);
+    if old.symlink_metadata().is_err() {
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(&old) {
+        eprintln!(
+            "pseg-step: warning: cannot remove {}, the kept copy of an earlier failure: {e}",
+            old.display()
+        );
+    }
+    let _ = std::fs::remove_dir(&failed);
 }
 
 /// Copies a failed granule's working directory (logs, options, file_list; not its partial

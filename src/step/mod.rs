@@ -4,9 +4,11 @@
 mod cli;
 mod drain;
 mod error;
+pub mod exe;
 mod granule;
 mod memwatch;
 mod progress;
+pub mod scratch;
 mod summary;
 mod timeline;
 mod watch;
@@ -22,7 +24,10 @@ use crate::fanout::machine::{self, Exit, Failure, Limits};
 use crate::fanout::unix::{self, Signals};
 use crate::fanout::watchdog::Watchdog;
 use crate::granules::{Granule, read_list};
-use crate::ledger::{Campaign, FailureKind, Holder, Ledger, Outcome, Queue, STATE_DIR};
+use crate::ledger::alive::Liveness;
+use crate::ledger::{
+    Campaign, FailureKind, Holder, Ledger, LedgerError, Outcome, Queue, STATE_DIR,
+};
 use crate::mapping::Place;
 use crate::options::ClavrxOptions;
 use crate::report;
@@ -30,6 +35,7 @@ use crate::tracer::TracerSymbols;
 use granule::{GranuleResult, Plan};
 use memwatch::MemorySetup;
 use progress::Progress;
+use scratch::Scratch;
 use summary::{Summary, done_line};
 
 /// Runs a step; the value is the exit status (0 done, 1 some failed, 128+N interrupted).
@@ -42,10 +48,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         unreachable!("clap requires --files, --options and --out without --check");
     };
 
-    let exe = which::which(&args.exe).map_err(|source| StepError::ExeNotFound {
-        exe: args.exe.clone(),
-        source,
-    })?;
+    let exe = exe::find(&args.exe)?;
     let symbols = if args.serial {
         None
     } else {
@@ -55,46 +58,92 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     list.check()?;
     let options = ClavrxOptions::read(options)?;
     let scan_lines = args.scan_lines.unwrap_or(options.scan_lines);
-    let out = writable_dir(out, "output directory", "--out")?;
+    let place = Place::from_env(args.chunk_size.map(|k| k as usize))?;
+    let out_dir = std::path::absolute(out).map_err(|source| StepError::NotWritable {
+        what: "output directory",
+        flag: "--out",
+        path: out.clone(),
+        source,
+    })?;
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| out_dir.join(STATE_DIR));
+    // An array element owns its chunk; otherwise every task of the step shares the whole
+    // list and claims granules one at a time, so a fast task simply takes more.
+    let chunk = match place.owned_chunk(list.granules.len()) {
+        Ok(chunk) => chunk,
+        Err(e) => match shrunk_from(&state, files, list.granules.len()) {
+            Some(was) => {
+                eprintln!(
+                    "pseg-step: nothing to do: {}={} (--chunk-size {}) is past the end of {}, \
+                     which names {} granule(s) now and named {was} when the campaign was \
+                     recorded: the list has shrunk",
+                    crate::mapping::ENV_ARRAY_TASK_ID,
+                    place.array_index.unwrap_or_default(),
+                    place.chunk_size.unwrap_or_default(),
+                    files.display(),
+                    list.granules.len()
+                );
+                return Ok(0);
+            }
+            None => return Err(e.into()),
+        },
+    };
+
+    // Every check that creates something comes after the ones that do not; should one of
+    // them fail, the folders made so far are removed again.
+    let mut made = Made::default();
+    let out = writable_dir(&mut made, &out_dir, "output directory", "--out")?;
     // Node-local scratch by default: clavrxorb and every clone write logs and temporary
     // files there, thousands per granule, which a shared filesystem serves slowly. A failed
     // granule's directory is copied next to the outputs, so its logs outlive the job.
+    let me = Holder::current();
+    let tmp = std::env::temp_dir();
     let scratch = match &args.work {
         Some(_) => None,
         None => Some(
-            tempfile::Builder::new()
-                .prefix("pseg-step.")
-                .tempdir()
-                .map_err(|source| StepError::NotWritable {
-                    what: "temporary directory",
-                    flag: "--work (or TMPDIR)",
-                    path: std::env::temp_dir(),
-                    source,
-                })?,
+            Scratch::create(&tmp, &me).map_err(|source| StepError::NotWritable {
+                what: "temporary directory",
+                flag: "--work (or TMPDIR)",
+                path: tmp.clone(),
+                source,
+            })?,
         ),
     };
     let work = match (&args.work, &scratch) {
-        (Some(w), _) => writable_dir(w, "work directory", "--work")?,
+        (Some(w), _) => writable_dir(&mut made, w, "work directory", "--work")?,
         (None, Some(t)) => t.path().to_path_buf(),
         (None, None) => unreachable!("scratch is made when --work is absent"),
     };
-    let keep_failed = scratch.as_ref().map(|_| out.join("pseg-failed"));
+    let keep_failed = scratch.as_ref().map(|_| out.join(granule::FAILED_DIR));
 
-    let place = Place::from_env(args.chunk_size.map(|k| k as usize))?;
-    let state = args.state.clone().unwrap_or_else(|| out.join(STATE_DIR));
     let reports = out.join(report::DIR);
     let manifests = reports.clone();
+    for dir in Ledger::layout(&state) {
+        made.create(&dir)
+            .map_err(|source| LedgerError::Create { path: dir, source })?;
+    }
     let ledger = Ledger::open(&state)?
         .with_output_check(move |name| report::outputs_present(&manifests, name));
-    if let Err(e) = Campaign::new(files, &out, None, "pseg-step").remember(&state) {
+    made.keep();
+    let swept = scratch::sweep(&tmp, &me, &Liveness::new(Path::new("/proc"), Some(None)));
+    if !swept.is_empty() {
+        let names: Vec<String> = swept.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "pseg-step: removed {} work folder(s) left by pseg-step runs that died on this \
+             host: {}",
+            swept.len(),
+            names.join(" ")
+        );
+    }
+    let list_path = std::path::absolute(files).unwrap_or_else(|_| files.clone());
+    let campaign =
+        Campaign::new(&list_path, &out, None, "pseg-step").with_granules(list.granules.len());
+    if let Err(e) = campaign.remember(&state) {
         eprintln!("pseg-step: warning: {e}");
     }
-    // An array element owns its chunk; otherwise every task of the step shares the whole
-    // list and claims granules one at a time, so a fast task simply takes more.
-    let candidates: Vec<String> = list.granules[place.chunk(list.granules.len())]
-        .iter()
-        .map(|g| g.name())
-        .collect();
+    let candidates: Vec<String> = list.granules[chunk].iter().map(|g| g.name()).collect();
     let pending = ledger.pending(&candidates)?;
     if pending.len() < candidates.len() {
         eprintln!(
@@ -112,7 +161,9 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
 
     unix::become_subreaper().map_err(StepError::os("becoming a child subreaper"))?;
     let mut signals = Signals::install().map_err(StepError::os("setting up signal handling"))?;
-    let mut watchdog = Watchdog::start().map_err(StepError::os("starting the watchdog"))?;
+    let marker = scratch.as_ref().map(Scratch::marker);
+    let mut watchdog =
+        Watchdog::start(marker.as_deref()).map_err(StepError::os("starting the watchdog"))?;
     let max_workers = args
         .max_workers
         .map_or_else(crate::cpus::available, |n| n as usize);
@@ -157,7 +208,6 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     let total = pending.len();
     eprintln!("pseg-step: {total} granule(s) to claim {mode}; {limit}");
 
-    let me = Holder::current();
     let mut queue = Queue::new(pending);
     let mut summary = Summary::new();
     let mut interrupted_by = None;
@@ -294,15 +344,72 @@ fn failure_outcome(f: &Failure, oom: bool, message: String) -> Outcome {
     }
 }
 
+/// How many granules the campaign's record saw in `files` when it named more than `now`:
+/// the list has shrunk since (an array element past its end then has nothing to do).
+fn shrunk_from(state: &Path, files: &Path, now: usize) -> Option<usize> {
+    let campaign = Campaign::read(state).ok()??;
+    let same_list = match (
+        std::fs::canonicalize(&campaign.list),
+        std::fs::canonicalize(files),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    campaign.granules.filter(|&was| same_list && was > now)
+}
+
+/// Folders a starting step created, removed again (only while empty: nothing anyone wrote
+/// is ever deleted) unless [`Made::keep`] is called, so a failed check leaves the file
+/// system as it found it. Only folders this process itself created count: tasks of one step
+/// start together and may race to create the same output folder.
+#[derive(Default)]
+struct Made(Vec<PathBuf>);
+
+impl Made {
+    /// Creates `dir` and its missing ancestors, noting those this call created.
+    fn create(&mut self, dir: &Path) -> std::io::Result<()> {
+        let missing: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && a.symlink_metadata().is_err())
+            .collect();
+        for a in missing.into_iter().rev() {
+            match std::fs::create_dir(a) {
+                Ok(()) => self.0.push(a.to_path_buf()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every check passed: what was made stays.
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 /// Creates `dir` if needed and proves a file can be written in it.
-fn writable_dir(dir: &Path, what: &'static str, flag: &'static str) -> Result<PathBuf, StepError> {
+fn writable_dir(
+    made: &mut Made,
+    dir: &Path,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<PathBuf, StepError> {
     let fail = |source| StepError::NotWritable {
         what,
         flag,
         path: dir.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(fail)?;
+    made.create(dir).map_err(fail)?;
     tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
     std::path::absolute(dir).map_err(fail)
 }

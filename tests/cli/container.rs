@@ -118,7 +118,7 @@ fn check_without_clavrxorb_fails_with_status_3() {
     let lines = check_lines(&out);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
     assert!(
-        lines[0].starts_with("FAIL: clavrxorb: no-such-clavrxorb-here not found")
+        lines[0].starts_with("FAIL: clavrxorb: clavrxorb executable no-such-clavrxorb-here is not on PATH (searched PATH=")
             && lines[0].contains("--exe"),
         "{}",
         lines[0]

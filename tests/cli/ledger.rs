@@ -370,6 +370,11 @@ fn gen_remembers_the_campaign_and_retry_renders_what_is_left() {
         .expect("gen wrote campaign.yaml");
     assert!(campaign.list.ends_with("data/list.txt"));
     assert!(campaign.output_dir.ends_with("out"));
+    assert_eq!(
+        campaign.granules,
+        Some(4),
+        "the list's length, to tell a shrink later"
+    );
 
     // Before any job ran: everything is pending.
     let fresh = c.run(root, &["status", "out"]);
