@@ -76,6 +76,7 @@ pub mod classify;
 pub mod error;
 pub mod holder;
 pub mod key;
+pub mod outputs;
 pub mod record;
 pub mod regen;
 pub mod release;
@@ -84,6 +85,7 @@ pub mod status;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

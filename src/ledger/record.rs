@@ -255,6 +255,15 @@ impl Record {
         self.charged.clear();
     }
 
+    /// `pseg-slurm verify` found this done granule's outputs changed: failed, to be redone,
+    /// with no retry used (the kind's budget is unlimited).
+    pub fn mark_output_changed(&mut self, why: &str) {
+        self.status = Status::Failed;
+        self.kind = Some(FailureKind::OutputChanged);
+        self.charge(FailureKind::OutputChanged);
+        self.error = Some(one_line(why));
+    }
+
     /// Is the status one a live process is working under?
     pub fn is_held(&self) -> bool {
         matches!(self.status, Status::Claimed | Status::Running)
@@ -383,6 +392,12 @@ mod tests {
             (Some(with(Failed, &[(BadInput, 1)])), true, false),
             (Some(with(Failed, &[(Signal, 2), (Exit, 1)])), true, true),
             (Some(with(Pending, &[])), false, true),
+            // Changed outputs are redone whatever else the granule went through.
+            (
+                Some(with(Failed, &[(OutputChanged, 9), (Exit, 2)])),
+                true,
+                true,
+            ),
         ];
         for (record, output, want) in table {
             let got = if output {
