@@ -206,10 +206,10 @@ fn verify(args: &VerifyArgs) -> Result<u8, Box<dyn std::error::Error>> {
     let marked = verify::record(&ledger, out, &report, &Holder::current())?;
     let count = |m: Marked| marked.iter().filter(|(_, x)| *x == m).count();
     eprintln!(
-        "pseg-slurm: checked {checked}: {} granule(s) differ; {} recorded as failed \
+        "pseg-slurm: checked {checked}: {} finding(s); {} granule(s) recorded as failed \
          (output-changed, no retry used): the next run or `pseg-slurm retry --missing` redoes \
          them",
-        marked.len(),
+        report.findings.len(),
         count(Marked::Marked)
     );
     for (name, m) in &marked {

@@ -358,7 +358,7 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Summary {
             }
         }
         if r.status == Status::Failed {
-            let retryable = budget.allows(&r.charged);
+            let retryable = r.retryable(budget);
             s.failed_retryable += usize::from(retryable);
             s.failures.push(Failure {
                 name: r.name.clone(),

@@ -1,12 +1,14 @@
 //! `pseg-slurm verify`: every done granule's outputs read again and compared with its
 //! manifest (`outputs.rs`), and the output folder searched for files beside them that no
-//! manifest lists. A granule with a finding is recorded `failed` (`output-changed`), under
-//! its claim, so the next run or `pseg-slurm retry --missing` redoes it.
+//! manifest lists. A granule whose listed outputs are missing or changed (or that has no
+//! manifest) is recorded `failed` (`output-changed`), under its claim, so the next run or
+//! `pseg-slurm retry --missing` redoes it. A stray file alone does not send its granule
+//! back: the outputs it published are intact, and a redo would not remove the stray.
 //!
 //! [`check`] only reads; [`record`] writes the records. This module prints nothing and
 //! chooses no exit status.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -47,7 +49,8 @@ impl fmt::Display for Finding {
             What::Unexpected(file) => {
                 write!(
                     f,
-                    "{g}: {file} unexpected: not in the granule's outputs manifest"
+                    "{g}: {file} unexpected: named after the granule but not in its outputs \
+                     manifest (its listed outputs are intact; remove the file if it is not yours)"
                 )
             }
             What::NoManifest(path) => write!(f, "{g}: no outputs manifest ({})", path.display()),
@@ -72,9 +75,15 @@ pub struct Report {
 }
 
 impl Report {
-    /// The granules with findings, in order, each once.
-    pub fn granules(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.findings.iter().map(|f| f.granule.as_str()).collect();
+    /// The granules to redo: those whose published outputs are missing or changed, in
+    /// order, each once.
+    pub fn to_redo(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .findings
+            .iter()
+            .filter(|f| f.what.needs_redo())
+            .map(|f| f.granule.as_str())
+            .collect();
         names.dedup();
         names
     }
@@ -180,8 +189,8 @@ fn key(f: &Finding) -> &str {
     }
 }
 
-/// Records each granule with findings as `failed` (`output-changed`), checking it again
-/// under its claim first; what became of each, in order.
+/// Records each granule of [`Report::to_redo`] as `failed` (`output-changed`), checking it
+/// again under its claim first; what became of each, in order.
 pub fn record(
     ledger: &Ledger,
     out: &Path,
@@ -190,30 +199,13 @@ pub fn record(
 ) -> Result<Vec<(String, Marked)>, LedgerError> {
     let reports = out.join(report::DIR);
     let mut marked = Vec::new();
-    for name in report.granules() {
-        let stray: Vec<&str> = report
-            .findings
-            .iter()
-            .filter(|f| f.granule == name)
-            .filter_map(|f| match &f.what {
-                What::Unexpected(file) => Some(file.as_str()),
-                _ => None,
-            })
-            .collect();
+    for name in report.to_redo() {
         let again = || {
-            let c = check_one(&reports, out, name);
-            let listed: HashSet<&str> = c
-                .manifest
+            let lines: Vec<String> = check_one(&reports, out, name)
+                .findings
                 .iter()
-                .flat_map(|m| m.files.iter().map(|f| f.name.as_str()))
+                .map(|f| f.what.short())
                 .collect();
-            let mut lines: Vec<String> = c.findings.iter().map(|f| f.what.short()).collect();
-            lines.extend(
-                stray
-                    .iter()
-                    .filter(|s| !listed.contains(*s) && out.join(s).symlink_metadata().is_ok())
-                    .map(|s| format!("{s} unexpected")),
-            );
             (!lines.is_empty()).then(|| format!("pseg-slurm verify: {}", lines.join("; ")))
         };
         marked.push((
@@ -225,6 +217,11 @@ pub fn record(
 }
 
 impl What {
+    /// A redo fixes it: a published output is missing or changed, or unaccounted for.
+    pub fn needs_redo(&self) -> bool {
+        !matches!(self, What::Unexpected(_))
+    }
+
     /// Without the granule's name, for its record's error line.
     fn short(&self) -> String {
         match self {
@@ -362,10 +359,12 @@ mod tests {
             [
                 "a.gran: a.gran.level2.bin changed: 100 bytes, 500 when published",
                 "b.gran: b.gran.level2.bin missing",
-                "c.gran: .c.gran.level2.bin.partial unexpected: not in the granule's outputs \
-                 manifest",
+                "c.gran: .c.gran.level2.bin.partial unexpected: named after the granule but \
+                 not in its outputs manifest (its listed outputs are intact; remove the file if \
+                 it is not yours)",
             ]
         );
+        assert_eq!(r.to_redo(), ["a.gran", "b.gran"]);
         // The resume rule already sees the truncation and the loss, not the stray file.
         let names: Vec<String> = ["a.gran", "b.gran", "c.gran", "d.gran"]
             .map(String::from)
@@ -376,15 +375,14 @@ mod tests {
         });
         assert_eq!(l.pending(&names).unwrap(), ["a.gran", "b.gran"]);
 
-        // Fixed before it is recorded: left done.
-        std::fs::remove_file(out.join(".c.gran.level2.bin.partial")).unwrap();
+        // Redone meanwhile (as another process would): left done.
+        std::fs::write(out.join("b.gran.level2.bin"), [1u8; 500]).unwrap();
         let marked = record(&l, out, &r, &me).unwrap();
         assert_eq!(
             marked,
             [
                 ("a.gran".to_string(), Marked::Marked),
-                ("b.gran".to_string(), Marked::Marked),
-                ("c.gran".to_string(), Marked::Fine),
+                ("b.gran".to_string(), Marked::Fine),
             ]
         );
         let a = l.record("a.gran").unwrap().unwrap();
@@ -397,8 +395,10 @@ mod tests {
         );
         assert!(a.error.unwrap().contains("100 bytes, 500 when published"));
         assert!(l.budget().allows(&a.charged), "no retry used");
-        assert_eq!(l.pending(&names).unwrap(), ["a.gran", "b.gran"]);
-        assert_eq!(l.record("c.gran").unwrap().unwrap().status, Status::Done);
+        assert_eq!(l.pending(&names).unwrap(), ["a.gran"]);
+        for name in ["b.gran", "c.gran"] {
+            assert_eq!(l.record(name).unwrap().unwrap().status, Status::Done);
+        }
         assert!(crate::ledger::testing::files_in(&l.dir().join("claims")).is_empty());
     }
 }
