@@ -180,6 +180,28 @@ fn verify(args: &VerifyArgs) -> Result<u8, Box<dyn std::error::Error>> {
         .into());
     }
     let ledger = Ledger::open_existing(&state)?;
+    // Checking the wrong folder would send every done granule back: refuse instead (unless
+    // the campaign's folder no longer exists: moved, and OUT is where it went).
+    let elsewhere = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a != b);
+    if let Some(campaign) = ledger::Campaign::read(&state)? {
+        if elsewhere(&campaign.output_dir, out) {
+            return Err(format!(
+                "the campaign of {} writes into {}, not {}: pass that folder",
+                state.display(),
+                campaign.output_dir.display(),
+                out.display()
+            )
+            .into());
+        }
+    }
+    if !out.join(pseg_slurm::report::DIR).is_dir() {
+        return Err(format!(
+            "{} has no {} folder: it is not the output folder of a pseg-step run",
+            out.display(),
+            pseg_slurm::report::DIR
+        )
+        .into());
+    }
     let report = verify::check(&ledger, out)?;
     for finding in &report.findings {
         print(&format!("{finding}\n"))?;

@@ -41,6 +41,22 @@ fn a_truncated_output_is_found_by_verify_and_redone_byte_identical() {
     let published = case.outputs("out");
     assert_eq!(published.len(), 3, "{:?}", published.keys());
 
+    // Another folder than the campaign's would make every done granule look lost: refused.
+    let state = case.path("out/pseg-state");
+    let state = state.to_str().unwrap();
+    std::fs::create_dir_all(case.path("elsewhere/pseg-reports")).unwrap();
+    let wrong = pseg_slurm(case.dir.path(), &["verify", "elsewhere", "--state", state]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        text(&wrong.stderr).contains("writes into ") && wrong.stdout.is_empty(),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let ledger = Ledger::open_existing(&case.path("out/pseg-state")).unwrap();
+    for name in ["a.gran", "b.gran", "c.gran"] {
+        assert_eq!(ledger.record(name).unwrap().unwrap().status, Status::Done);
+    }
+
     let verify = || pseg_slurm(case.dir.path(), &["verify", "out"]);
     let clean = verify();
     assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stderr));
@@ -78,7 +94,6 @@ fn a_truncated_output_is_found_by_verify_and_redone_byte_identical() {
         "{}",
         text(&found.stderr)
     );
-    let ledger = Ledger::open_existing(&case.path("out/pseg-state")).unwrap();
     for name in ["a.gran", "b.gran"] {
         let r = ledger.record(name).unwrap().unwrap();
         assert_eq!(
