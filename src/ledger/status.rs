@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::granules::read_list;
 use crate::ledger::Ledger;
-use crate::ledger::alive::Verdict;
+use crate::ledger::alive::{Liveness, Verdict};
 use crate::ledger::campaign::Campaign;
 use crate::ledger::claim::ClaimState;
 use crate::ledger::classify::{FailureKind, RetryBudget};
@@ -215,8 +215,8 @@ fn judge_claims(
         .map(|r| (r.name.as_str(), r.is_held()))
         .collect();
     let me = Holder::current();
-    let mut dead = HashMap::new();
     let mut unreadable = Vec::new();
+    let mut judged = Vec::new();
     for (key, path, state) in ledger.read_claims()? {
         match state {
             ClaimState::Missing => {}
@@ -229,22 +229,50 @@ fn judge_claims(
             // stands, and the next claimer replaces it.
             ClaimState::Present(c) if !held.get(c.granule.as_str()).copied().unwrap_or(true) => {}
             ClaimState::Present(c) if c.holder.same_process(&me) => {}
-            ClaimState::Present(c) => {
-                if let Verdict::Dead(why) = ledger.alive.judge(&c.holder, &me) {
-                    dead.insert(
-                        c.granule.clone(),
-                        LostClaim {
-                            name: c.granule.clone(),
-                            holder: c.holder.describe(),
-                            claimed: c.claimed,
-                            why,
-                        },
-                    );
-                }
-            }
+            ClaimState::Present(c) => judged.push(c),
         }
     }
+    let holders: Vec<&Holder> = judged.iter().map(|c| &c.holder).collect();
+    let verdicts = judge_all(&ledger.alive, &holders, &me);
+    let dead = judged
+        .iter()
+        .zip(verdicts)
+        .filter_map(|(c, verdict)| match verdict {
+            Verdict::Dead(why) => Some((
+                c.granule.clone(),
+                LostClaim {
+                    name: c.granule.clone(),
+                    holder: c.holder.describe(),
+                    claimed: c.claimed,
+                    why,
+                },
+            )),
+            Verdict::Alive(_) | Verdict::Unknown(_) => None,
+        })
+        .collect();
     Ok((dead, unreadable))
+}
+
+/// Judges holders on up to 16 threads: a holder on another host costs an `scontrol` call
+/// (up to its deadline), and each element of a job array is a job of its own.
+fn judge_all(alive: &Liveness, holders: &[&Holder], me: &Holder) -> Vec<Verdict> {
+    const THREADS: usize = 16;
+    if holders.len() < 2 {
+        return holders.iter().map(|h| alive.judge(h, me)).collect();
+    }
+    let chunk = holders.len().div_ceil(THREADS);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = holders
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || part.iter().map(|h| alive.judge(h, me)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// Adds the records up; `now` in Unix seconds.
@@ -779,6 +807,65 @@ mod tests {
         }
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains(r#""lost":1"#), "{json}");
+    }
+
+    #[test]
+    fn claims_are_judged_by_the_takeover_rule() {
+        use crate::ledger::Outcome;
+        use crate::ledger::testing::ledger;
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(dir.path());
+        let dead = |n: u32| {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            child.wait().unwrap();
+            Holder {
+                pid,
+                pid_start_time: u64::from(n),
+                ..Holder::current()
+            }
+        };
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let live = Holder::read(Path::new("/proc"), sleeper.id());
+        let far = Holder {
+            host: "far-node".into(),
+            slurm: None,
+            ..dead(1)
+        };
+        let mut gone = l.claim("gone.hdf", &dead(2)).unwrap().unwrap();
+        l.running(&mut gone).unwrap();
+        let _claimed = l.claim("claimed.hdf", &dead(3)).unwrap().unwrap();
+        let _live = l.claim("live.hdf", &live).unwrap().unwrap();
+        let _far = l.claim("far.hdf", &far).unwrap().unwrap();
+        // Finished, then died before removing its claim: its outcome stands.
+        let finished = l.claim("finished.hdf", &dead(4)).unwrap().unwrap();
+        let claim_file = dir.path().join("claims/finished.hdf");
+        let kept = std::fs::read(&claim_file).unwrap();
+        l.finish(finished, Outcome::done()).unwrap();
+        std::fs::write(&claim_file, kept).unwrap();
+        std::fs::write(dir.path().join("claims/bad.hdf"), b"{").unwrap();
+
+        let records = l.scan().unwrap().records;
+        let (lost, bad) = judge_claims(&l, &records).unwrap();
+        let mut names: Vec<&str> = lost.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["claimed.hdf", "gone.hdf"]);
+        assert!(
+            lost["gone.hdf"].why.contains("is gone"),
+            "{:?}",
+            lost["gone.hdf"]
+        );
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].granule.as_deref(), Some("bad.hdf"));
+        assert!(
+            bad[0].why.starts_with("not a claim pseg-step wrote"),
+            "{bad:?}"
+        );
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
     }
 
     #[test]
