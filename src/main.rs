@@ -182,7 +182,11 @@ fn verify(args: &VerifyArgs) -> Result<u8, Box<dyn std::error::Error>> {
     let ledger = Ledger::open_existing(&state)?;
     // Checking the wrong folder would send every done granule back: refuse instead (unless
     // the campaign's folder no longer exists: moved, and OUT is where it went).
-    let elsewhere = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a != b);
+    let elsewhere =
+        |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a != b,
+            _ => false,
+        };
     if let Some(campaign) = ledger::Campaign::read(&state)? {
         if elsewhere(&campaign.output_dir, out) {
             return Err(format!(
