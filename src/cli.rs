@@ -65,6 +65,21 @@ pub enum Command {
     ///
     /// Exit status: 0 listed or released, 1 a problem (message on stderr), 2 a usage error.
     Release(ReleaseArgs),
+    /// Check that every done granule's outputs are still what it published:
+    /// `pseg-slurm verify OUT`.
+    ///
+    /// Reads every output file listed in the done granules' manifests
+    /// (`OUT/pseg-reports/NAME.outputs`: name, size and BLAKE3 hash of each file, written
+    /// when the granule was published) and compares it; files in OUT named after a done
+    /// granule that its manifest does not list are reported too. One line per missing,
+    /// changed or unexpected file, naming the granule. Those granules are recorded as
+    /// failed (`output-changed`, no retry budget used), so the next run or
+    /// `pseg-slurm retry --missing` redoes them. Manifests of older pseg-step versions have
+    /// no sizes or hashes: their files are only checked to be there (a warning says how many).
+    ///
+    /// Exit status: 0 every output matches, 1 some do not (or a problem, on stderr), 2 a
+    /// usage error.
+    Verify(VerifyArgs),
     /// Write one self-contained HTML page about a run: `pseg-slurm report OUT -o report.html`.
     ///
     /// For a campaign (the output folder, with pseg-reports/ and pseg-state/): counts,
@@ -113,6 +128,17 @@ pub struct StatusArgs {
 
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The output folder given to gen or pseg-step (`--out`).
+    #[arg(value_name = "OUT", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The campaign's state folder, when not `OUT/pseg-state` (pseg-step's `--state`).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -415,6 +441,15 @@ mod tests {
         assert_eq!(r.granule, ["a", "b"]);
         assert_eq!(r.host.as_deref(), Some("n7"));
         assert!(r.yes && !r.all_unproven);
+    }
+
+    #[test]
+    fn verify_takes_the_output_folder_and_a_state_folder() {
+        let cli = Cli::try_parse_from(["pseg-slurm", "verify", "out", "--state", "s"]).unwrap();
+        let Command::Verify(v) = cli.command else {
+            panic!()
+        };
+        assert_eq!((v.dir, v.state), ("out".into(), Some("s".into())));
     }
 
     #[test]

@@ -2,17 +2,18 @@
 //!
 //! Exit status: 0 success (a broken stdout pipe counts as success), 1 a problem with the
 //! inputs (explained on stderr, nothing on stdout), 2 a usage error (from clap), 3 `retry`
-//! found nothing to retry (nothing on stdout).
+//! found nothing to retry (nothing on stdout); `verify`: 1 also when an output differs.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pseg_slurm::cli::{Cli, Command, ConfigCommand, Format, ReleaseArgs, ReportArgs};
+use pseg_slurm::cli::{Cli, Command, ConfigCommand, Format, ReleaseArgs, ReportArgs, VerifyArgs};
 use pseg_slurm::config::{EXAMPLE, SiteConfig};
+use pseg_slurm::ledger::claim::Marked;
 use pseg_slurm::ledger::regen::{self, Retried};
 use pseg_slurm::ledger::release::{self, Decision, Filter, Released};
-use pseg_slurm::ledger::{self, Holder, Ledger, RetryBudget, status};
+use pseg_slurm::ledger::{self, Holder, Ledger, RetryBudget, STATE_DIR, status, verify};
 use pseg_slurm::render;
 use pseg_slurm::script;
 
@@ -86,6 +87,7 @@ fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             }
         },
         Command::Release(args) => release(&args),
+        Command::Verify(args) => verify(&args),
         Command::Report(args) => report(&args),
         Command::Config(ConfigCommand::Init) => print(EXAMPLE),
         Command::Config(ConfigCommand::Check { config }) => {
@@ -130,21 +132,122 @@ fn release(args: &ReleaseArgs) -> Result<u8, Box<dyn std::error::Error>> {
         };
         print(&format!("{verb} {line}\n"))?;
     }
-    for path in &plan.unreadable {
+    for bad in &plan.unreadable {
+        let verb = if args.yes {
+            match release::release_unreadable(&ledger, bad, &me)? {
+                Released::Done { interrupted } => {
+                    released += 1;
+                    if interrupted {
+                        "released (record marked interrupted)"
+                    } else {
+                        "released"
+                    }
+                }
+                Released::Changed | Released::Kept => "left alone (it changed meanwhile)",
+            }
+        } else {
+            "would release"
+        };
         print(&format!(
-            "unreadable claim file {}: left alone (delete it by hand if its holder is gone)\n",
-            path.display()
+            "{verb} unreadable claim file {} (it names no holder; pseg-step never leaves one)\n",
+            bad.describe()
         ))?;
     }
-    let n = plan.releasable();
-    print(&match (plan.found.len(), args.yes) {
-        (0, _) => "no matching claims\n".to_string(),
-        (_, true) => format!("released {released} claim(s)\n"),
-        (_, false) if n > 0 => {
-            format!("dry run: {n} claim(s) would be released; run again with --yes to do it\n")
+    let n = plan.releasable() + plan.unreadable.len();
+    print(
+        &match (plan.found.len() + plan.unreadable.len(), args.yes) {
+            (0, _) => "no matching claims\n".to_string(),
+            (_, true) => format!("released {released} claim(s)\n"),
+            (_, false) if n > 0 => {
+                format!("dry run: {n} claim(s) would be released; run again with --yes to do it\n")
+            }
+            (_, false) => "nothing to release: every matching holder is alive\n".to_string(),
+        },
+    )
+}
+
+/// `pseg-slurm verify`: one line per finding on stdout, what was recorded on stderr; 1 if
+/// anything differs.
+fn verify(args: &VerifyArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    let out = &args.dir;
+    let state = args.state.clone().unwrap_or_else(|| out.join(STATE_DIR));
+    if ledger::find_state_dir(out).is_ok_and(|s| &s == out) {
+        return Err(format!(
+            "{} is a state folder: pass the output folder (`--out`), and --state if the state \
+             folder is elsewhere",
+            out.display()
+        )
+        .into());
+    }
+    let ledger = Ledger::open_existing(&state)?;
+    // Checking the wrong folder would send every done granule back: refuse instead (unless
+    // the campaign's folder no longer exists: moved, and OUT is where it went).
+    let elsewhere =
+        |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a != b,
+            _ => false,
+        };
+    if let Some(campaign) = ledger::Campaign::read(&state)? {
+        if elsewhere(&campaign.output_dir, out) {
+            return Err(format!(
+                "the campaign of {} writes into {}, not {}: pass that folder",
+                state.display(),
+                campaign.output_dir.display(),
+                out.display()
+            )
+            .into());
         }
-        (_, false) => "nothing to release: every matching holder is alive\n".to_string(),
-    })
+    }
+    if !out.join(pseg_slurm::report::DIR).is_dir() {
+        return Err(format!(
+            "{} has no {} folder: it is not the output folder of a pseg-step run",
+            out.display(),
+            pseg_slurm::report::DIR
+        )
+        .into());
+    }
+    let report = verify::check(&ledger, out)?;
+    for finding in &report.findings {
+        print(&format!("{finding}\n"))?;
+    }
+    if !report.legacy.is_empty() {
+        eprintln!(
+            "pseg-slurm: warning: {} granule(s) have an outputs manifest from an older \
+             pseg-step, without sizes or hashes (first: {}): their files were only checked to \
+             be there",
+            report.legacy.len(),
+            report.legacy[0]
+        );
+    }
+    let checked = format!(
+        "{} done granule(s), {} file(s), {}",
+        report.checked,
+        report.files,
+        pseg_slurm::size::Size(report.bytes)
+    );
+    if report.findings.is_empty() {
+        eprintln!("pseg-slurm: verified {checked}: every output matches its manifest");
+        return Ok(0);
+    }
+    let marked = verify::record(&ledger, out, &report, &Holder::current())?;
+    let count = |m: Marked| marked.iter().filter(|(_, x)| *x == m).count();
+    eprintln!(
+        "pseg-slurm: checked {checked}: {} finding(s); {} granule(s) recorded as failed \
+         (output-changed, no retry used): the next run or `pseg-slurm retry --missing` redoes \
+         them",
+        report.findings.len(),
+        count(Marked::Marked)
+    );
+    for (name, m) in &marked {
+        let why = match m {
+            Marked::Marked => continue,
+            Marked::Fine => "matches again now (redone meanwhile?)",
+            Marked::NotDone => "is no longer done (being redone?)",
+            Marked::Held => "is held by a running process",
+        };
+        eprintln!("pseg-slurm: {name} not recorded: it {why}");
+    }
+    Ok(1)
 }
 
 /// `pseg-slurm report`: renders the page and writes it (atomically: a browser reloading it

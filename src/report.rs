@@ -202,28 +202,18 @@ pub fn write(dir: &Path, name: &str, value: &impl Serialize) -> io::Result<PathB
     Ok(dir.join(name))
 }
 
-/// Records the files a granule published, one name per line, in `NAME.outputs` beside its
-/// report: written after the outputs, so its presence means they were all published.
+/// Records the files a granule published, with their sizes and content hashes, in
+/// `NAME.outputs` beside its report (see `ledger::outputs`): written after the outputs, so
+/// its presence means they were all published.
 pub fn write_outputs(dir: &Path, name: &str, outputs: &[String]) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut text = String::new();
-    for o in outputs {
-        text.push_str(o);
-        text.push('\n');
-    }
-    store::write_atomic(dir, &format!("{name}.outputs"), text.as_bytes())
+    let out = dir.parent().unwrap_or(dir);
+    crate::ledger::outputs::write(dir, out, name, outputs)
 }
 
 /// Whether every output a granule published is still in the output folder (the parent of
-/// the report folder `dir`).
+/// the report folder `dir`), with the size it was published with.
 pub fn outputs_present(dir: &Path, name: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.outputs"))) else {
-        return false;
-    };
-    let out = dir.parent().unwrap_or(dir);
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .all(|l| out.join(l).is_file())
+    crate::ledger::outputs::present_in(dir, name)
 }
 
 /// The host name, for reports.

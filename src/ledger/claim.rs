@@ -58,13 +58,15 @@ impl ClaimFile {
 
 pub(super) enum ClaimState {
     Missing,
-    /// Not a claim file we can read: nobody can prove its holder dead.
-    Unreadable,
+    /// Not a claim file we can read (the text says why): nobody can prove its holder dead,
+    /// so it blocks its granule until `pseg-slurm release` removes it. pseg-slurm never
+    /// leaves one (claims appear complete, by link or rename): it was damaged or made by hand.
+    Unreadable(String),
     Present(Box<ClaimFile>),
 }
 
 /// How a claim file became ours.
-enum Acquired {
+pub(super) enum Acquired {
     Fresh,
     TakenOver { from: Box<Holder>, why: String },
 }
@@ -139,6 +141,19 @@ impl Queue {
     pub fn is_done(&self) -> bool {
         self.next >= self.names.len() && self.waiting.is_empty()
     }
+}
+
+/// What [`Ledger::mark_output_changed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marked {
+    /// Recorded as `failed` (`output-changed`).
+    Marked,
+    /// Its outputs match after all (redone meanwhile): left `done`.
+    Fine,
+    /// No longer `done` (being redone, or reset): left alone.
+    NotDone,
+    /// Another process holds it now: left alone.
+    Held,
 }
 
 /// What [`Ledger::check_holder`] found.
@@ -220,7 +235,7 @@ impl Ledger {
     pub fn check_holder(&self, name: &str, me: &Holder) -> Result<ClaimCheck, LedgerError> {
         Ok(match read_claim(&self.claim_path(&key::encode(name)))? {
             ClaimState::Missing => ClaimCheck::Free,
-            ClaimState::Unreadable => ClaimCheck::Alive,
+            ClaimState::Unreadable(_) => ClaimCheck::Alive,
             ClaimState::Present(c) if c.holder.same_process(me) => ClaimCheck::Alive,
             ClaimState::Present(c) => match self.alive.judge(&c.holder, me) {
                 Verdict::Dead(_) => ClaimCheck::Dead,
@@ -249,6 +264,27 @@ impl Ledger {
             .collect())
     }
 
+    /// Every claim file now, by key, with what it holds; one that cannot be read at all
+    /// (a folder, no permission) counts as unreadable, with why.
+    pub(super) fn read_claims(
+        &self,
+    ) -> Result<Vec<(String, std::path::PathBuf, ClaimState)>, LedgerError> {
+        let mut keys: Vec<String> = self.claimed_keys()?.into_iter().collect();
+        keys.sort();
+        let mut claims = Vec::with_capacity(keys.len());
+        for key in keys {
+            let path = self.claim_path(&key);
+            let state = match read_claim(&path) {
+                Ok(ClaimState::Missing) => continue,
+                Ok(state) => state,
+                Err(LedgerError::Read { source, .. }) => ClaimState::Unreadable(source.to_string()),
+                Err(e) => return Err(e),
+            };
+            claims.push((key, path, state));
+        }
+        Ok(claims)
+    }
+
     /// `retry --failed`: a failed granule goes back to `pending` with a fresh retry budget,
     /// under its claim like every record write. False if it is held or not failed.
     pub fn reset_for_retry(&self, name: &str, me: &Holder) -> Result<bool, LedgerError> {
@@ -263,6 +299,36 @@ impl Ledger {
                 self.write_record(&record).map(|()| true)
             }
             Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        };
+        self.release(&key)?;
+        result
+    }
+
+    /// `pseg-slurm verify`: a done granule whose outputs changed becomes `failed`
+    /// (`output-changed`), so the next run redoes it. Under its claim like every record
+    /// write; `problems` is asked again while the claim is held (a granule redone since it
+    /// was checked is fine now) and says what changed, or `None`.
+    pub fn mark_output_changed(
+        &self,
+        name: &str,
+        me: &Holder,
+        problems: impl FnOnce() -> Option<String>,
+    ) -> Result<Marked, LedgerError> {
+        let key = key::encode(name);
+        let ours = ClaimFile::new(name, me, Some("pseg-slurm verify".into()));
+        if self.acquire(&key, &ours, me)?.is_none() {
+            return Ok(Marked::Held);
+        }
+        let result = match self.record_lenient(name) {
+            Ok(Some(mut record)) if record.status == Status::Done => match problems() {
+                Some(why) => {
+                    record.mark_output_changed(&why);
+                    self.write_record(&record).map(|()| Marked::Marked)
+                }
+                None => Ok(Marked::Fine),
+            },
+            Ok(_) => Ok(Marked::NotDone),
             Err(e) => Err(e),
         };
         self.release(&key)?;
@@ -285,7 +351,9 @@ impl Ledger {
             ClaimState::Present(c) if c.nonce == claim.nonce => return Ok(()),
             ClaimState::Present(c) => format!("it is now held by {}", c.holder.describe()),
             ClaimState::Missing => "it is gone".to_string(),
-            ClaimState::Unreadable => "it was replaced by something unreadable".to_string(),
+            ClaimState::Unreadable(why) => {
+                format!("it was replaced by something unreadable: {why}")
+            }
         };
         Err(LedgerError::ClaimLost {
             name: claim.name.clone(),
@@ -372,7 +440,7 @@ impl Ledger {
 
     /// Makes `claims/<key>` ours: created fresh, or taken from a provably dead holder.
     /// `None`: held by someone alive (or not provably dead).
-    fn acquire(
+    pub(super) fn acquire(
         &self,
         key: &str,
         ours: &ClaimFile,
@@ -387,7 +455,7 @@ impl Ledger {
             }
             let current = match read_claim(&path)? {
                 ClaimState::Missing => continue,
-                ClaimState::Unreadable => return Ok(None),
+                ClaimState::Unreadable(_) => return Ok(None),
                 ClaimState::Present(c) => c,
             };
             if current.holder.same_process(me) {
@@ -467,12 +535,24 @@ impl Ledger {
 }
 
 pub(super) fn read_claim(path: &std::path::Path) -> Result<ClaimState, LedgerError> {
-    match store::read_optional(path).map_err(LedgerError::read(path))? {
-        None => Ok(ClaimState::Missing),
-        Some(bytes) => Ok(serde_json::from_slice(&bytes)
-            .map(|c| ClaimState::Present(Box::new(c)))
-            .unwrap_or(ClaimState::Unreadable)),
+    let Some(bytes) = store::read_optional(path).map_err(LedgerError::read(path))? else {
+        // A dangling symbolic link reads as missing, yet takes the name: no claim can be
+        // created there.
+        return Ok(match std::fs::read_link(path) {
+            Ok(target) => ClaimState::Unreadable(format!(
+                "a symbolic link to {}, which does not exist",
+                target.display()
+            )),
+            Err(_) => ClaimState::Missing,
+        });
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ClaimState::Unreadable("empty".into()));
     }
+    Ok(match serde_json::from_slice(&bytes) {
+        Ok(c) => ClaimState::Present(Box::new(c)),
+        Err(e) => ClaimState::Unreadable(format!("not a claim pseg-step wrote ({e})")),
+    })
 }
 
 #[cfg(test)]

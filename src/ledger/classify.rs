@@ -38,10 +38,15 @@ pub enum FailureKind {
     /// pseg-step killed); found and charged by the ledger when it takes the claim over.
     #[serde(rename = "lost")]
     Lost,
+    /// A done granule's outputs no longer match its manifest (missing, truncated,
+    /// overwritten, or a stray file beside them), found by `pseg-slurm verify`. Redone
+    /// without using a retry: the granule was not at fault.
+    #[serde(rename = "output-changed")]
+    OutputChanged,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 7] = [
+    pub const ALL: [FailureKind; 8] = [
         FailureKind::OutOfMemory,
         FailureKind::TimeLimit,
         FailureKind::Signal,
@@ -49,6 +54,7 @@ impl FailureKind {
         FailureKind::BadInput,
         FailureKind::Hang,
         FailureKind::Lost,
+        FailureKind::OutputChanged,
     ];
 
     /// The name records and `status` use.
@@ -61,6 +67,7 @@ impl FailureKind {
             FailureKind::BadInput => "bad-input",
             FailureKind::Hang => "hang",
             FailureKind::Lost => "lost",
+            FailureKind::OutputChanged => "output-changed",
         }
     }
 
@@ -134,7 +141,7 @@ impl Default for RetryBudget {
 }
 
 impl RetryBudget {
-    /// Retries after failures of `kind`; `None` is unlimited (time limits).
+    /// Retries after failures of `kind`; `None` is unlimited (time limits, changed outputs).
     pub fn retries(&self, kind: FailureKind) -> Option<u32> {
         match kind {
             FailureKind::OutOfMemory => Some(self.oom),
@@ -144,6 +151,7 @@ impl RetryBudget {
             FailureKind::BadInput => Some(self.bad_input),
             FailureKind::Hang => Some(self.hang),
             FailureKind::Lost => Some(self.lost),
+            FailureKind::OutputChanged => None,
         }
     }
 
@@ -219,6 +227,7 @@ mod tests {
             (vec![(FailureKind::Lost, 2)], true),
             (vec![(FailureKind::Lost, 3)], false),
             (vec![(FailureKind::TimeLimit, 1000)], true),
+            (vec![(FailureKind::OutputChanged, 1000)], true),
         ];
         for (pairs, want) in cases {
             assert_eq!(b.allows(&charged(&pairs)), want, "{pairs:?}");

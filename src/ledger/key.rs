@@ -37,6 +37,32 @@ pub fn encode(name: &str) -> String {
     out
 }
 
+/// The granule name a key was made from; `None` for a cut key (the name is longer than the
+/// key keeps) or text no [`encode`] makes.
+pub fn decode(key: &str) -> Option<String> {
+    if key == "%" {
+        return Some(String::new());
+    }
+    if key.contains('~') {
+        return None;
+    }
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = key.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let name = String::from_utf8(out).ok()?;
+    (encode(&name) == key).then_some(name)
+}
+
 /// The record shard (`00`..`ff`) of a granule name: 256 folders keep each one small.
 pub fn shard(name: &str) -> String {
     format!("{:02x}", fnv1a(name.as_bytes()) >> 56)
@@ -83,6 +109,12 @@ mod tests {
         for k in &keys {
             assert!(!k.starts_with('.') && !k.contains('/'), "{k}");
         }
+        for n in names.iter().chain(&["", "é", "x\ny", ".."]) {
+            assert_eq!(decode(&encode(n)).as_deref(), Some(*n));
+        }
+        assert_eq!(decode("a%2"), None);
+        assert_eq!(decode("a%20"), Some("a ".into()));
+        assert_eq!(decode("a b"), None, "no key holds a space");
     }
 
     #[test]
@@ -93,6 +125,7 @@ mod tests {
         assert!(ka.len() <= MAX_KEY && kb.len() <= MAX_KEY);
         assert_ne!(ka, kb);
         assert!(ka.contains('~'));
+        assert_eq!(decode(&ka), None);
         // A name just at the limit is not cut.
         assert_eq!(encode(&"z".repeat(MAX_KEY)), "z".repeat(MAX_KEY));
     }

@@ -3,8 +3,10 @@
 //! advisory locks, only exclusive creation (`link`) and `rename`, which NFS makes atomic.
 //!
 //! This module owns the state folder's layout, the records and claims, the resume rule and
-//! the takeover rule. It runs no granule and decides no failure kind (the driver does, with
-//! [`FailureKind::from_parts`]); `status` and `retry` only read it (and `retry` resets).
+//! the takeover rule, and the outputs manifests that prove a granule done (`outputs.rs`).
+//! It runs no granule and decides no failure kind of a run (the driver does, with
+//! [`FailureKind::from_parts`]); `status` and `retry` only read it (and `retry` resets);
+//! `verify` sends done granules whose outputs changed back (`output-changed`).
 //!
 //! # Layout (default `<output dir>/pseg-state`, see [`STATE_DIR`])
 //!
@@ -14,7 +16,8 @@
 //!                          <ab> = 256 shards by hash, <key> = the escaped file name (key.rs)
 //! claims/<key>             exists while a process holds the granule; names the holder
 //! takeovers/<nonce>        one per claim taken from a dead holder, or released by
-//!                          `pseg-slurm release` (who, from whom, why)
+//!                          `pseg-slurm release` (who, from whom, why); an unreadable claim
+//!                          it released is kept as `<nonce>.unreadable-claim`
 //! retry/<list>-retry-N.txt granule lists written by `pseg-slurm retry`
 //! ```
 //!
@@ -24,7 +27,8 @@
 //!   creating `claims/<key>` exclusively (content complete before it appears); `finish`
 //!   writes the final record, then removes the claim.
 //! - **Resume** ([`record::needs_work`]): a granule needs work unless its record is `done`
-//!   and its output is present, or it is `failed` with some kind of failure over its
+//!   and its outputs are present with the sizes its manifest recorded (`outputs.rs`), or it
+//!   is `failed` (not `output-changed`) with some kind of failure over its
 //!   [`RetryBudget`]. After winning a claim the record is read again and the rule applied
 //!   again, so a granule another process finished meanwhile is released, not redone.
 //! - **Takeover**: a claim is taken from its holder only when the holder is provably dead
@@ -76,6 +80,7 @@ pub mod classify;
 pub mod error;
 pub mod holder;
 pub mod key;
+pub mod outputs;
 pub mod record;
 pub mod regen;
 pub mod release;
@@ -84,6 +89,7 @@ pub mod status;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

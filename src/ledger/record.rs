@@ -255,6 +255,21 @@ impl Record {
         self.charged.clear();
     }
 
+    /// `pseg-slurm verify` found this done granule's outputs changed: failed, to be redone,
+    /// with no retry used (the kind's budget is unlimited).
+    pub fn mark_output_changed(&mut self, why: &str) {
+        self.status = Status::Failed;
+        self.kind = Some(FailureKind::OutputChanged);
+        *self.failures.entry(FailureKind::OutputChanged).or_default() += 1;
+        self.error = Some(one_line(why));
+    }
+
+    /// A failed granule is tried again: its outputs changed after it was done, or every
+    /// kind of failure charged to it is within `budget`.
+    pub fn retryable(&self, budget: &RetryBudget) -> bool {
+        self.kind == Some(FailureKind::OutputChanged) || budget.allows(&self.charged)
+    }
+
     /// Is the status one a live process is working under?
     pub fn is_held(&self) -> bool {
         matches!(self.status, Status::Claimed | Status::Running)
@@ -266,7 +281,8 @@ impl Record {
 /// - no record, `pending`, `interrupted`: yes;
 /// - `claimed` or `running`: yes; the claim decides whether its holder is alive;
 /// - `done`: only if its output is gone (`output_ok` is asked for done records only);
-/// - `failed`: while every kind of failure is within `budget`.
+/// - `failed`: while every kind of failure is within `budget`, and always after
+///   `output-changed` (never charged).
 pub fn needs_work(
     record: Option<&Record>,
     output_ok: impl FnOnce() -> bool,
@@ -276,7 +292,7 @@ pub fn needs_work(
     match r.status {
         Status::Pending | Status::Interrupted | Status::Claimed | Status::Running => true,
         Status::Done => !output_ok(),
-        Status::Failed => budget.allows(&r.charged),
+        Status::Failed => r.retryable(budget),
     }
 }
 
@@ -367,6 +383,10 @@ mod tests {
         };
         let yes = || true;
         let no = || false;
+        // Done after three exits (a budget since reset), then its output changed.
+        let mut changed = with(Done, &[(FailureKind::Exit, 3)]);
+        changed.mark_output_changed("a.level2.bin missing");
+        assert!(!changed.charged.contains_key(&FailureKind::OutputChanged));
         use FailureKind::*;
         use Status::*;
         let table: Vec<(Option<Record>, bool, bool)> = vec![
@@ -383,6 +403,8 @@ mod tests {
             (Some(with(Failed, &[(BadInput, 1)])), true, false),
             (Some(with(Failed, &[(Signal, 2), (Exit, 1)])), true, true),
             (Some(with(Pending, &[])), false, true),
+            // Changed outputs are redone whatever else the granule went through.
+            (Some(changed.clone()), true, true),
         ];
         for (record, output, want) in table {
             let got = if output {

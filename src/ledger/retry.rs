@@ -4,10 +4,11 @@
 //! - failed: records with status `failed` (out of retries or not);
 //! - missing: granules of the campaign's list without a `done` or `failed` record that no
 //!   live process holds: never started, interrupted, or claimed by a holder that is
-//!   provably dead (a live holder's granule is left out: it is being processed).
+//!   provably dead (a live holder's granule is left out: it is being processed); and
+//!   done granules whose outputs `pseg-slurm verify` found changed (`output-changed`).
 //!
-//! A done granule whose output was deleted is not found here (the ledger does not know
-//! clavrxorb's output names); the driver's resume rule redoes it. Rendering the script is
+//! A done granule whose output was deleted is not found here until `verify` records it
+//! (the records do not list outputs); the driver's resume rule redoes it anyway. Rendering the script is
 //! `regen`'s part.
 
 use std::collections::{HashMap, HashSet};
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::granules::{Granule, GranuleList};
 use crate::ledger::claim::ClaimCheck;
+use crate::ledger::classify::FailureKind::OutputChanged;
 use crate::ledger::error::LedgerError;
 use crate::ledger::holder::Holder;
 use crate::ledger::record::{Record, Status};
@@ -61,8 +63,15 @@ pub fn select(
     let mut sel = Selection::default();
     for g in &list.granules {
         let name = g.name();
-        match records.get(&name).map(|r| r.status) {
+        let record = records.get(&name);
+        match record.map(|r| r.status) {
             Some(Status::Done) => {}
+            // Outputs that changed after it was done: missing, not the granule's failure.
+            Some(Status::Failed) if record.and_then(|r| r.kind) == Some(OutputChanged) => {
+                if missing {
+                    sel.missing.push(g.clone());
+                }
+            }
             Some(Status::Failed) => {
                 if failed {
                     sel.failed.push(g.clone());
@@ -165,6 +174,12 @@ mod tests {
             Outcome::failed(FailureKind::BadInput, "not a granule"),
         );
         finish("cut.hdf", Outcome::interrupted("time limit"));
+        finish("moved.hdf", Outcome::done());
+        let why = || Some("moved.hdf.level2.bin missing".to_string());
+        assert_eq!(
+            l.mark_output_changed("moved.hdf", &me, why).unwrap(),
+            crate::ledger::claim::Marked::Marked
+        );
         // A live process (this one) holds one; a dead one held another.
         let _held = l.claim("busy.hdf", &me).unwrap().unwrap();
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -176,7 +191,7 @@ mod tests {
         child.wait().unwrap();
         let _lost = l.claim("lost.hdf", &dead).unwrap().unwrap();
         let list = parse_list(
-            "done.hdf\nbad.hdf\nnew.hdf\ncut.hdf\nbusy.hdf\nlost.hdf\n",
+            "done.hdf\nbad.hdf\nnew.hdf\ncut.hdf\nbusy.hdf\nlost.hdf\nmoved.hdf\n",
             Path::new("/data"),
             Path::new("/data/l.txt"),
         );
@@ -189,7 +204,10 @@ mod tests {
         };
         let sel = select(&l, &list, true, true, &other).unwrap();
         assert_eq!(names(&sel.failed), ["bad.hdf"]);
-        assert_eq!(names(&sel.missing), ["new.hdf", "cut.hdf", "lost.hdf"]);
+        assert_eq!(
+            names(&sel.missing),
+            ["new.hdf", "cut.hdf", "lost.hdf", "moved.hdf"]
+        );
         assert_eq!(sel.busy, ["busy.hdf"]);
         let only_failed = select(&l, &list, true, false, &other).unwrap();
         assert!(only_failed.missing.is_empty() && only_failed.busy.is_empty());
@@ -203,7 +221,8 @@ mod tests {
                 "/data/bad.hdf",
                 "/data/new.hdf",
                 "/data/cut.hdf",
-                "/data/lost.hdf"
+                "/data/lost.hdf",
+                "/data/moved.hdf"
             ]
         );
         let again = write_list(&l, Path::new("/data/l.txt"), &sel).unwrap();

@@ -2,9 +2,11 @@
 //! an ETA, the failures with their one-line errors, and the work per host.
 //!
 //! [`summarize`] is pure (records, the list, the time in; a [`Summary`] out) and renders as
-//! text here or as YAML/JSON through serde. [`read`] gathers its inputs from a state folder;
-//! it asks no process and no scontrol, so it stays fast: records say what their holders
-//! last wrote, and a `running` record of a crashed job stays `running` until a takeover.
+//! text here or as YAML/JSON through serde. [`read`] gathers its inputs from a state folder:
+//! the records say what their holders last wrote; only the claim files (one per granule in
+//! progress, so few) are judged by the takeover rule (`alive.rs`: `/proc` on this host,
+//! `scontrol` for other hosts), so a granule whose holder is provably dead shows as `lost`
+//! rather than `running`, and a claim file that cannot be read is shown with its path.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
@@ -14,9 +16,13 @@ use serde::Serialize;
 
 use crate::granules::read_list;
 use crate::ledger::Ledger;
+use crate::ledger::alive::{Liveness, Verdict};
 use crate::ledger::campaign::Campaign;
+use crate::ledger::claim::ClaimState;
 use crate::ledger::classify::{FailureKind, RetryBudget};
 use crate::ledger::error::LedgerError;
+use crate::ledger::holder::Holder;
+use crate::ledger::key;
 use crate::ledger::record::{Record, Status};
 
 /// Failures listed in the text output; YAML and JSON list them all.
@@ -32,6 +38,8 @@ pub struct Counts {
     pub done: usize,
     pub failed: usize,
     pub interrupted: usize,
+    /// Claimed or running by a holder that is provably dead: the next run takes them over.
+    pub lost: usize,
 }
 
 impl Counts {
@@ -71,6 +79,27 @@ pub struct Failure {
     pub host: Option<String>,
     pub slurm_job: Option<String>,
     pub report: Option<PathBuf>,
+}
+
+/// A granule held by a provably dead process.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LostClaim {
+    pub name: String,
+    /// `node7 pid 4242 (Slurm job 991)`.
+    pub holder: String,
+    /// When it was claimed (Unix seconds).
+    pub claimed: f64,
+    /// The proof, as takeover would give it.
+    pub why: String,
+}
+
+/// A claim file that cannot be read: it blocks its granule until released.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnreadableClaim {
+    pub path: PathBuf,
+    /// The granule, when the file name tells.
+    pub granule: Option<String>,
+    pub why: String,
 }
 
 /// The work one host did (by the latest attempt of each granule).
@@ -115,6 +144,9 @@ pub struct Summary {
     /// Slurm jobs of claimed and running records (compare with `squeue`).
     pub running_jobs: Vec<String>,
     pub failures: Vec<Failure>,
+    /// Granules counted `lost`, with their dead holder.
+    pub lost_claims: Vec<LostClaim>,
+    pub unreadable_claims: Vec<UnreadableClaim>,
     pub hosts: Vec<HostLine>,
     pub warnings: Vec<String>,
 }
@@ -127,6 +159,9 @@ pub struct Inputs {
     pub names: Option<Vec<String>>,
     pub records: Vec<Record>,
     pub unreadable: usize,
+    /// Claims whose holder is provably dead, by granule.
+    pub dead: HashMap<String, LostClaim>,
+    pub unreadable_claims: Vec<UnreadableClaim>,
     pub warnings: Vec<String>,
 }
 
@@ -156,13 +191,87 @@ pub fn read(state_dir: &Path) -> Result<Inputs, LedgerError> {
     for (path, why) in scan.unreadable.iter().take(5) {
         warnings.push(format!("unreadable record {}: {why}", path.display()));
     }
+    let (dead, unreadable_claims) = judge_claims(&ledger, &scan.records)?;
     Ok(Inputs {
         state_dir: state_dir.to_path_buf(),
         campaign,
         names,
         records: scan.records,
         unreadable: scan.unreadable.len(),
+        dead,
+        unreadable_claims,
         warnings,
+    })
+}
+
+/// The claim files: those of granules in progress whose holder is provably dead (by the
+/// takeover rule, seen from this process), and those that cannot be read.
+fn judge_claims(
+    ledger: &Ledger,
+    records: &[Record],
+) -> Result<(HashMap<String, LostClaim>, Vec<UnreadableClaim>), LedgerError> {
+    let held: HashMap<&str, bool> = records
+        .iter()
+        .map(|r| (r.name.as_str(), r.is_held()))
+        .collect();
+    let me = Holder::current();
+    let mut unreadable = Vec::new();
+    let mut judged = Vec::new();
+    for (key, path, state) in ledger.read_claims()? {
+        match state {
+            ClaimState::Missing => {}
+            ClaimState::Unreadable(why) => unreadable.push(UnreadableClaim {
+                path,
+                granule: key::decode(&key),
+                why,
+            }),
+            // A dead holder's claim on a finished record is stale, not lost: its outcome
+            // stands, and the next claimer replaces it.
+            ClaimState::Present(c) if !held.get(c.granule.as_str()).copied().unwrap_or(true) => {}
+            ClaimState::Present(c) if c.holder.same_process(&me) => {}
+            ClaimState::Present(c) => judged.push(c),
+        }
+    }
+    let holders: Vec<&Holder> = judged.iter().map(|c| &c.holder).collect();
+    let verdicts = judge_all(&ledger.alive, &holders, &me);
+    let dead = judged
+        .iter()
+        .zip(verdicts)
+        .filter_map(|(c, verdict)| match verdict {
+            Verdict::Dead(why) => Some((
+                c.granule.clone(),
+                LostClaim {
+                    name: c.granule.clone(),
+                    holder: c.holder.describe(),
+                    claimed: c.claimed,
+                    why,
+                },
+            )),
+            Verdict::Alive(_) | Verdict::Unknown(_) => None,
+        })
+        .collect();
+    Ok((dead, unreadable))
+}
+
+/// Judges holders on up to 16 threads: a holder on another host costs an `scontrol` call
+/// (up to its deadline), and each element of a job array is a job of its own.
+fn judge_all(alive: &Liveness, holders: &[&Holder], me: &Holder) -> Vec<Verdict> {
+    const THREADS: usize = 16;
+    if holders.len() < 2 {
+        return holders.iter().map(|h| alive.judge(h, me)).collect();
+    }
+    let chunk = holders.len().div_ceil(THREADS);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = holders
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || part.iter().map(|h| alive.judge(h, me)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
 }
 
@@ -174,6 +283,8 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Summary {
         names,
         records,
         unreadable,
+        mut dead,
+        unreadable_claims,
         warnings,
     } = inputs;
     let mut by_name: HashMap<&str, &Record> =
@@ -219,13 +330,26 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Summary {
         eta_seconds: None,
         running_jobs: Vec::new(),
         failures: Vec::new(),
+        lost_claims: Vec::new(),
+        unreadable_claims,
         hosts: Vec::new(),
         warnings,
     };
     let mut hosts: BTreeMap<&str, HostLine> = BTreeMap::new();
     let mut jobs: BTreeSet<&str> = BTreeSet::new();
     for r in &counted {
-        s.counts.add(r.status);
+        let lost = if r.is_held() {
+            dead.remove(&r.name)
+        } else {
+            None
+        };
+        if let Some(claim) = lost {
+            s.counts.lost += 1;
+            s.lost_claims.push(claim);
+        } else {
+            s.counts.add(r.status);
+        }
+        let is_lost = s.lost_claims.last().is_some_and(|l| l.name == r.name);
         s.attempts += u64::from(r.attempts);
         s.lost += u64::from(r.failures.get(&FailureKind::Lost).copied().unwrap_or(0));
         if let Some(t) = r.first_started.or(r.started).or(r.claimed) {
@@ -251,16 +375,18 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Summary {
                 Status::Done => host.done += 1,
                 Status::Failed => host.failed += 1,
                 Status::Interrupted => host.interrupted += 1,
-                Status::Claimed | Status::Running | Status::Pending => host.busy += 1,
+                Status::Claimed | Status::Running | Status::Pending => {
+                    host.busy += usize::from(!is_lost)
+                }
             }
         }
-        if r.is_held() {
+        if r.is_held() && !is_lost {
             if let Some(job) = r.slurm.as_ref().and_then(|j| j.job_id.as_deref()) {
                 jobs.insert(job);
             }
         }
         if r.status == Status::Failed {
-            let retryable = budget.allows(&r.charged);
+            let retryable = r.retryable(budget);
             s.failed_retryable += usize::from(retryable);
             s.failures.push(Failure {
                 name: r.name.clone(),
@@ -278,7 +404,7 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Summary {
     s.hosts = hosts.into_values().collect();
     s.running_jobs = jobs.iter().take(MAX_JOBS).map(|j| j.to_string()).collect();
     let c = &s.counts;
-    s.remaining = c.pending + c.claimed + c.running + c.interrupted + s.failed_retryable;
+    s.remaining = c.pending + c.claimed + c.running + c.lost + c.interrupted + s.failed_retryable;
     if let Some(first) = s.first_started {
         let busy = c.claimed + c.running > 0;
         let end = if busy {
@@ -337,20 +463,28 @@ pub fn render_text(s: &Summary) -> String {
     let _ = writeln!(w);
     let _ = writeln!(w, "  granules     {:>8}", s.granules);
     for status in [
-        Status::Done,
-        Status::Running,
-        Status::Claimed,
-        Status::Pending,
-        Status::Interrupted,
-        Status::Failed,
+        Some(Status::Done),
+        Some(Status::Running),
+        Some(Status::Claimed),
+        None,
+        Some(Status::Pending),
+        Some(Status::Interrupted),
+        Some(Status::Failed),
     ] {
-        let n = s.counts.get(status);
-        let _ = write!(
-            w,
-            "  {:<12} {n:>8}  {}",
-            status.name(),
-            percent(n, s.granules)
-        );
+        // `None`: lost, held by a provably dead process.
+        let (name, n) = match status {
+            Some(status) => (status.name(), s.counts.get(status)),
+            None if s.counts.lost == 0 => continue,
+            None => ("lost", s.counts.lost),
+        };
+        let _ = write!(w, "  {name:<12} {n:>8}  {}", percent(n, s.granules));
+        if status.is_none() {
+            let _ = write!(w, "  (holder provably dead: the next run takes them over)");
+        }
+        let Some(status) = status else {
+            let _ = writeln!(w);
+            continue;
+        };
         if status == Status::Failed && n > 0 {
             let _ = write!(
                 w,
@@ -437,6 +571,38 @@ pub fn render_text(s: &Summary) -> String {
             );
         }
     }
+    if !s.lost_claims.is_empty() {
+        let _ = writeln!(
+            w,
+            "\nlost ({}; the next run takes them over, or `pseg-slurm retry --missing`):",
+            s.lost_claims.len()
+        );
+        for l in s.lost_claims.iter().take(TEXT_FAILURES) {
+            let _ = writeln!(
+                w,
+                "  {}  held by {} since {}: {}",
+                l.name,
+                l.holder,
+                crate::render::fmt::utc(l.claimed),
+                l.why
+            );
+        }
+    }
+    if !s.unreadable_claims.is_empty() {
+        let _ = writeln!(
+            w,
+            "\nunreadable claim files ({}): each blocks its granule until released with \
+             `pseg-slurm release OUT --granule NAME --yes`:",
+            s.unreadable_claims.len()
+        );
+        for u in &s.unreadable_claims {
+            let granule = u
+                .granule
+                .as_ref()
+                .map_or(String::new(), |g| format!(" (granule {g})"));
+            let _ = writeln!(w, "  {}{granule}: {}", u.path.display(), u.why);
+        }
+    }
     if !s.hosts.is_empty() {
         let _ = writeln!(w);
         let width = s
@@ -498,6 +664,8 @@ mod tests {
             names: names.map(|v| v.into_iter().map(String::from).collect()),
             records,
             unreadable: 0,
+            dead: HashMap::new(),
+            unreadable_claims: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -546,7 +714,8 @@ mod tests {
                 running: 1,
                 done: 3,
                 failed: 2,
-                interrupted: 1
+                interrupted: 1,
+                lost: 0,
             }
         );
         assert_eq!(s.not_in_list, 1, "old.hdf is from another list");
@@ -592,6 +761,111 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         let back: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(back["counts"]["done"], 3);
+    }
+
+    #[test]
+    fn dead_holders_count_as_lost_and_bad_claims_are_shown() {
+        let mut input = fixture();
+        let lost = LostClaim {
+            name: "f.hdf".into(),
+            holder: "n1 pid 4242 (Slurm job 991)".into(),
+            claimed: 4000.0,
+            why: "pid 4242 is gone".into(),
+        };
+        input.dead.insert("f.hdf".into(), lost.clone());
+        // A dead holder of a finished granule is not a lost granule.
+        input.dead.insert(
+            "a.hdf".into(),
+            LostClaim {
+                name: "a.hdf".into(),
+                ..lost.clone()
+            },
+        );
+        input.unreadable_claims.push(UnreadableClaim {
+            path: "/out/pseg-state/claims/h.hdf".into(),
+            granule: Some("h.hdf".into()),
+            why: "empty".into(),
+        });
+        let s = summarize(input, &RetryBudget::default(), 4600.0);
+        assert_eq!((s.counts.running, s.counts.lost, s.counts.done), (0, 1, 3));
+        assert_eq!(s.lost_claims, [lost]);
+        assert_eq!(s.remaining, 4, "lost granules are still to do");
+        assert!(
+            s.running_jobs.is_empty(),
+            "a dead holder's job holds nothing"
+        );
+        assert_eq!(s.hosts[0].busy, 0);
+        let text = render_text(&s);
+        for needle in [
+            "  lost                1   12.5%  (holder provably dead",
+            "  f.hdf  held by n1 pid 4242 (Slurm job 991) since 1970-01-01 01:06:40 UTC: pid \
+             4242 is gone",
+            "unreadable claim files (1)",
+            "  /out/pseg-state/claims/h.hdf (granule h.hdf): empty",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""lost":1"#), "{json}");
+    }
+
+    #[test]
+    fn claims_are_judged_by_the_takeover_rule() {
+        use crate::ledger::Outcome;
+        use crate::ledger::testing::ledger;
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(dir.path());
+        let dead = |n: u32| {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            child.wait().unwrap();
+            Holder {
+                pid,
+                pid_start_time: u64::from(n),
+                ..Holder::current()
+            }
+        };
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let live = Holder::read(Path::new("/proc"), sleeper.id());
+        let far = Holder {
+            host: "far-node".into(),
+            slurm: None,
+            ..dead(1)
+        };
+        let mut gone = l.claim("gone.hdf", &dead(2)).unwrap().unwrap();
+        l.running(&mut gone).unwrap();
+        let _claimed = l.claim("claimed.hdf", &dead(3)).unwrap().unwrap();
+        let _live = l.claim("live.hdf", &live).unwrap().unwrap();
+        let _far = l.claim("far.hdf", &far).unwrap().unwrap();
+        // Finished, then died before removing its claim: its outcome stands.
+        let finished = l.claim("finished.hdf", &dead(4)).unwrap().unwrap();
+        let claim_file = dir.path().join("claims/finished.hdf");
+        let kept = std::fs::read(&claim_file).unwrap();
+        l.finish(finished, Outcome::done()).unwrap();
+        std::fs::write(&claim_file, kept).unwrap();
+        std::fs::write(dir.path().join("claims/bad.hdf"), b"{").unwrap();
+
+        let records = l.scan().unwrap().records;
+        let (lost, bad) = judge_claims(&l, &records).unwrap();
+        let mut names: Vec<&str> = lost.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["claimed.hdf", "gone.hdf"]);
+        assert!(
+            lost["gone.hdf"].why.contains("is gone"),
+            "{:?}",
+            lost["gone.hdf"]
+        );
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].granule.as_deref(), Some("bad.hdf"));
+        assert!(
+            bad[0].why.starts_with("not a claim pseg-step wrote"),
+            "{bad:?}"
+        );
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
     }
 
     #[test]

@@ -12,3 +12,4 @@ mod memory;
 mod report_html;
 mod slurm;
 mod support;
+mod verify;
