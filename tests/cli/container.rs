@@ -14,8 +14,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use assert_cmd::cargo::cargo_bin;
+use pseg_slurm::ledger::{Ledger, Status};
 
 use crate::support::{Case, Link, mock, text};
 
@@ -680,7 +682,7 @@ fn dockerfile_runtime_stage_runs_as_its_user_in_a_chroot() {
     }
     let case = Case::new(Link::Static);
     let context = staged_context(&case);
-    // The build stage is `cargo build --release --locked` into /out; the binaries under test
+    // The binaries stage (built in the Rust image or staged) puts them in /out; the binaries under test
     // stand in for its result.
     let build_out = case.path("build-out");
     std::fs::create_dir_all(&build_out).unwrap();
@@ -716,14 +718,14 @@ fn dockerfile_runtime_stage_runs_as_its_user_in_a_chroot() {
             "COPY" => {
                 let mut words: Vec<&str> = args.split_whitespace().collect();
                 let dest = words.pop().unwrap();
-                let from_build = words.first() == Some(&"--from=build");
+                let from_build = words.first() == Some(&"--from=binaries");
                 if from_build {
                     words.remove(0);
                 }
                 assert!(words.iter().all(|w| !w.starts_with("--")), "COPY {args}");
                 for src in words {
                     let from = if from_build {
-                        assert_eq!(src, "/out/", "the build stage's output folder");
+                        assert_eq!(src, "/out/", "the binaries stage's output folder");
                         build_out.clone()
                     } else {
                         context.join(src)
@@ -838,5 +840,437 @@ fn def_parser_reads_sections_files_and_labels() {
     assert_eq!(
         key_values(&ins[2].1),
         vec![("k".into(), "v w".into()), ("k2".into(), "x".into())]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The Docker recipe, built by containers/build.sh and run by Podman
+
+/// Podman flags every `podman run` here needs, as the README gives them: Podman's default
+/// open-files limit is above what this machine allows a container, so it cannot start one
+/// without them. pseg-step needs no network.
+const RUN_FLAGS: [&str; 6] = [
+    "--ulimit",
+    "nofile=4096:4096",
+    "--ulimit",
+    "nproc=4096:4096",
+    "--network",
+    "none",
+];
+
+const IMAGE: &str = "localhost/pseg-test:latest";
+
+/// The tests' own Podman configuration and storage (under the target directory, so the
+/// base image and the cached layers survive between runs and nothing of the machine's
+/// Podman is touched): runc, as the default crun refuses this machine's hybrid cgroup
+/// layout, and cgroupfs, as there is no systemd.
+fn podman_env() -> &'static [(String, PathBuf)] {
+    static ENV: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("podman");
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("containers.conf");
+        std::fs::write(
+            &conf,
+            "[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        // No driver named: overlay where the kernel has it, vfs (slower) otherwise.
+        let storage = dir.join("storage.conf");
+        std::fs::write(
+            &storage,
+            format!(
+                "[storage]\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+                dir.join("run").display(),
+                dir.join("storage").display()
+            ),
+        )
+        .unwrap();
+        vec![
+            ("CONTAINERS_CONF".to_string(), conf),
+            ("CONTAINERS_STORAGE_CONF".to_string(), storage),
+        ]
+    })
+}
+
+fn podman() -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.envs(podman_env().iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+/// True when this process is root and Podman and runc are installed; otherwise skips (or
+/// fails under CI).
+fn podman_available(test: &str) -> bool {
+    if !root_available(test) {
+        return false;
+    }
+    let missing: Vec<&str> = ["podman", "runc"]
+        .into_iter()
+        .filter(|p| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {p}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "\n######## SKIPPED {test}: {} not installed (bash ci/install-deps.sh) ########\n",
+        missing.join(", ")
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}(CI=true: a skipped container test is a failure)");
+    }
+    eprintln!("{msg}");
+    false
+}
+
+/// The image, built once per test run by `containers/build.sh` from the binaries under
+/// test and the static mock as clavrxorb, offline: base image imported from the
+/// debootstrapped rootfs, pseg-step from the host-built binaries.
+fn image() -> &'static str {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let context = Path::new(env!("CARGO_TARGET_TMPDIR")).join("podman/context");
+        let _ = std::fs::remove_dir_all(&context);
+        std::fs::create_dir_all(&context).unwrap();
+        let bins = cargo_bin!("pseg-step").parent().unwrap();
+        let started = std::time::Instant::now();
+        let out = Command::new("bash")
+            .arg(repo().join("containers/build.sh"))
+            .arg(mock(Link::Static))
+            .arg(IMAGE)
+            .envs(podman_env().iter().map(|(k, v)| (k, v)))
+            .env("ENGINE", "podman")
+            .env("CONTEXT", &context)
+            .env("PSEG_BIN_DIR", bins)
+            .env("BASE_ROOTFS", base_rootfs())
+            .output()
+            .map_err(|e| format!("containers/build.sh: {e}"))?;
+        eprintln!(
+            "containers/build.sh took {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        if !out.status.success() {
+            return Err(format!(
+                "containers/build.sh failed ({}):\n{}",
+                out.status,
+                text(&out.stderr)
+            ));
+        }
+        let stderr = text(&out.stderr);
+        // No registry here: both fallbacks must have been taken, or the test proves less.
+        if !stderr.contains("pseg-step from: stage") {
+            return Err(format!(
+                "build.sh did not use the staged binaries:\n{stderr}"
+            ));
+        }
+        Ok(())
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+    IMAGE
+}
+
+/// A container removed (with everything in it) on drop, even when the test fails.
+struct Container(String);
+
+impl Container {
+    /// `podman run -d ARGS` (ARGS after the run flags).
+    fn start(args: &[&str]) -> Container {
+        let out = run_ok(
+            podman().args(["run", "-d"]).args(RUN_FLAGS).args(args),
+            "podman run -d",
+        );
+        Container(text(&out.stdout).trim().to_string())
+    }
+
+    /// Host pids of the container's processes whose command is `comm`.
+    fn host_pids(&self, comm: &str) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if cgroup.contains(&self.0) && name.trim() == comm {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman().args(["rm", "-f", "-t", "0", &self.0]).output();
+    }
+}
+
+/// A folder to bind into the container, owned by the image's user (uid and gid 1000), as a
+/// user's own data folder is.
+fn bound_folder(case: &Case) -> PathBuf {
+    let dir = case.path("bound");
+    std::fs::create_dir_all(&dir).unwrap();
+    let id = Some(nix::unistd::Uid::from_raw(1000));
+    nix::unistd::chown(&dir, id, Some(nix::unistd::Gid::from_raw(1000))).unwrap();
+    dir
+}
+
+#[test]
+fn podman_image_checks_and_runs_the_example_as_its_user_like_the_host() {
+    if !podman_available("podman_image_checks_and_runs_the_example_as_its_user_like_the_host") {
+        return;
+    }
+    let image = image();
+    let out = run_ok(
+        podman()
+            .args(["run", "--rm"])
+            .args(RUN_FLAGS)
+            .args([image, "--check"]),
+        "podman run IMAGE --check",
+    );
+    assert_check_output(&out, "--check in the image");
+
+    // The bundled example, in a folder of the user's bound at /data.
+    let case = Case::new(Link::Static);
+    let bound = bound_folder(&case);
+    let example = repo().join("tests/example");
+    run_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(example.join("."))
+            .arg(&bound),
+        "copying the example",
+    );
+    let volume = format!("{}:/data", bound.display());
+    run_ok(
+        podman()
+            .args(["run", "--rm"])
+            .args(RUN_FLAGS)
+            .args(["-v", &volume, image])
+            .args(step_args("/data", "/data/out")),
+        "podman run IMAGE --files /data/list.txt ...",
+    );
+    let host = case.path("out-host");
+    run_ok(
+        Command::new(cargo_bin!("pseg-step"))
+            .args(step_args(
+                &example.to_string_lossy(),
+                &host.to_string_lossy(),
+            ))
+            .arg("--exe")
+            .arg(mock(Link::Static)),
+        "the example on the host",
+    );
+    let inside = bound.join("out");
+    assert_same_outputs(&outputs(&inside), &outputs(&host));
+    for (name, _) in outputs(&inside) {
+        let meta = std::fs::metadata(inside.join(&name)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            1000,
+            "{name} is written by the image's user, not root"
+        );
+    }
+}
+
+#[test]
+fn podman_a_crashing_clone_leaves_no_process_in_the_container() {
+    if !podman_available("podman_a_crashing_clone_leaves_no_process_in_the_container") {
+        return;
+    }
+    let image = image();
+    let case = Case::new(Link::Static);
+    let bound = bound_folder(&case);
+    case.granule("bad.gran", 40, &["--fault", "clone-segv:2"]);
+    case.list(&["bad.gran"]);
+    case.options(10);
+    for f in ["data/bad.gran", "data/list.txt", "clavrx_options"] {
+        std::fs::copy(case.path(f), bound.join(Path::new(f).file_name().unwrap())).unwrap();
+    }
+    // PID 1 is a `sleep` that reaps nothing: a clone or clavrxorb left behind by pseg-step
+    // stays in the container's process list, alive, stopped or as a zombie.
+    let volume = format!("{}:/data", bound.display());
+    let c = Container::start(&["-v", &volume, "--entrypoint", "sleep", image, "infinity"]);
+    let out = podman()
+        .args(["exec", &c.0, "pseg-step"])
+        .args(step_args("/data", "/data/out"))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the granule fails:\n{err}");
+    for needed in ["bad.gran", "segment 2", "SIGSEGV"] {
+        assert!(err.contains(needed), "{needed:?} missing:\n{err}");
+    }
+    // The watchdog pseg-step leaves outlives it by design until its pipe closes, so wait
+    // (boundedly) for every live process but PID 1 to go; a stopped clone never would.
+    let started = std::time::Instant::now();
+    let left = loop {
+        let left: Vec<ProcStat> = c
+            .processes()
+            .into_iter()
+            .filter(|p| p.pid != 1 && p.state != 'Z')
+            .collect();
+        if left.is_empty() || started.elapsed() > std::time::Duration::from_secs(20) {
+            break left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        left.is_empty(),
+        "processes left in the container: {left:#?}"
+    );
+    // Dead but unreaped: only the watchdog may be (orphaned to PID 1 as designed, reaped
+    // by any init that reaps); a clavrxorb here was never waited for by pseg-step.
+    let zombies: Vec<ProcStat> = c
+        .processes()
+        .into_iter()
+        .filter(|p| p.state == 'Z' && !(p.comm == "pseg-step" && p.ppid == 1))
+        .collect();
+    assert!(
+        zombies.is_empty(),
+        "unreaped in the container: {zombies:#?}"
+    );
+}
+
+/// One line of /proc/PID/stat: pid, command, state, parent.
+#[derive(Debug)]
+struct ProcStat {
+    pid: i32,
+    comm: String,
+    state: char,
+    ppid: i32,
+}
+
+impl ProcStat {
+    fn parse(line: &str) -> Option<ProcStat> {
+        let (pid, rest) = line.split_once(" (")?;
+        let (comm, rest) = rest.rsplit_once(") ")?;
+        let mut fields = rest.split_whitespace();
+        Some(ProcStat {
+            pid: pid.parse().ok()?,
+            comm: comm.to_string(),
+            state: fields.next()?.chars().next()?,
+            ppid: fields.next()?.parse().ok()?,
+        })
+    }
+}
+
+impl Container {
+    /// Every process in the container (but the shell that lists them), seen from inside.
+    fn processes(&self) -> Vec<ProcStat> {
+        let out = run_ok(
+            podman().args([
+                "exec",
+                &self.0,
+                "sh",
+                "-c",
+                "for d in /proc/[0-9]*; do [ \"${d#/proc/}\" = $$ ] && continue; \
+                 read -r stat < \"$d/stat\" 2>/dev/null && echo \"$stat\"; done",
+            ]),
+            "listing the container's processes",
+        );
+        text(&out.stdout)
+            .lines()
+            .map(|l| ProcStat::parse(l).unwrap_or_else(|| panic!("/proc stat line {l:?}")))
+            .collect()
+    }
+}
+
+#[test]
+fn podman_stop_interrupts_the_granule_and_the_container_exits_143() {
+    if !podman_available("podman_stop_interrupts_the_granule_and_the_container_exits_143") {
+        return;
+    }
+    let image = image();
+    let case = Case::new(Link::Static);
+    let bound = bound_folder(&case);
+    // Enough work per line that the run is certainly busy when the signal lands.
+    case.granule("slow.gran", 400, &["--work", "2000000"]);
+    case.list(&["slow.gran"]);
+    case.options(10);
+    for f in ["data/slow.gran", "data/list.txt", "clavrx_options"] {
+        std::fs::copy(case.path(f), bound.join(Path::new(f).file_name().unwrap())).unwrap();
+    }
+    let volume = format!("{}:/data", bound.display());
+    let mut args = vec!["-v", &volume, image];
+    let step = step_args("/data", "/data/out");
+    args.extend(step.iter().map(String::as_str));
+    let c = Container::start(&args);
+    // Clones at work: more than the one clavrxorb that reads the segments.
+    let start = std::time::Instant::now();
+    while c.host_pids("clavrxorb").len() < 2 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "clones never started in the container"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SIGTERM to the container's PID 1, pseg-step; SIGKILL (137) only after 60 s.
+    run_ok(podman().args(["stop", "-t", "60", &c.0]), "podman stop");
+    let waited = run_ok(podman().args(["wait", &c.0]), "podman wait");
+    let logs = run_ok(podman().args(["logs", &c.0]), "podman logs");
+    let err = format!("{}{}", text(&logs.stdout), text(&logs.stderr));
+    assert_eq!(text(&waited.stdout).trim(), "143", "{err}");
+    assert!(
+        err.contains("interrupted by signal 15") && err.contains("every clavrxorb"),
+        "{err}"
+    );
+    let ledger = Ledger::open_existing(&bound.join("out/pseg-state")).unwrap();
+    let record = ledger.record("slow.gran").unwrap().expect("a record");
+    assert_eq!(record.status, Status::Interrupted);
+    assert!(
+        outputs(&bound.join("out")).is_empty(),
+        "no partial output published"
+    );
+}
+
+#[test]
+fn podman_saves_the_image_as_an_oci_archive_for_apptainer() {
+    if !podman_available("podman_saves_the_image_as_an_oci_archive_for_apptainer") {
+        return;
+    }
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("pseg.tar");
+    run_ok(
+        podman()
+            .args(["save", "--format", "oci-archive", "-o"])
+            .arg(&archive)
+            .arg(image),
+        "podman save --format oci-archive",
+    );
+    // What `apptainer build pseg.sif oci-archive://pseg.tar` reads: an OCI layout whose
+    // index names the image.
+    let listing = run_ok(
+        Command::new("tar").arg("-tf").arg(&archive),
+        "listing the archive",
+    );
+    let names = text(&listing.stdout);
+    for needed in ["oci-layout", "index.json"] {
+        assert!(
+            names.lines().any(|l| l == needed),
+            "{needed} missing:\n{names}"
+        );
+    }
+    let index = run_ok(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(&archive)
+            .arg("index.json"),
+        "reading index.json",
+    );
+    let index: serde_json::Value = serde_json::from_slice(&index.stdout).unwrap();
+    let manifests = index["manifests"].as_array().expect("manifests");
+    assert_eq!(manifests.len(), 1, "{index}");
+    assert_eq!(
+        manifests[0]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
     );
 }
