@@ -863,7 +863,8 @@ const IMAGE: &str = "localhost/pseg-test:latest";
 /// The tests' own Podman configuration and storage (under the target directory, so the
 /// base image and the cached layers survive between runs and nothing of the machine's
 /// Podman is touched): runc, as the default crun refuses this machine's hybrid cgroup
-/// layout, and cgroupfs, as there is no systemd.
+/// layout, and cgroupfs, as there is no systemd. Storage on overlay where the kernel allows
+/// it (a cached rebuild in seconds), else on vfs (every layer a full copy: minutes).
 fn podman_env() -> &'static [(String, PathBuf)] {
     static ENV: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
     ENV.get_or_init(|| {
@@ -875,17 +876,29 @@ fn podman_env() -> &'static [(String, PathBuf)] {
             "[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
         )
         .unwrap();
-        // No driver named: overlay where the kernel has it, vfs (slower) otherwise.
         let storage = dir.join("storage.conf");
-        std::fs::write(
-            &storage,
-            format!(
-                "[storage]\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
-                dir.join("run").display(),
-                dir.join("storage").display()
-            ),
-        )
-        .unwrap();
+        for driver in ["overlay", "vfs"] {
+            // One storage folder per driver: neither can read the other's.
+            std::fs::write(
+                &storage,
+                format!(
+                    "[storage]\ndriver = \"{driver}\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+                    dir.join(format!("run-{driver}")).display(),
+                    dir.join(format!("storage-{driver}")).display()
+                ),
+            )
+            .unwrap();
+            let works = Command::new("podman")
+                .arg("info")
+                .env("CONTAINERS_CONF", &conf)
+                .env("CONTAINERS_STORAGE_CONF", &storage)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if works {
+                eprintln!("podman storage: {driver}");
+                break;
+            }
+        }
         vec![
             ("CONTAINERS_CONF".to_string(), conf),
             ("CONTAINERS_STORAGE_CONF".to_string(), storage),
@@ -1022,6 +1035,28 @@ fn bound_folder(case: &Case) -> PathBuf {
     dir
 }
 
+/// One granule made with the mock's `generate` flags `args`, its list and options, in a
+/// bound folder (see `bound_folder`).
+fn one_granule_bound(name: &str, lines: u32, args: &[&str]) -> (Case, PathBuf) {
+    let case = Case::new(Link::Static);
+    let bound = bound_folder(&case);
+    case.granule(name, lines, args);
+    case.list(&[name]);
+    case.options(10);
+    for f in [
+        format!("data/{name}"),
+        "data/list.txt".into(),
+        "clavrx_options".into(),
+    ] {
+        std::fs::copy(
+            case.path(&f),
+            bound.join(Path::new(&f).file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    (case, bound)
+}
+
 #[test]
 fn podman_image_checks_and_runs_the_example_as_its_user_like_the_host() {
     if !podman_available("podman_image_checks_and_runs_the_example_as_its_user_like_the_host") {
@@ -1086,14 +1121,7 @@ fn podman_a_crashing_clone_leaves_no_process_in_the_container() {
         return;
     }
     let image = image();
-    let case = Case::new(Link::Static);
-    let bound = bound_folder(&case);
-    case.granule("bad.gran", 40, &["--fault", "clone-segv:2"]);
-    case.list(&["bad.gran"]);
-    case.options(10);
-    for f in ["data/bad.gran", "data/list.txt", "clavrx_options"] {
-        std::fs::copy(case.path(f), bound.join(Path::new(f).file_name().unwrap())).unwrap();
-    }
+    let (_case, bound) = one_granule_bound("bad.gran", 40, &["--fault", "clone-segv:2"]);
     // PID 1 is a `sleep` that reaps nothing: a clone or clavrxorb left behind by pseg-step
     // stays in the container's process list, alive, stopped or as a zombie.
     let volume = format!("{}:/data", bound.display());
@@ -1108,8 +1136,15 @@ fn podman_a_crashing_clone_leaves_no_process_in_the_container() {
     for needed in ["bad.gran", "segment 2", "SIGSEGV"] {
         assert!(err.contains(needed), "{needed:?} missing:\n{err}");
     }
-    // The watchdog pseg-step leaves outlives it by design until its pipe closes, so wait
-    // (boundedly) for every live process but PID 1 to go; a stopped clone never would.
+    assert_nothing_left(&c);
+}
+
+/// No process but PID 1 alive in `c`'s process namespace, and none dead there but
+/// unreaped except pseg-step's watchdog. The watchdog outlives pseg-step by design until
+/// its pipe closes (orphaned to PID 1 then, and reaped by any init that reaps), so live
+/// processes get a bounded wait to go; a stopped clone never would. A clavrxorb dead but
+/// unreaped was never waited for by pseg-step.
+fn assert_nothing_left(c: &Container) {
     let started = std::time::Instant::now();
     let left = loop {
         let left: Vec<ProcStat> = c
@@ -1126,8 +1161,6 @@ fn podman_a_crashing_clone_leaves_no_process_in_the_container() {
         left.is_empty(),
         "processes left in the container: {left:#?}"
     );
-    // Dead but unreaped: only the watchdog may be (orphaned to PID 1 as designed, reaped
-    // by any init that reaps); a clavrxorb here was never waited for by pseg-step.
     let zombies: Vec<ProcStat> = c
         .processes()
         .into_iter()
@@ -1184,51 +1217,61 @@ impl Container {
 }
 
 #[test]
-fn podman_stop_interrupts_the_granule_and_the_container_exits_143() {
-    if !podman_available("podman_stop_interrupts_the_granule_and_the_container_exits_143") {
+fn podman_stop_ends_every_clavrxorb_records_the_granule_interrupted_and_exits_143() {
+    if !podman_available(
+        "podman_stop_ends_every_clavrxorb_records_the_granule_interrupted_and_exits_143",
+    ) {
         return;
     }
     let image = image();
-    let case = Case::new(Link::Static);
-    let bound = bound_folder(&case);
-    // Enough work per line that the run is certainly busy when the signal lands.
-    case.granule("slow.gran", 400, &["--work", "2000000"]);
-    case.list(&["slow.gran"]);
-    case.options(10);
-    for f in ["data/slow.gran", "data/list.txt", "clavrx_options"] {
-        std::fs::copy(case.path(f), bound.join(Path::new(f).file_name().unwrap())).unwrap();
-    }
-    let volume = format!("{}:/data", bound.display());
-    let mut args = vec!["-v", &volume, image];
-    let step = step_args("/data", "/data/out");
-    args.extend(step.iter().map(String::as_str));
-    let c = Container::start(&args);
-    // Clones at work: more than the one clavrxorb that reads the segments.
-    let start = std::time::Instant::now();
-    while c.host_pids("clavrxorb").len() < 2 {
+    // pseg-step as the container's PID 1 (as `podman run IMAGE ...` runs it), where a
+    // signal nobody handles is dropped; then as a plain process in the process namespace of
+    // a keeper whose PID 1 reaps nothing, where a clavrxorb that outlived pseg-step stays
+    // visible after the stop.
+    let keeper = Container::start(&["--entrypoint", "sleep", image, "infinity"]);
+    let shared = format!("container:{}", keeper.0);
+    for pidns in [None, Some(shared.as_str())] {
+        // Enough work per line that the run is certainly busy when the signal lands.
+        let (_case, bound) = one_granule_bound("slow.gran", 400, &["--work", "2000000"]);
+        let volume = format!("{}:/data", bound.display());
+        let mut args = vec!["-v", volume.as_str()];
+        if let Some(ns) = pidns {
+            args.extend(["--pid", ns]);
+        }
+        args.push(image);
+        let step = step_args("/data", "/data/out");
+        args.extend(step.iter().map(String::as_str));
+        let c = Container::start(&args);
+        // Clones at work: more than the one clavrxorb that reads the segments.
+        let start = std::time::Instant::now();
+        while c.host_pids("clavrxorb").len() < 2 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "clones never started in the container"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // SIGTERM to pseg-step; SIGKILL (137) only after 60 s.
+        run_ok(podman().args(["stop", "-t", "60", &c.0]), "podman stop");
+        let waited = run_ok(podman().args(["wait", &c.0]), "podman wait");
+        let logs = run_ok(podman().args(["logs", &c.0]), "podman logs");
+        let err = format!("{}{}", text(&logs.stdout), text(&logs.stderr));
+        assert_eq!(text(&waited.stdout).trim(), "143", "{pidns:?}: {err}");
         assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "clones never started in the container"
+            err.contains("interrupted by signal 15") && err.contains("every clavrxorb"),
+            "{err}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        let ledger = Ledger::open_existing(&bound.join("out/pseg-state")).unwrap();
+        let record = ledger.record("slow.gran").unwrap().expect("a record");
+        assert_eq!(record.status, Status::Interrupted);
+        assert!(
+            outputs(&bound.join("out")).is_empty(),
+            "no partial output published"
+        );
+        if pidns.is_some() {
+            assert_nothing_left(&keeper);
+        }
     }
-    // SIGTERM to the container's PID 1, pseg-step; SIGKILL (137) only after 60 s.
-    run_ok(podman().args(["stop", "-t", "60", &c.0]), "podman stop");
-    let waited = run_ok(podman().args(["wait", &c.0]), "podman wait");
-    let logs = run_ok(podman().args(["logs", &c.0]), "podman logs");
-    let err = format!("{}{}", text(&logs.stdout), text(&logs.stderr));
-    assert_eq!(text(&waited.stdout).trim(), "143", "{err}");
-    assert!(
-        err.contains("interrupted by signal 15") && err.contains("every clavrxorb"),
-        "{err}"
-    );
-    let ledger = Ledger::open_existing(&bound.join("out/pseg-state")).unwrap();
-    let record = ledger.record("slow.gran").unwrap().expect("a record");
-    assert_eq!(record.status, Status::Interrupted);
-    assert!(
-        outputs(&bound.join("out")).is_empty(),
-        "no partial output published"
-    );
 }
 
 #[test]
