@@ -950,7 +950,20 @@ fn image() -> &'static str {
         let context = Path::new(env!("CARGO_TARGET_TMPDIR")).join("podman/context");
         let _ = std::fs::remove_dir_all(&context);
         std::fs::create_dir_all(&context).unwrap();
-        let bins = cargo_bin!("pseg-step").parent().unwrap();
+        // The binaries under test without their debug info (140 MB of it, copied into
+        // several layers and the saved archive); the code is the same.
+        let bins = context.with_file_name("bins");
+        std::fs::create_dir_all(&bins).unwrap();
+        for bin in [cargo_bin!("pseg-step"), cargo_bin!("pseg-slurm")] {
+            run_ok(
+                Command::new("strip")
+                    .arg("--strip-debug")
+                    .arg("-o")
+                    .arg(bins.join(bin.file_name().unwrap()))
+                    .arg(bin),
+                "strip --strip-debug",
+            );
+        }
         let started = std::time::Instant::now();
         let out = Command::new("bash")
             .arg(repo().join("containers/build.sh"))
@@ -959,7 +972,7 @@ fn image() -> &'static str {
             .envs(podman_env().iter().map(|(k, v)| (k, v)))
             .env("ENGINE", "podman")
             .env("CONTEXT", &context)
-            .env("PSEG_BIN_DIR", bins)
+            .env("PSEG_BIN_DIR", &bins)
             .env("BASE_ROOTFS", base_rootfs())
             .output()
             .map_err(|e| format!("containers/build.sh: {e}"))?;
@@ -974,6 +987,8 @@ fn image() -> &'static str {
                 text(&out.stderr)
             ));
         }
+        // The images of earlier runs, untagged now, would pile up in the cache.
+        let _ = podman().args(["image", "prune", "-f"]).output();
         let stderr = text(&out.stderr);
         // No registry here: both fallbacks must have been taken, or the test proves less.
         if !stderr.contains("pseg-step from: stage") {
@@ -1071,6 +1086,20 @@ fn podman_image_checks_and_runs_the_example_as_its_user_like_the_host() {
         "podman run IMAGE --check",
     );
     assert_check_output(&out, "--check in the image");
+    let app = run_ok(
+        podman().args(["run", "--rm"]).args(RUN_FLAGS).args([
+            "--entrypoint",
+            "pseg-slurm",
+            image,
+            "--version",
+        ]),
+        "podman run --entrypoint pseg-slurm IMAGE --version",
+    );
+    let host = run_ok(
+        Command::new(cargo_bin!("pseg-slurm")).arg("--version"),
+        "pseg-slurm --version",
+    );
+    assert_eq!(text(&app.stdout), text(&host.stdout));
 
     // The bundled example, in a folder of the user's bound at /data.
     let case = Case::new(Link::Static);
@@ -1284,10 +1313,10 @@ fn podman_saves_the_image_as_an_oci_archive_for_apptainer() {
     let archive = dir.path().join("pseg.tar");
     run_ok(
         podman()
-            .args(["save", "--format", "oci-archive", "-o"])
+            .args(["save", "--uncompressed", "--format", "oci-archive", "-o"])
             .arg(&archive)
             .arg(image),
-        "podman save --format oci-archive",
+        "podman save --uncompressed --format oci-archive",
     );
     // What `apptainer build pseg.sif oci-archive://pseg.tar` reads: an OCI layout whose
     // index names the image.
@@ -1302,18 +1331,35 @@ fn podman_saves_the_image_as_an_oci_archive_for_apptainer() {
             "{needed} missing:\n{names}"
         );
     }
-    let index = run_ok(
-        Command::new("tar")
-            .arg("-xOf")
-            .arg(&archive)
-            .arg("index.json"),
-        "reading index.json",
-    );
-    let index: serde_json::Value = serde_json::from_slice(&index.stdout).unwrap();
+    let member = |name: &str| -> serde_json::Value {
+        let out = run_ok(
+            Command::new("tar").arg("-xOf").arg(&archive).arg(name),
+            &format!("reading {name} from the archive"),
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let blob = |descriptor: &serde_json::Value| -> serde_json::Value {
+        let digest = descriptor["digest"].as_str().expect("a digest");
+        member(&format!("blobs/{}", digest.replacen(':', "/", 1)))
+    };
+    let index = member("index.json");
     let manifests = index["manifests"].as_array().expect("manifests");
     assert_eq!(manifests.len(), 1, "{index}");
+    let manifest = blob(&manifests[0]);
+    let layers = manifest["layers"].as_array().expect("layers");
+    for layer in layers {
+        let digest = layer["digest"].as_str().unwrap().replacen(':', "/", 1);
+        assert!(
+            names.lines().any(|l| l == format!("blobs/{digest}")),
+            "layer {digest} is not in the archive"
+        );
+    }
+    // The image's entry point and user travel with it (Apptainer's runscript comes from
+    // them).
+    let config = blob(&manifest["config"]);
     assert_eq!(
-        manifests[0]["mediaType"],
-        "application/vnd.oci.image.manifest.v1+json"
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/opt/pseg/bin/pseg-step"])
     );
+    assert_eq!(config["config"]["User"], "pseg");
 }
