@@ -30,7 +30,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 context=${CONTEXT:-$repo}
 BASE=debian:12-slim
-RUST=rust:1-slim-bookworm
+RUST=docker.io/library/rust:1-slim-bookworm
 
 if [[ $# -lt 1 ]]; then
     sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2

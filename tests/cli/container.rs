@@ -1,15 +1,19 @@
 //! The container recipes and `pseg-step --check`.
 //!
-//! No Apptainer or Docker engine runs here, so the recipes are proved by building the root
-//! filesystem they describe: `ci/rootfs-test.sh` debootstraps the Debian bookworm the images
-//! start from (cached under the target directory), then these tests apply
-//! `containers/pseg.def`'s `%files` and `%post` as written (and the Dockerfile's runtime
-//! stage, instruction by instruction) to a copy, and run `%test`, `%runscript` and
+//! The Dockerfile is built by `containers/build.sh` and run with Podman, offline: the base
+//! image is imported from the Debian bookworm `ci/rootfs-test.sh` debootstraps (cached under
+//! the target directory), pseg-step comes from the binaries under test and clavrxorb is the
+//! static mock. The image is built once per test run and shared; Podman's configuration and
+//! storage are the tests' own, under the target directory. No Apptainer runs here, so
+//! `containers/pseg.def` is proved by building the root filesystem it describes: these tests
+//! apply its `%files` and `%post` as written (and the Dockerfile's runtime stage, instruction
+//! by instruction) to a copy of the same bookworm, and run `%test`, `%runscript` and
 //! `%apprun` (and the Dockerfile's ENTRYPOINT as its non-root USER) in a chroot against the
-//! static mock clavrxorb, comparing outputs with the same run outside.
+//! static mock, comparing outputs with the same run outside.
 //!
-//! Those tests need root (debootstrap, mount, chroot). Elsewhere they skip loudly; under CI
-//! (`CI=true`) a skip is a failure.
+//! Those tests need root (debootstrap, mount, chroot, rootful Podman) and Podman and runc
+//! (`ci/install-deps.sh`). Elsewhere they skip loudly; under CI (`CI=true`) a skip is a
+//! failure.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
