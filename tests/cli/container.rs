@@ -1116,6 +1116,19 @@ fn podman_image_checks_and_runs_the_example_as_its_user_like_the_host() {
             .arg(&bound),
         "copying the example",
     );
+    // The same run on the host, meanwhile (each takes seconds).
+    let host = case.path("out-host");
+    let host_run = Command::new(cargo_bin!("pseg-step"))
+        .args(step_args(
+            &example.to_string_lossy(),
+            &host.to_string_lossy(),
+        ))
+        .arg("--exe")
+        .arg(mock(Link::Static))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let volume = format!("{}:/data", bound.display());
     run_ok(
         podman()
@@ -1125,16 +1138,11 @@ fn podman_image_checks_and_runs_the_example_as_its_user_like_the_host() {
             .args(step_args("/data", "/data/out")),
         "podman run IMAGE --files /data/list.txt ...",
     );
-    let host = case.path("out-host");
-    run_ok(
-        Command::new(cargo_bin!("pseg-step"))
-            .args(step_args(
-                &example.to_string_lossy(),
-                &host.to_string_lossy(),
-            ))
-            .arg("--exe")
-            .arg(mock(Link::Static)),
-        "the example on the host",
+    let out = host_run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the example on the host: {}",
+        text(&out.stderr)
     );
     let inside = bound.join("out");
     assert_same_outputs(&outputs(&inside), &outputs(&host));
