@@ -6,13 +6,16 @@
 #   hyperfine  - benchmarks
 #   procps     - pgrep/ps, used by ci/slurm-testbed.sh
 #   chromium   - headless browser: renders `pseg-slurm report` pages in the tests
+#   podman, runc - build and run containers/Dockerfile (tests/cli/container.rs); runc
+#                because Podman's default crun refuses a hybrid cgroup layout
+#   debootstrap - the offline Debian 12 base image and root filesystem (ci/rootfs-test.sh)
 #
 # Idempotent: when every package is already installed it does nothing (no
 # apt-get update), so re-runs are fast.  As a non-root user it only prints
 # what is missing and exits 0; the Slurm tests then skip.
 set -euo pipefail
 
-PACKAGES=(slurm-wlm munge binutils hyperfine procps chromium)
+PACKAGES=(slurm-wlm munge binutils hyperfine procps chromium podman runc debootstrap debian-archive-keyring)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -13,7 +13,8 @@
 # Environment:
 #   STAGE=DIR          stage elsewhere (default: containers/stage beside this script)
 #   PSEG_BIN_DIR=DIR   take pseg-step and pseg-slurm from DIR instead of building them
-#                      (they must run on Debian 12: glibc 2.36 or older, or static)
+#                      (they must run on Debian 12: glibc 2.36 or older, or static);
+#                      none: stage clavrxorb only (the Dockerfile's Rust-image build)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,7 +46,9 @@ fi
 
 rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/lib"
-install -m 0755 "$PSEG_BIN_DIR/pseg-step" "$PSEG_BIN_DIR/pseg-slurm" "$stage/bin/"
+if [[ "$PSEG_BIN_DIR" != none ]]; then
+    install -m 0755 "$PSEG_BIN_DIR/pseg-step" "$PSEG_BIN_DIR/pseg-slurm" "$stage/bin/"
+fi
 install -m 0755 "$clavrxorb" "$stage/bin/clavrxorb"
 for extra in "$@"; do
     cp -L "$extra" "$stage/lib/"

@@ -1,21 +1,27 @@
 //! The container recipes and `pseg-step --check`.
 //!
-//! No Apptainer or Docker engine runs here, so the recipes are proved by building the root
-//! filesystem they describe: `ci/rootfs-test.sh` debootstraps the Debian bookworm the images
-//! start from (cached under the target directory), then these tests apply
-//! `containers/pseg.def`'s `%files` and `%post` as written (and the Dockerfile's runtime
-//! stage, instruction by instruction) to a copy, and run `%test`, `%runscript` and
+//! The Dockerfile is built by `containers/build.sh` and run with Podman, offline: the base
+//! image is imported from the Debian bookworm `ci/rootfs-test.sh` debootstraps (cached under
+//! the target directory), pseg-step comes from the binaries under test and clavrxorb is the
+//! static mock. The image is built once per test run and shared; Podman's configuration and
+//! storage are the tests' own, under the target directory. No Apptainer runs here, so
+//! `containers/pseg.def` is proved by building the root filesystem it describes: these tests
+//! apply its `%files` and `%post` as written (and the Dockerfile's runtime stage, instruction
+//! by instruction) to a copy of the same bookworm, and run `%test`, `%runscript` and
 //! `%apprun` (and the Dockerfile's ENTRYPOINT as its non-root USER) in a chroot against the
-//! static mock clavrxorb, comparing outputs with the same run outside.
+//! static mock, comparing outputs with the same run outside.
 //!
-//! Those tests need root (debootstrap, mount, chroot). Elsewhere they skip loudly; under CI
-//! (`CI=true`) a skip is a failure.
+//! Those tests need root (debootstrap, mount, chroot, rootful Podman) and Podman and runc
+//! (`ci/install-deps.sh`). Elsewhere they skip loudly; under CI (`CI=true`) a skip is a
+//! failure.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use assert_cmd::cargo::cargo_bin;
+use pseg_slurm::ledger::{Ledger, Status};
 
 use crate::support::{Case, Link, mock, text};
 
@@ -680,7 +686,7 @@ fn dockerfile_runtime_stage_runs_as_its_user_in_a_chroot() {
     }
     let case = Case::new(Link::Static);
     let context = staged_context(&case);
-    // The build stage is `cargo build --release --locked` into /out; the binaries under test
+    // The binaries stage (built in the Rust image or staged) puts them in /out; the binaries under test
     // stand in for its result.
     let build_out = case.path("build-out");
     std::fs::create_dir_all(&build_out).unwrap();
@@ -716,14 +722,14 @@ fn dockerfile_runtime_stage_runs_as_its_user_in_a_chroot() {
             "COPY" => {
                 let mut words: Vec<&str> = args.split_whitespace().collect();
                 let dest = words.pop().unwrap();
-                let from_build = words.first() == Some(&"--from=build");
+                let from_build = words.first() == Some(&"--from=binaries");
                 if from_build {
                     words.remove(0);
                 }
                 assert!(words.iter().all(|w| !w.starts_with("--")), "COPY {args}");
                 for src in words {
                     let from = if from_build {
-                        assert_eq!(src, "/out/", "the build stage's output folder");
+                        assert_eq!(src, "/out/", "the binaries stage's output folder");
                         build_out.clone()
                     } else {
                         context.join(src)
@@ -839,4 +845,533 @@ fn def_parser_reads_sections_files_and_labels() {
         key_values(&ins[2].1),
         vec![("k".into(), "v w".into()), ("k2".into(), "x".into())]
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The Docker recipe, built by containers/build.sh and run by Podman
+
+/// Podman flags every `podman run` here needs, as the README gives them: Podman's default
+/// open-files limit is above what this machine allows a container, so it cannot start one
+/// without them. pseg-step needs no network.
+const RUN_FLAGS: [&str; 6] = [
+    "--ulimit",
+    "nofile=4096:4096",
+    "--ulimit",
+    "nproc=4096:4096",
+    "--network",
+    "none",
+];
+
+const IMAGE: &str = "localhost/pseg-test:latest";
+
+/// The tests' own Podman configuration and storage (under the target directory, so the
+/// base image and the cached layers survive between runs and nothing of the machine's
+/// Podman is touched): runc, as the default crun refuses this machine's hybrid cgroup
+/// layout, and cgroupfs, as there is no systemd. Storage on overlay where the kernel allows
+/// it (a cached rebuild in seconds), else on vfs (every layer a full copy: minutes).
+fn podman_env() -> &'static [(String, PathBuf)] {
+    static ENV: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("podman");
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("containers.conf");
+        std::fs::write(
+            &conf,
+            "[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        let storage = dir.join("storage.conf");
+        for driver in ["overlay", "vfs"] {
+            // One storage folder per driver: neither can read the other's.
+            std::fs::write(
+                &storage,
+                format!(
+                    "[storage]\ndriver = \"{driver}\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+                    dir.join(format!("run-{driver}")).display(),
+                    dir.join(format!("storage-{driver}")).display()
+                ),
+            )
+            .unwrap();
+            let works = Command::new("podman")
+                .arg("info")
+                .env("CONTAINERS_CONF", &conf)
+                .env("CONTAINERS_STORAGE_CONF", &storage)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if works {
+                eprintln!("podman storage: {driver}");
+                break;
+            }
+        }
+        vec![
+            ("CONTAINERS_CONF".to_string(), conf),
+            ("CONTAINERS_STORAGE_CONF".to_string(), storage),
+        ]
+    })
+}
+
+fn podman() -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.envs(podman_env().iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+/// True when this process is root and Podman and runc are installed; otherwise skips (or
+/// fails under CI).
+fn podman_available(test: &str) -> bool {
+    if !root_available(test) {
+        return false;
+    }
+    let missing: Vec<&str> = ["podman", "runc"]
+        .into_iter()
+        .filter(|p| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {p}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "\n######## SKIPPED {test}: {} not installed (bash ci/install-deps.sh) ########\n",
+        missing.join(", ")
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}(CI=true: a skipped container test is a failure)");
+    }
+    eprintln!("{msg}");
+    false
+}
+
+/// The image, built once per test run by `containers/build.sh` from the binaries under
+/// test and the static mock as clavrxorb, offline: base image imported from the
+/// debootstrapped rootfs, pseg-step from the host-built binaries.
+fn image() -> &'static str {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let context = Path::new(env!("CARGO_TARGET_TMPDIR")).join("podman/context");
+        let _ = std::fs::remove_dir_all(&context);
+        std::fs::create_dir_all(&context).unwrap();
+        // The binaries under test without their debug info (140 MB of it, copied into
+        // several layers and the saved archive); the code is the same.
+        let bins = context.with_file_name("bins");
+        std::fs::create_dir_all(&bins).unwrap();
+        for bin in [cargo_bin!("pseg-step"), cargo_bin!("pseg-slurm")] {
+            run_ok(
+                Command::new("strip")
+                    .arg("--strip-debug")
+                    .arg("-o")
+                    .arg(bins.join(bin.file_name().unwrap()))
+                    .arg(bin),
+                "strip --strip-debug",
+            );
+        }
+        let started = std::time::Instant::now();
+        let out = Command::new("bash")
+            .arg(repo().join("containers/build.sh"))
+            .arg(mock(Link::Static))
+            .arg(IMAGE)
+            .envs(podman_env().iter().map(|(k, v)| (k, v)))
+            .env("ENGINE", "podman")
+            .env("CONTEXT", &context)
+            .env("PSEG_BIN_DIR", &bins)
+            .env("BASE_ROOTFS", base_rootfs())
+            .output()
+            .map_err(|e| format!("containers/build.sh: {e}"))?;
+        eprintln!(
+            "containers/build.sh took {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        if !out.status.success() {
+            return Err(format!(
+                "containers/build.sh failed ({}):\n{}",
+                out.status,
+                text(&out.stderr)
+            ));
+        }
+        // The images of earlier runs, untagged now, would pile up in the cache.
+        let _ = podman().args(["image", "prune", "-f"]).output();
+        let stderr = text(&out.stderr);
+        // No registry here: both fallbacks must have been taken, or the test proves less.
+        if !stderr.contains("pseg-step from: stage") {
+            return Err(format!(
+                "build.sh did not use the staged binaries:\n{stderr}"
+            ));
+        }
+        Ok(())
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+    IMAGE
+}
+
+/// A container removed (with everything in it) on drop, even when the test fails.
+struct Container(String);
+
+impl Container {
+    /// `podman run -d ARGS` (ARGS after the run flags).
+    fn start(args: &[&str]) -> Container {
+        let out = run_ok(
+            podman().args(["run", "-d"]).args(RUN_FLAGS).args(args),
+            "podman run -d",
+        );
+        Container(text(&out.stdout).trim().to_string())
+    }
+
+    /// Host pids of the container's processes whose command is `comm`.
+    fn host_pids(&self, comm: &str) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if cgroup.contains(&self.0) && name.trim() == comm {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman().args(["rm", "-f", "-t", "0", &self.0]).output();
+    }
+}
+
+/// A folder to bind into the container, owned by the image's user (uid and gid 1000), as a
+/// user's own data folder is.
+fn bound_folder(case: &Case) -> PathBuf {
+    let dir = case.path("bound");
+    std::fs::create_dir_all(&dir).unwrap();
+    let id = Some(nix::unistd::Uid::from_raw(1000));
+    nix::unistd::chown(&dir, id, Some(nix::unistd::Gid::from_raw(1000))).unwrap();
+    dir
+}
+
+/// One granule made with the mock's `generate` flags `args`, its list and options, in a
+/// bound folder (see `bound_folder`).
+fn one_granule_bound(name: &str, lines: u32, args: &[&str]) -> (Case, PathBuf) {
+    let case = Case::new(Link::Static);
+    let bound = bound_folder(&case);
+    case.granule(name, lines, args);
+    case.list(&[name]);
+    case.options(10);
+    for f in [
+        format!("data/{name}"),
+        "data/list.txt".into(),
+        "clavrx_options".into(),
+    ] {
+        std::fs::copy(
+            case.path(&f),
+            bound.join(Path::new(&f).file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    (case, bound)
+}
+
+#[test]
+fn podman_image_checks_and_runs_the_example_as_its_user_like_the_host() {
+    if !podman_available("podman_image_checks_and_runs_the_example_as_its_user_like_the_host") {
+        return;
+    }
+    let image = image();
+    let out = run_ok(
+        podman()
+            .args(["run", "--rm"])
+            .args(RUN_FLAGS)
+            .args([image, "--check"]),
+        "podman run IMAGE --check",
+    );
+    assert_check_output(&out, "--check in the image");
+    let app = run_ok(
+        podman().args(["run", "--rm"]).args(RUN_FLAGS).args([
+            "--entrypoint",
+            "pseg-slurm",
+            image,
+            "--version",
+        ]),
+        "podman run --entrypoint pseg-slurm IMAGE --version",
+    );
+    let host = run_ok(
+        Command::new(cargo_bin!("pseg-slurm")).arg("--version"),
+        "pseg-slurm --version",
+    );
+    assert_eq!(text(&app.stdout), text(&host.stdout));
+
+    // The bundled example, in a folder of the user's bound at /data.
+    let case = Case::new(Link::Static);
+    let bound = bound_folder(&case);
+    let example = repo().join("tests/example");
+    run_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(example.join("."))
+            .arg(&bound),
+        "copying the example",
+    );
+    // The same run on the host, meanwhile (each takes seconds).
+    let host = case.path("out-host");
+    let host_run = Command::new(cargo_bin!("pseg-step"))
+        .args(step_args(
+            &example.to_string_lossy(),
+            &host.to_string_lossy(),
+        ))
+        .arg("--exe")
+        .arg(mock(Link::Static))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let volume = format!("{}:/data", bound.display());
+    run_ok(
+        podman()
+            .args(["run", "--rm"])
+            .args(RUN_FLAGS)
+            .args(["-v", &volume, image])
+            .args(step_args("/data", "/data/out")),
+        "podman run IMAGE --files /data/list.txt ...",
+    );
+    let out = host_run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the example on the host: {}",
+        text(&out.stderr)
+    );
+    let inside = bound.join("out");
+    assert_same_outputs(&outputs(&inside), &outputs(&host));
+    for (name, _) in outputs(&inside) {
+        let meta = std::fs::metadata(inside.join(&name)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            1000,
+            "{name} is written by the image's user, not root"
+        );
+    }
+}
+
+#[test]
+fn podman_a_crashing_clone_leaves_no_process_in_the_container() {
+    if !podman_available("podman_a_crashing_clone_leaves_no_process_in_the_container") {
+        return;
+    }
+    let image = image();
+    let (_case, bound) = one_granule_bound("bad.gran", 40, &["--fault", "clone-segv:2"]);
+    // PID 1 is a `sleep` that reaps nothing: a clone or clavrxorb left behind by pseg-step
+    // stays in the container's process list, alive, stopped or as a zombie.
+    let volume = format!("{}:/data", bound.display());
+    let c = Container::start(&["-v", &volume, "--entrypoint", "sleep", image, "infinity"]);
+    let out = podman()
+        .args(["exec", &c.0, "pseg-step"])
+        .args(step_args("/data", "/data/out"))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the granule fails:\n{err}");
+    for needed in ["bad.gran", "segment 2", "SIGSEGV"] {
+        assert!(err.contains(needed), "{needed:?} missing:\n{err}");
+    }
+    assert_nothing_left(&c);
+}
+
+/// No process but PID 1 alive in `c`'s process namespace, and none dead there but
+/// unreaped except pseg-step's watchdog. The watchdog outlives pseg-step by design until
+/// its pipe closes (orphaned to PID 1 then, and reaped by any init that reaps), so live
+/// processes get a bounded wait to go; a stopped clone never would. A clavrxorb dead but
+/// unreaped was never waited for by pseg-step.
+fn assert_nothing_left(c: &Container) {
+    let started = std::time::Instant::now();
+    let left = loop {
+        let left: Vec<ProcStat> = c
+            .processes()
+            .into_iter()
+            .filter(|p| p.pid != 1 && p.state != 'Z')
+            .collect();
+        if left.is_empty() || started.elapsed() > std::time::Duration::from_secs(20) {
+            break left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        left.is_empty(),
+        "processes left in the container: {left:#?}"
+    );
+    let zombies: Vec<ProcStat> = c
+        .processes()
+        .into_iter()
+        .filter(|p| p.state == 'Z' && !(p.comm == "pseg-step" && p.ppid == 1))
+        .collect();
+    assert!(
+        zombies.is_empty(),
+        "unreaped in the container: {zombies:#?}"
+    );
+}
+
+/// One line of /proc/PID/stat: pid, command, state, parent.
+#[derive(Debug)]
+struct ProcStat {
+    pid: i32,
+    comm: String,
+    state: char,
+    ppid: i32,
+}
+
+impl ProcStat {
+    fn parse(line: &str) -> Option<ProcStat> {
+        let (pid, rest) = line.split_once(" (")?;
+        let (comm, rest) = rest.rsplit_once(") ")?;
+        let mut fields = rest.split_whitespace();
+        Some(ProcStat {
+            pid: pid.parse().ok()?,
+            comm: comm.to_string(),
+            state: fields.next()?.chars().next()?,
+            ppid: fields.next()?.parse().ok()?,
+        })
+    }
+}
+
+impl Container {
+    /// Every process in the container (but the shell that lists them), seen from inside.
+    fn processes(&self) -> Vec<ProcStat> {
+        let out = run_ok(
+            podman().args([
+                "exec",
+                &self.0,
+                "sh",
+                "-c",
+                "for d in /proc/[0-9]*; do [ \"${d#/proc/}\" = $$ ] && continue; \
+                 read -r stat < \"$d/stat\" 2>/dev/null && echo \"$stat\"; done",
+            ]),
+            "listing the container's processes",
+        );
+        text(&out.stdout)
+            .lines()
+            .map(|l| ProcStat::parse(l).unwrap_or_else(|| panic!("/proc stat line {l:?}")))
+            .collect()
+    }
+}
+
+#[test]
+fn podman_stop_ends_every_clavrxorb_records_the_granule_interrupted_and_exits_143() {
+    if !podman_available(
+        "podman_stop_ends_every_clavrxorb_records_the_granule_interrupted_and_exits_143",
+    ) {
+        return;
+    }
+    let image = image();
+    // pseg-step as the container's PID 1 (as `podman run IMAGE ...` runs it), where a
+    // signal nobody handles is dropped; then as a plain process in the process namespace of
+    // a keeper whose PID 1 reaps nothing, where a clavrxorb that outlived pseg-step stays
+    // visible after the stop.
+    let keeper = Container::start(&["--entrypoint", "sleep", image, "infinity"]);
+    let shared = format!("container:{}", keeper.0);
+    for pidns in [None, Some(shared.as_str())] {
+        // Enough work per line that the run is certainly busy when the signal lands.
+        let (_case, bound) = one_granule_bound("slow.gran", 400, &["--work", "2000000"]);
+        let volume = format!("{}:/data", bound.display());
+        let mut args = vec!["-v", volume.as_str()];
+        if let Some(ns) = pidns {
+            args.extend(["--pid", ns]);
+        }
+        args.push(image);
+        let step = step_args("/data", "/data/out");
+        args.extend(step.iter().map(String::as_str));
+        let c = Container::start(&args);
+        // Clones at work: more than the one clavrxorb that reads the segments.
+        let start = std::time::Instant::now();
+        while c.host_pids("clavrxorb").len() < 2 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "clones never started in the container"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // SIGTERM to pseg-step; SIGKILL (137) only after 60 s.
+        run_ok(podman().args(["stop", "-t", "60", &c.0]), "podman stop");
+        let waited = run_ok(podman().args(["wait", &c.0]), "podman wait");
+        let logs = run_ok(podman().args(["logs", &c.0]), "podman logs");
+        let err = format!("{}{}", text(&logs.stdout), text(&logs.stderr));
+        assert_eq!(text(&waited.stdout).trim(), "143", "{pidns:?}: {err}");
+        assert!(
+            err.contains("interrupted by signal 15") && err.contains("every clavrxorb"),
+            "{err}"
+        );
+        let ledger = Ledger::open_existing(&bound.join("out/pseg-state")).unwrap();
+        let record = ledger.record("slow.gran").unwrap().expect("a record");
+        assert_eq!(record.status, Status::Interrupted);
+        assert!(
+            outputs(&bound.join("out")).is_empty(),
+            "no partial output published"
+        );
+        if pidns.is_some() {
+            assert_nothing_left(&keeper);
+        }
+    }
+}
+
+#[test]
+fn podman_saves_the_image_as_an_oci_archive_for_apptainer() {
+    if !podman_available("podman_saves_the_image_as_an_oci_archive_for_apptainer") {
+        return;
+    }
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("pseg.tar");
+    run_ok(
+        podman()
+            .args(["save", "--uncompressed", "--format", "oci-archive", "-o"])
+            .arg(&archive)
+            .arg(image),
+        "podman save --uncompressed --format oci-archive",
+    );
+    // What `apptainer build pseg.sif oci-archive://pseg.tar` reads: an OCI layout whose
+    // index names the image.
+    let listing = run_ok(
+        Command::new("tar").arg("-tf").arg(&archive),
+        "listing the archive",
+    );
+    let names = text(&listing.stdout);
+    for needed in ["oci-layout", "index.json"] {
+        assert!(
+            names.lines().any(|l| l == needed),
+            "{needed} missing:\n{names}"
+        );
+    }
+    let member = |name: &str| -> serde_json::Value {
+        let out = run_ok(
+            Command::new("tar").arg("-xOf").arg(&archive).arg(name),
+            &format!("reading {name} from the archive"),
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let blob = |descriptor: &serde_json::Value| -> serde_json::Value {
+        let digest = descriptor["digest"].as_str().expect("a digest");
+        member(&format!("blobs/{}", digest.replacen(':', "/", 1)))
+    };
+    let index = member("index.json");
+    let manifests = index["manifests"].as_array().expect("manifests");
+    assert_eq!(manifests.len(), 1, "{index}");
+    let manifest = blob(&manifests[0]);
+    let layers = manifest["layers"].as_array().expect("layers");
+    for layer in layers {
+        let digest = layer["digest"].as_str().unwrap().replacen(':', "/", 1);
+        assert!(
+            names.lines().any(|l| l == format!("blobs/{digest}")),
+            "layer {digest} is not in the archive"
+        );
+    }
+    // The image's entry point and user travel with it (Apptainer's runscript comes from
+    // them).
+    let config = blob(&manifest["config"]);
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/opt/pseg/bin/pseg-step"])
+    );
+    assert_eq!(config["config"]["User"], "pseg");
 }
