@@ -37,6 +37,7 @@ fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             warn(&generated.warnings);
             let argv: Vec<_> = std::env::args_os().collect();
             regen::remember_gen(&generated, &argv)?;
+            generated.create_log_dir()?;
             print(&generated.script)
         }
         Command::Status(args) => {

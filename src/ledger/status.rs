@@ -467,7 +467,14 @@ pub fn render_text(s: &Summary) -> String {
     for warning in &s.warnings {
         let _ = writeln!(w, "warning: {warning}");
     }
-    out
+    // Names and messages come from files anyone may name: no control character reaches the
+    // terminal raw.
+    out.split_inclusive('\n')
+        .map(|line| match line.strip_suffix('\n') {
+            Some(l) => crate::escape::controls(l).into_owned() + "\n",
+            None => crate::escape::controls(line).into_owned(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub use error::StepError;
 use crate::fanout::machine::{self, Exit, Failure, Limits};
 use crate::fanout::unix::{self, Signals};
 use crate::fanout::watchdog::Watchdog;
-use crate::granules::{Granule, read_list};
+use crate::granules::{Granule, GranuleList, read_list};
 use crate::ledger::{Campaign, FailureKind, Holder, Ledger, Outcome, Queue, STATE_DIR};
 use crate::mapping::Place;
 use crate::options::ClavrxOptions;
@@ -37,8 +37,8 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         return Ok(crate::check::run(&args.exe));
     }
     unix::close_inherited_fds_on_exec().map_err(StepError::os("closing inherited descriptors"))?;
-    let (Some(files), Some(options), Some(out)) = (&args.files, &args.options, &args.out) else {
-        unreachable!("clap requires --files, --options and --out without --check");
+    let Some(files) = &args.files else {
+        unreachable!("clap requires --files without --check");
     };
 
     let exe = which::which(&args.exe).map_err(|source| StepError::ExeNotFound {
@@ -51,10 +51,31 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         Some(TracerSymbols::read(&exe)?)
     };
     let list = read_list(files)?;
+    eprintln!("pseg-step: {}", crate::escape::controls(&list.describe()));
     list.check()?;
-    let options = ClavrxOptions::read(options)?;
+    let (options, out) = defaults(&args, &list)?;
+    let options = ClavrxOptions::read(&options)?;
     let scan_lines = args.scan_lines.unwrap_or(options.scan_lines);
-    let out = writable_dir(out, "output directory", "--out")?;
+    let work_dir = match &args.work {
+        Some(w) => (w.clone(), "work directory", "--work"),
+        None => (
+            std::env::temp_dir(),
+            "temporary directory",
+            "--work (or TMPDIR)",
+        ),
+    };
+    if let Some(why) = std::path::absolute(&work_dir.0)
+        .ok()
+        .and_then(|p| crate::granules::file_list_problem(&p))
+    {
+        return Err(StepError::NotForFileList {
+            what: work_dir.1,
+            flag: work_dir.2,
+            path: work_dir.0,
+            why,
+        });
+    }
+    let out = writable_dir(&out, "output directory", "--out")?;
     // Node-local scratch by default: clavrxorb and every clone write logs and temporary
     // files there, thousands per granule, which a shared filesystem serves slowly. A failed
     // granule's directory is copied next to the outputs, so its logs outlive the job.
@@ -85,8 +106,19 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     let manifests = reports.clone();
     let ledger = Ledger::open(&state)?
         .with_output_check(move |name| report::outputs_present(&manifests, name));
-    if let Err(e) = Campaign::new(files, &out, None, "pseg-step").remember(&state) {
-        eprintln!("pseg-step: warning: {e}");
+    let list_path = std::path::absolute(files).map_err(StepError::os("resolving --files"))?;
+    match Campaign::new(&list_path, &out, None, "pseg-step").remember(&state) {
+        Err(e) => eprintln!("pseg-step: warning: {e}"),
+        Ok(Some(other))
+            if !list_path.starts_with(
+                std::path::absolute(&state)
+                    .unwrap_or_default()
+                    .join(crate::ledger::RETRY),
+            ) =>
+        {
+            eprintln!("pseg-step: warning: {other}")
+        }
+        Ok(_) => {}
     }
     // An array element owns its chunk; otherwise every task of the step shares the whole
     // list and claims granules one at a time, so a fast task simply takes more.
@@ -266,6 +298,38 @@ fn failure_outcome(f: &Failure, oom: bool, message: String) -> Outcome {
         Some(c) => outcome.with_exit_status(c),
         None => outcome,
     }
+}
+
+/// The options file and output folder: the flags, else what the list implies (clavrx_options
+/// beside it; a file_list's output folder).
+fn defaults(args: &StepArgs, list: &GranuleList) -> Result<(PathBuf, PathBuf), StepError> {
+    let options = match &args.options {
+        Some(o) => o.clone(),
+        None => {
+            let beside = list.options_beside();
+            if !beside.is_file() {
+                return Err(StepError::Usage(format!(
+                    "no --options given, and there is no {} beside {} to use instead; give \
+                     --options FILE",
+                    crate::granules::OPTIONS_FILE,
+                    list.source.display()
+                )));
+            }
+            beside
+        }
+    };
+    let out = match (&args.out, list.output_dir()) {
+        (Some(o), _) => o.clone(),
+        (None, Some(o)) => o.to_path_buf(),
+        (None, None) => {
+            return Err(StepError::Usage(format!(
+                "no --out given, and {} is a plain granule list, which names no output folder; \
+                 give --out DIR (a CLAVR-x file_list names it on line 2)",
+                list.source.display()
+            )));
+        }
+    };
+    Ok((options, out))
 }
 
 /// Creates `dir` if needed and proves a file can be written in it.
