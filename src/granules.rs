@@ -81,11 +81,11 @@ impl GranuleList {
         let n = self.granules.len();
         match &self.kind {
             ListKind::Plain => format!(
-                "granule list {} ({n} granule(s), one path per line)",
+                "granule list (plain, one path per line) {}: {n} granule(s)",
                 self.source.display()
             ),
             ListKind::FileList { input, output } => format!(
-                "CLAVR-x file_list {} ({n} granule(s) in {}, outputs to {})",
+                "CLAVR-x file_list {}: {n} granule(s) in {}, outputs to {}",
                 self.source.display(),
                 input.display(),
                 output.display()

@@ -48,8 +48,9 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
     let n = inputs.n_granules;
     let mut notes = vec![
         format!(
-            "Granule list: {}; all present and readable when generated",
-            inputs.list_kind
+            "{}{}; all present and readable when generated",
+            inputs.list_kind[..1].to_uppercase(),
+            &inputs.list_kind[1..]
         ),
         match inputs.config_path {
             Some(path) => format!("Site config: {}", path.display()),
