@@ -28,6 +28,15 @@ pub fn controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`controls`] for text of several lines: the line breaks stay, every other control
+/// character is made visible.
+pub fn controls_in_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|line| controls(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +49,6 @@ mod tests {
         ));
         assert_eq!(controls("a\x1b[2Jb\rc\u{9b}"), "a\\x1b[2Jb\\rc\\x9b");
         assert_eq!(controls("x\u{7f}\n"), "x\\x7f\\n");
+        assert_eq!(controls_in_lines("a\x1b\nb\r\n"), "a\\x1b\nb\\r\n");
     }
 }

@@ -469,12 +469,7 @@ pub fn render_text(s: &Summary) -> String {
     }
     // Names and messages come from files anyone may name: no control character reaches the
     // terminal raw.
-    out.split_inclusive('\n')
-        .map(|line| match line.strip_suffix('\n') {
-            Some(l) => crate::escape::controls(l).into_owned() + "\n",
-            None => crate::escape::controls(line).into_owned(),
-        })
-        .collect()
+    crate::escape::controls_in_lines(&out)
 }
 
 #[cfg(test)]
