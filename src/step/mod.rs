@@ -51,7 +51,6 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         Some(TracerSymbols::read(&exe)?)
     };
     let list = read_list(files)?;
-    eprintln!("pseg-step: {}", crate::escape::controls(&list.describe()));
     list.check()?;
     let (options, out) = defaults(&args, &list)?;
     let options = ClavrxOptions::read(&options)?;
@@ -120,6 +119,8 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         }
         Ok(_) => {}
     }
+    // The first progress line: which kind of list this was read as.
+    eprintln!("pseg-step: {}", crate::escape::controls(&list.describe()));
     // An array element owns its chunk; otherwise every task of the step shares the whole
     // list and claims granules one at a time, so a fast task simply takes more.
     let candidates: Vec<String> = list.granules[place.chunk(list.granules.len())]

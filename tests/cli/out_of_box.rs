@@ -627,3 +627,54 @@ fn the_report_clamps_and_flags_absurd_numbers() {
         }
     }
 }
+
+#[test]
+fn retry_of_a_file_list_campaign_keeps_its_folders_from_anywhere() {
+    let case = Case::new(Link::Static);
+    let run = run_folder(&case);
+    let generated = pseg_slurm(&case, &run, &["gen", "--files", "file_list"]);
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    // Nothing ran: every granule is missing. The retry list lives in the state folder, far
+    // from the file_list, yet the script keeps the file_list's output folder and options.
+    let retried = pseg_slurm(
+        &case,
+        &case.path("data"),
+        &["retry", "../run/out", "--missing"],
+    );
+    assert!(retried.status.success(), "{}", text(&retried.stderr));
+    let script = text(&retried.stdout);
+    for (flag, value) in [
+        ("--out", run.join("out")),
+        ("--options", run.join("clavrx_options")),
+    ] {
+        let want = format!("{flag} {}", value.display());
+        assert!(script.contains(&want), "{want:?} not in:\n{script}");
+    }
+    assert!(
+        script.contains("pseg-state/retry/file_list-retry-1.txt"),
+        "{script}"
+    );
+}
+
+#[test]
+fn pseg_step_keeps_another_campaigns_record_and_says_so() {
+    let case = Case::new(Link::Static);
+    case.granule("a.gran", 10, &[]);
+    case.list(&["a.gran"]);
+    case.options(5);
+    let first = case.step("o").output().unwrap();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let record = case.path("o/pseg-state/campaign.yaml");
+    let before = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(case.path("data/other.txt"), "a.gran\n").unwrap();
+    let mut cmd = case.step("o");
+    cmd.arg("--files").arg(case.path("data/other.txt"));
+    let second = cmd.output().unwrap();
+    let err = text(&second.stderr);
+    assert!(second.status.success(), "{err}");
+    assert!(
+        err.contains("campaign.yaml belongs to another campaign: it records the granule list"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), before);
+}
