@@ -105,6 +105,8 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     let manifests = reports.clone();
     let ledger = Ledger::open(&state)?
         .with_output_check(move |name| report::outputs_present(&manifests, name));
+    // The first progress line: which kind of list this was read as.
+    eprintln!("pseg-step: {}", crate::escape::controls(&list.describe()));
     let list_path = std::path::absolute(files).map_err(StepError::os("resolving --files"))?;
     match Campaign::new(&list_path, &out, None, "pseg-step").remember(&state) {
         Err(e) => eprintln!("pseg-step: warning: {e}"),
@@ -115,12 +117,10 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
                     .join(crate::ledger::RETRY),
             ) =>
         {
-            eprintln!("pseg-step: warning: {other}")
+            eprintln!("pseg-step: warning: {}", crate::escape::controls(&other))
         }
         Ok(_) => {}
     }
-    // The first progress line: which kind of list this was read as.
-    eprintln!("pseg-step: {}", crate::escape::controls(&list.describe()));
     // An array element owns its chunk; otherwise every task of the step shares the whole
     // list and claims granules one at a time, so a fast task simply takes more.
     let candidates: Vec<String> = list.granules[place.chunk(list.granules.len())]
