@@ -188,8 +188,9 @@ pub enum ListError {
     )]
     TooLarge { path: PathBuf, what: String },
     #[error(
-        "{path} is a CLAVR-x file_list (line {line} names the input folder {input}) but has no \
-         output folder on the next line; write the output folder on line 2"
+        "{path} is read as a CLAVR-x file_list (line {line} names the folder {input}) but the \
+         next line names no output folder; write the output folder on line 2 (or, in a plain \
+         list, name granule files only)"
     )]
     NoOutputFolder {
         path: PathBuf,
@@ -233,13 +234,17 @@ pub fn parse_list(text: &str, base: &Path, source: &Path) -> Result<GranuleList,
     let names_folder = |entry: &str| entry.ends_with('/') || base.join(entry).is_dir();
     if let Some((line, entry)) = first.filter(|(_, e)| names_folder(e)) {
         let input = base.join(entry);
-        let Some((_, output)) = entries.next() else {
-            return Err(ListError::NoOutputFolder {
-                path: source.to_path_buf(),
-                line,
-                input,
-            });
+        let no_output = || ListError::NoOutputFolder {
+            path: source.to_path_buf(),
+            line,
+            input: input.clone(),
         };
+        let (_, output) = entries.next().ok_or_else(no_output)?;
+        // A plain list whose first line is a folder by mistake would otherwise lose its
+        // second granule to the output folder.
+        if base.join(output).is_file() {
+            return Err(no_output());
+        }
         granule_base = input.clone();
         kind = ListKind::FileList {
             input,
@@ -467,6 +472,12 @@ mod tests {
         );
         std::fs::write(&list, "/nowhere/\n/out\n").unwrap();
         assert!(matches!(read_list(&list), Err(ListError::Empty { .. })));
+        // A plain list starting with a folder by mistake: its granule is not taken for the
+        // output folder.
+        std::fs::write(d.join("a.gran"), "").unwrap();
+        std::fs::write(&list, "in\na.gran\n").unwrap();
+        let e = read_list(&list).unwrap_err();
+        assert!(e.to_string().contains("names no output folder"), "{e}");
     }
 
     #[test]
