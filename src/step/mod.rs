@@ -55,25 +55,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     let (options, out) = defaults(&args, &list)?;
     let options = ClavrxOptions::read(&options)?;
     let scan_lines = args.scan_lines.unwrap_or(options.scan_lines);
-    let work_dir = match &args.work {
-        Some(w) => (w.clone(), "work directory", "--work"),
-        None => (
-            std::env::temp_dir(),
-            "temporary directory",
-            "--work (or TMPDIR)",
-        ),
-    };
-    if let Some(why) = std::path::absolute(&work_dir.0)
-        .ok()
-        .and_then(|p| crate::granules::file_list_problem(&p))
-    {
-        return Err(StepError::NotForFileList {
-            what: work_dir.1,
-            flag: work_dir.2,
-            path: work_dir.0,
-            why,
-        });
-    }
+    work_fits_file_list(&args)?;
     let out = writable_dir(&out, "output directory", "--out")?;
     // Node-local scratch by default: clavrxorb and every clone write logs and temporary
     // files there, thousands per granule, which a shared filesystem serves slowly. A failed
@@ -331,6 +313,31 @@ fn defaults(args: &StepArgs, list: &GranuleList) -> Result<(PathBuf, PathBuf), S
         }
     };
     Ok((options, out))
+}
+
+/// The work folder (where each granule's staging folder goes) must fit on one line of
+/// clavrxorb's `file_list`; checked before anything is created.
+fn work_fits_file_list(args: &StepArgs) -> Result<(), StepError> {
+    let (path, what, flag) = match &args.work {
+        Some(w) => (w.clone(), "work directory", "--work"),
+        None => (
+            std::env::temp_dir(),
+            "temporary directory",
+            "--work (or TMPDIR)",
+        ),
+    };
+    match std::path::absolute(&path)
+        .ok()
+        .and_then(|p| crate::granules::file_list_problem(&p))
+    {
+        Some(why) => Err(StepError::NotForFileList {
+            what,
+            flag,
+            path,
+            why,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Creates `dir` if needed and proves a file can be written in it.
