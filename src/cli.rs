@@ -238,7 +238,9 @@ pub struct RetryArgs {
 
 #[derive(Debug, Args)]
 pub struct GenArgs {
-    /// The granule list: one granule path per line, relative to the list's folder.
+    /// The granule list: one granule path per line, relative to the list's folder; or a
+    /// CLAVR-x file_list (line 1 the input folder, line 2 the output folder, then granule
+    /// names), recognised by its first line naming a folder.
     #[arg(long, short = 'f', value_name = "LIST")]
     pub files: PathBuf,
 
@@ -317,7 +319,8 @@ pub struct SlurmArgs {
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<Size>,
 
-    /// Job name. [default: config `job_name`, else pseg-LISTNAME]
+    /// Job name, a plain name (letters, digits, `.`, `_`, `-`, `+`): it names the log files.
+    /// [default: config `job_name`, else pseg-LISTNAME]
     #[arg(long, short = 'J', value_name = "NAME")]
     pub job_name: Option<String>,
 
@@ -353,11 +356,13 @@ pub struct StepArgs {
     #[arg(long, value_name = "PATH")]
     pub exe: Option<PathBuf>,
 
-    /// The clavrxorb options file.
+    /// The clavrxorb options file. [default: clavrx_options beside the list, else config
+    /// `options`]
     #[arg(long, value_name = "FILE")]
     pub options: Option<PathBuf>,
 
-    /// Output folder; job logs go to its `logs/` folder, which gen creates.
+    /// Output folder; job logs go to its `logs/` folder, which gen creates. [default: a
+    /// file_list's output folder, else config `output_dir`]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 

@@ -19,13 +19,17 @@ use crate::size::Size;
 /// The annotated example, printed by `pseg-slurm config init`.
 pub const EXAMPLE: &str = include_str!("../slurm/site.example.yaml");
 
+/// The largest site config read; real ones are a few KiB.
+pub const MAX_BYTES: u64 = 1 << 20;
+
 /// How the granules are spread over Slurm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// A job array: each element processes one chunk of granules.
     Array,
-    /// One job of several tasks (`srun`): each task takes every n-th granule.
+    /// One job of several tasks (`srun`): each task claims the next unclaimed granule until
+    /// none are left.
     Tasks,
 }
 
@@ -126,10 +130,16 @@ fn hint(suggestion: &Option<String>) -> String {
 impl SiteConfig {
     /// Reads and parses a config file; relative paths in it are made relative to its folder.
     pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::bounded::read_text(path, MAX_BYTES).map_err(|e| ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                source: match e {
+                    crate::bounded::ReadError::Io(e) => e,
+                    too_large => {
+                        std::io::Error::other(format!("{too_large}; a site config is a few KiB"))
+                    }
+                },
+            })?;
         let mut config = SiteConfig::parse(&text, path)?;
         let base = std::path::absolute(path)
             .ok()

@@ -3,11 +3,13 @@
 //! The two binaries (`pseg-slurm`, `pseg-step`) are thin shells over this library.
 #![deny(unsafe_code)]
 
+pub mod bounded;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod cpus;
 pub mod deadline;
+pub mod escape;
 pub mod fanout;
 pub mod granules;
 pub mod ledger;

@@ -25,7 +25,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("pseg-slurm: error: {}", chain(e.as_ref()));
+            let message = pseg_slurm::escape::controls_in_lines(&chain(e.as_ref()));
+            eprintln!("pseg-slurm: error: {message}");
             ExitCode::from(1)
         }
     }
@@ -38,6 +39,7 @@ fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             warn(&generated.warnings);
             let argv: Vec<_> = std::env::args_os().collect();
             regen::remember_gen(&generated, &argv)?;
+            generated.create_log_dir()?;
             print(&generated.script)
         }
         Command::Status(args) => {
@@ -295,6 +297,7 @@ fn report(args: &ReportArgs) -> Result<u8, Box<dyn std::error::Error>> {
 
 fn warn(warnings: &[String]) {
     for warning in warnings {
+        let warning = pseg_slurm::escape::controls_in_lines(warning);
         eprintln!("pseg-slurm: warning: {warning}");
     }
 }

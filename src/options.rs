@@ -18,6 +18,15 @@ pub enum OptionsError {
          (or, in an old positional file, `200 !E2 Num scan lines`)"
     )]
     NoScanLines { path: PathBuf },
+    #[error(
+        "{path}: scan_lines is set twice, on line {first} and on line {second}; clavrxorb \
+         builds differ in which one they use, so keep only one"
+    )]
+    Repeated {
+        path: PathBuf,
+        first: usize,
+        second: usize,
+    },
     #[error("{path}:{line}: scan_lines is {value:?}; it must be a whole number of at least 1")]
     BadScanLines {
         path: PathBuf,
@@ -25,6 +34,9 @@ pub enum OptionsError {
         value: String,
     },
 }
+
+/// The largest options file read; real ones are a few KiB.
+pub const MAX_BYTES: u64 = 1 << 20;
 
 /// An options file and where its segment size sits.
 #[derive(Debug, Clone)]
@@ -37,23 +49,37 @@ pub struct ClavrxOptions {
 
 impl ClavrxOptions {
     pub fn read(path: &Path) -> Result<ClavrxOptions, OptionsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| OptionsError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::bounded::read_text(path, MAX_BYTES).map_err(|e| OptionsError::Unreadable {
+                path: path.to_path_buf(),
+                source: match e {
+                    crate::bounded::ReadError::Io(e) => e,
+                    too_large => std::io::Error::other(format!(
+                        "{too_large}; a clavrx_options file is a few KiB"
+                    )),
+                },
+            })?;
         Self::parse(text, path)
     }
 
     pub fn parse(text: String, path: &Path) -> Result<ClavrxOptions, OptionsError> {
-        let found = text
+        let mut keyed = text
             .lines()
             .enumerate()
-            .find_map(|(i, l)| keyed_value(l).map(|r| (i, r)))
-            .or_else(|| {
-                text.lines()
-                    .enumerate()
-                    .find_map(|(i, l)| positional_value(l).map(|r| (i, r)))
+            .filter_map(|(i, l)| keyed_value(l).map(|r| (i, r)));
+        let first = keyed.next();
+        if let (Some((first, _)), Some((second, _))) = (&first, keyed.next()) {
+            return Err(OptionsError::Repeated {
+                path: path.to_path_buf(),
+                first: first + 1,
+                second: second + 1,
             });
+        }
+        let found = first.or_else(|| {
+            text.lines()
+                .enumerate()
+                .find_map(|(i, l)| positional_value(l).map(|r| (i, r)))
+        });
         let Some((line, range)) = found else {
             return Err(OptionsError::NoScanLines {
                 path: path.to_path_buf(),
@@ -158,6 +184,27 @@ mod tests {
         let o = parse(t).unwrap();
         assert_eq!(o.scan_lines, 50);
         assert_eq!(o.with_scan_lines(1), "100 !E2 old\nscan_lines = 1 ! new\n");
+    }
+
+    #[test]
+    fn a_repeated_key_names_both_lines() {
+        for t in [
+            "scan_lines = 10\nx\nscan_lines = 0\n",
+            "scan_lines = 10\nx\nscan_lines: 50 ! later\n",
+        ] {
+            match parse(t) {
+                Err(
+                    e @ OptionsError::Repeated {
+                        first: 1,
+                        second: 3,
+                        ..
+                    },
+                ) => {
+                    assert!(e.to_string().contains("line 1 and on line 3"), "{e}")
+                }
+                other => panic!("{t:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ fn main() -> ExitCode {
     match run(StepArgs::parse()) {
         Ok(status) => ExitCode::from(status),
         Err(e) => {
-            eprintln!("pseg-step: error: {e}");
+            let message = pseg_slurm::escape::controls_in_lines(&e.to_string());
+            eprintln!("pseg-step: error: {message}");
             ExitCode::from(e.exit_status())
         }
     }

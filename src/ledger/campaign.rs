@@ -2,8 +2,11 @@
 //! and the `gen` call that made the job, so `status` can count what was never started and
 //! `retry` can render a script the same way.
 //!
-//! `pseg-slurm gen` writes it (replacing an older one); a driver started by hand may record
-//! the list and output folder with [`Campaign::remember`], which never replaces one.
+//! Paths in it are absolute, so `status` and `retry` work from any folder. `pseg-slurm gen`
+//! writes it over an older record of the same list and output folder (adding its call), and
+//! refuses one of another campaign; a driver started by hand records the list and output
+//! folder with [`Campaign::remember`], which never replaces one and says how an existing one
+//! disagrees.
 
 use std::path::{Path, PathBuf};
 
@@ -69,20 +72,62 @@ impl Campaign {
         serde_yaml::to_string(self).unwrap_or_default()
     }
 
-    /// Writes `state_dir/campaign.yaml`, replacing any older one (what `gen` does).
+    /// Writes `state_dir/campaign.yaml` (what `gen` does): over an older record of the same
+    /// list and output folder, never over another campaign's.
     pub fn write(&self, state_dir: &Path) -> Result<(), LedgerError> {
         std::fs::create_dir_all(state_dir).map_err(|source| LedgerError::Create {
             path: state_dir.to_path_buf(),
             source,
         })?;
+        if let Some(how) = Campaign::read(state_dir)?.and_then(|old| old.disagreement(self)) {
+            return Err(LedgerError::OtherCampaign {
+                path: state_dir.join(FILE),
+                how,
+            });
+        }
         store::write_atomic(state_dir, FILE, self.text().as_bytes())
             .map_err(LedgerError::write(state_dir.join(FILE)))
     }
 
-    /// Writes `state_dir/campaign.yaml` only if there is none; true if this call wrote it.
-    pub fn remember(&self, state_dir: &Path) -> Result<bool, LedgerError> {
-        store::create_exclusive(state_dir, FILE, self.text().as_bytes())
-            .map_err(LedgerError::write(state_dir.join(FILE)))
+    /// Writes `state_dir/campaign.yaml` only if there is none; if there is one of another
+    /// campaign, says how it disagrees.
+    pub fn remember(&self, state_dir: &Path) -> Result<Option<String>, LedgerError> {
+        let path = state_dir.join(FILE);
+        if store::create_exclusive(state_dir, FILE, self.text().as_bytes())
+            .map_err(LedgerError::write(&path))?
+        {
+            return Ok(None);
+        }
+        Ok(Campaign::read(state_dir)?
+            .and_then(|old| old.disagreement(self))
+            .map(|how| format!("{} belongs to another campaign: {how}", path.display())))
+    }
+
+    /// How `self` (recorded) and `new` name different campaigns, if they do. A relative list
+    /// (from an older pseg-step) cannot be compared and never disagrees.
+    pub fn disagreement(&self, new: &Campaign) -> Option<String> {
+        let same = |a: &Path, b: &Path| {
+            let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            a == b || real(a) == real(b)
+        };
+        let mut how = Vec::new();
+        if self.list.is_absolute() && !same(&self.list, &new.list) {
+            how.push(format!(
+                "it records the granule list {}, this {} has {}",
+                self.list.display(),
+                new.written_by,
+                new.list.display()
+            ));
+        }
+        if self.output_dir.is_absolute() && !same(&self.output_dir, &new.output_dir) {
+            how.push(format!(
+                "it records the output folder {}, this {} has {}",
+                self.output_dir.display(),
+                new.written_by,
+                new.output_dir.display()
+            ));
+        }
+        (!how.is_empty()).then(|| format!("{} (written by {})", how.join("; "), self.written_by))
     }
 
     /// Reads `state_dir/campaign.yaml`; `None` if there is none.
@@ -105,34 +150,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gen_replaces_a_driver_only_remembers() {
+    fn gen_replaces_the_same_campaign_and_refuses_another() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(Campaign::read(dir.path()).unwrap(), None);
         let by_step = Campaign::new(Path::new("/l.txt"), Path::new("/out"), None, "pseg-step");
-        assert!(by_step.remember(dir.path()).unwrap());
+        assert_eq!(by_step.remember(dir.path()).unwrap(), None);
         let again = Campaign::new(
             Path::new("/other.txt"),
             Path::new("/out"),
             None,
             "pseg-step",
         );
-        assert!(!again.remember(dir.path()).unwrap());
+        let how = again.remember(dir.path()).unwrap().unwrap();
+        assert!(
+            how.contains("granule list /l.txt, this pseg-step has /other.txt"),
+            "{how}"
+        );
         assert_eq!(
             Campaign::read(dir.path()).unwrap().unwrap().list,
             Path::new("/l.txt")
         );
-        let call = GenCall {
-            cwd: "/w".into(),
-            args: vec!["--files".into(), "l2.txt".into()],
+        let call = |list: &str| GenCall {
+            cwd: "/".into(),
+            args: vec!["--files".into(), list.into()],
             config: Some("/etc/site.yaml".into()),
         };
-        let by_gen = Campaign::new(
-            Path::new("/w/l2.txt"),
+        let other = Campaign::new(
+            Path::new("/l2.txt"),
             Path::new("/out"),
-            Some(call),
+            Some(call("l2.txt")),
+            "pseg-slurm gen",
+        );
+        let e = other.write(dir.path()).unwrap_err();
+        assert!(matches!(e, LedgerError::OtherCampaign { .. }), "{e}");
+        assert!(e.to_string().contains("/l.txt"), "{e}");
+        // The same list: gen's record, with its call, takes the driver's place.
+        let by_gen = Campaign::new(
+            Path::new("/l.txt"),
+            Path::new("/out"),
+            Some(call("l.txt")),
             "pseg-slurm gen",
         );
         by_gen.write(dir.path()).unwrap();
+        assert_eq!(Campaign::read(dir.path()).unwrap().unwrap(), by_gen);
+        assert_eq!(by_step.remember(dir.path()).unwrap(), None);
         assert_eq!(Campaign::read(dir.path()).unwrap().unwrap(), by_gen);
         std::fs::write(dir.path().join(FILE), "list: [").unwrap();
         let e = Campaign::read(dir.path()).unwrap_err();

@@ -44,6 +44,10 @@ pub enum LedgerError {
          granule list is unknown"
     )]
     NoCampaign { path: PathBuf },
+    #[error(
+        "{path} belongs to another campaign: {how}; give this one its own --out (or remove {path} to start over)"
+    )]
+    OtherCampaign { path: PathBuf, how: String },
 }
 
 impl LedgerError {

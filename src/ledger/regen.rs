@@ -11,7 +11,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, GenArgs, RetryArgs};
 use crate::config::{Mode, is_bare_name};
-use crate::granules::{ListError, read_list};
+use crate::granules::{GranuleList, ListError, read_list};
 use crate::ledger::campaign::{Campaign, GenCall};
 use crate::ledger::error::LedgerError;
 use crate::ledger::holder::Holder;
@@ -107,8 +107,9 @@ pub fn run(args: RetryArgs) -> Result<Retried, RetryError> {
     let Some(call) = &campaign.gen_call else {
         return Err(RetryError::NoGenCall { list: list_path });
     };
-    let gen_args = replay(call, &list_path, &campaign, args, &cwd, &state)?;
+    let gen_args = replay(call, &list_path, &list, &campaign, args, &cwd, &state)?;
     let generated = script::generate_in(&gen_args, &call.cwd)?;
+    generated.create_log_dir()?;
     let reset = retry::reset_failed(&ledger, &selection, &me)?;
     Ok(Retried::Script {
         generated: Box::new(generated),
@@ -122,6 +123,7 @@ pub fn run(args: RetryArgs) -> Result<Retried, RetryError> {
 fn replay(
     call: &GenCall,
     list: &Path,
+    original: &GranuleList,
     campaign: &Campaign,
     o: RetryArgs,
     cwd: &Path,
@@ -142,6 +144,17 @@ fn replay(
         });
     };
     let mut g = *g;
+    // What the campaign's own list implied (a file_list's output folder, clavrx_options
+    // beside it) is lost with a retry list elsewhere: pass it on as flags.
+    if g.step.out.is_none() {
+        g.step.out = Some(campaign.output_dir.clone());
+    }
+    if g.step.options.is_none() {
+        let beside = original.options_beside();
+        if beside.is_file() {
+            g.step.options = Some(std::path::absolute(&beside).unwrap_or(beside));
+        }
+    }
     g.files = list.to_path_buf();
     // What gen used, whether it came from --config or PSEG_SLURM_CONFIG back then.
     g.config = call.config.clone();

@@ -194,7 +194,8 @@ mod tests {
             "done.hdf\nbad.hdf\nnew.hdf\ncut.hdf\nbusy.hdf\nlost.hdf\nmoved.hdf\n",
             Path::new("/data"),
             Path::new("/data/l.txt"),
-        );
+        )
+        .unwrap();
         let names = |v: &[Granule]| v.iter().map(|g| g.name()).collect::<Vec<_>>();
         // The check comes from another process than the live holder: judge as a stranger.
         let other = Holder {

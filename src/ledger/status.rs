@@ -633,7 +633,9 @@ pub fn render_text(s: &Summary) -> String {
     for warning in &s.warnings {
         let _ = writeln!(w, "warning: {warning}");
     }
-    out
+    // Names and messages come from files anyone may name: no control character reaches the
+    // terminal raw.
+    crate::escape::controls_in_lines(&out)
 }
 
 #[cfg(test)]

@@ -24,8 +24,11 @@ pub const TMP_PREFIX: &str = ".tmp-";
 const ESTALE: i32 = 116;
 
 fn temp_in(dir: &Path, bytes: &[u8]) -> io::Result<tempfile::NamedTempFile> {
+    // 0666 less the umask, like the outputs: a group sharing a campaign reads its records
+    // and reports (tempfile's own default, 0600, would hide them).
     let mut tmp = tempfile::Builder::new()
         .prefix(TMP_PREFIX)
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
@@ -120,6 +123,18 @@ mod tests {
         let missing = dir.path().join("nope/r.json");
         assert!(write_atomic(&dir.path().join("nope"), "r.json", b"x").is_err());
         assert_eq!(read_optional(&missing).unwrap(), None);
+    }
+
+    #[test]
+    fn files_follow_the_umask_like_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), "r", b"x").unwrap();
+        create_exclusive(dir.path(), "c", b"x").unwrap();
+        // What a plain create gives under this process's umask is what outputs get.
+        std::fs::write(dir.path().join("plain"), b"x").unwrap();
+        let mode = |n: &str| std::fs::metadata(dir.path().join(n)).unwrap().mode() & 0o777;
+        assert_eq!(mode("r"), mode("plain"));
+        assert_eq!(mode("c"), mode("plain"));
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! one (records know pending and running granules, and failures that left no report), else
 //! from the head of its report, read only up to its `workers:` section. Full reports are
 //! read only for the few granules the page details. Nothing is written.
+//!
+//! Every number read is made finite and plausible here (times within 0..1e10 s since the
+//! epoch, durations within 0..1e8 s, sizes up to 1 EiB), each clamped one flagged, so no
+//! chart ever meets NaN, infinity or ±1.8e308: those would hang the tick loops and reach
+//! the HTML.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -108,6 +113,125 @@ pub struct Loaded {
     pub unreadable: Vec<(PathBuf, String)>,
     /// The report itself, when the path was one report file.
     pub single: Option<Box<GranuleReport>>,
+    /// One warning per granule whose numbers were absurd and were clamped.
+    pub clamped: Vec<String>,
+}
+
+/// Latest plausible Unix time (the year 2286) and longest plausible duration (3 years).
+const MAX_UNIX: f64 = 1e10;
+const MAX_SECONDS: f64 = 1e8;
+/// The largest plausible memory figure: 1 EiB.
+const MAX_BYTES: u64 = 1 << 60;
+
+/// Clamps `v` into `0..=max` (NaN to 0); records `what` when it had to.
+fn clamp(v: &mut f64, max: f64, what: &'static str, flagged: &mut Vec<&'static str>) {
+    if !(0.0..=max).contains(v) {
+        *v = if v.is_nan() { 0.0 } else { v.clamp(0.0, max) };
+        if !flagged.contains(&what) {
+            flagged.push(what);
+        }
+    }
+}
+
+fn clamp_bytes(v: &mut u64, what: &'static str, flagged: &mut Vec<&'static str>) {
+    if *v > MAX_BYTES {
+        *v = MAX_BYTES;
+        if !flagged.contains(&what) {
+            flagged.push(what);
+        }
+    }
+}
+
+/// Makes every number of a report plausible; returns the fields that were not.
+pub fn sanitize(r: &mut GranuleReport) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    clamp(&mut r.started_unix, MAX_UNIX, "started_unix", &mut f);
+    clamp(&mut r.wall_seconds, MAX_SECONDS, "wall_seconds", &mut f);
+    clamp(&mut r.cpu_seconds, MAX_SECONDS, "cpu_seconds", &mut f);
+    let w = &mut r.workers;
+    clamp(
+        &mut w.ready_wait_mean_seconds,
+        MAX_SECONDS,
+        "workers",
+        &mut f,
+    );
+    clamp(
+        &mut w.ready_wait_max_seconds,
+        MAX_SECONDS,
+        "workers",
+        &mut f,
+    );
+    for (t, _) in &mut w.busy_over_time {
+        clamp(t, MAX_SECONDS, "workers.busy_over_time", &mut f);
+    }
+    let m = &mut r.memory;
+    for (v, what) in [
+        (&mut m.peak_bytes, "memory"),
+        (&mut m.pss_peak_bytes, "memory"),
+        (&mut m.rss_peak_bytes, "memory"),
+        (&mut m.parent_pss_peak_bytes, "memory"),
+        (&mut m.worker_private_peak_bytes, "memory"),
+    ] {
+        clamp_bytes(v, what, &mut f);
+    }
+    if let Some(v) = &mut m.limit_bytes {
+        clamp_bytes(v, "memory.limit_bytes", &mut f);
+    }
+    if let Some(cg) = &mut m.cgroup {
+        clamp_bytes(&mut cg.usage_peak_bytes, "memory.cgroup", &mut f);
+        for v in [&mut cg.kernel_peak_bytes, &mut cg.limit_bytes]
+            .into_iter()
+            .flatten()
+        {
+            clamp_bytes(v, "memory.cgroup", &mut f);
+        }
+    }
+    clamp(
+        &mut m.sample_interval_seconds,
+        MAX_SECONDS,
+        "memory",
+        &mut f,
+    );
+    for (t, pss, cg) in &mut m.over_time {
+        clamp(t, MAX_SECONDS, "memory.over_time", &mut f);
+        clamp_bytes(pss, "memory.over_time", &mut f);
+        clamp_bytes(cg, "memory.over_time", &mut f);
+    }
+    for st in &mut r.segment_times {
+        for t in [
+            &mut st.queued,
+            &mut st.started,
+            &mut st.processed,
+            &mut st.written,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            clamp(t, MAX_SECONDS, "segment_times", &mut f);
+        }
+    }
+    f
+}
+
+/// Makes an entry's times plausible; true if they were not.
+fn sanitize_entry(e: &mut Entry) -> bool {
+    let mut f = Vec::new();
+    for t in [&mut e.started, &mut e.ended].into_iter().flatten() {
+        clamp(t, MAX_UNIX, "time", &mut f);
+    }
+    !f.is_empty()
+}
+
+/// What a clamped granule's warning (and its report's `error`) says.
+pub const CLAMPED: &str = "were clamped to plausible ones";
+
+/// The warning for a granule whose numbers were clamped.
+pub fn clamped_warning(name: &str, fields: &[&str]) -> String {
+    format!(
+        "{}: absurd values ({}) {CLAMPED}; its figures cannot be trusted",
+        crate::escape::controls(name),
+        fields.join(", ")
+    )
 }
 
 impl Loaded {
@@ -129,12 +253,24 @@ impl Loaded {
     }
 }
 
-/// Reads a whole granule report.
+/// The largest report read: a long granule's is a few MiB.
+const MAX_REPORT_BYTES: u64 = 256 << 20;
+
+/// Reads a whole granule report, its numbers made plausible ([`sanitize`]); a report that
+/// needed it says so in its `error`.
 pub fn read_report(path: &Path) -> Result<GranuleReport, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let report: GranuleReport = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
+    let text = crate::bounded::read_text(path, MAX_REPORT_BYTES).map_err(|e| e.to_string())?;
+    let mut report: GranuleReport = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
     if report.kind != "granule" {
         return Err(format!("it is a {} report, not a granule's", report.kind));
+    }
+    let clamped = sanitize(&mut report);
+    if !clamped.is_empty() {
+        let note = clamped_warning(&report.name, &clamped);
+        report.error = Some(match report.error.take() {
+            Some(e) => format!("{e}; {note}"),
+            None => note,
+        });
     }
     Ok(report)
 }
@@ -158,6 +294,11 @@ pub fn load(path: &Path) -> Result<Loaded, RenderError> {
         });
         return Ok(Loaded {
             reports_dir: path.parent().map(Path::to_path_buf),
+            clamped: report
+                .error
+                .iter()
+                .filter_map(|e| e.find(CLAMPED).map(|_| e.clone()))
+                .collect(),
             entries: vec![entry],
             from_reports: 1,
             report_files: 1,
@@ -187,7 +328,12 @@ pub fn load(path: &Path) -> Result<Loaded, RenderError> {
         loaded.unreadable.extend(scan.unreadable);
         for record in scan.records {
             known.insert(record.name.clone());
-            loaded.entries.push(Entry::from_record(record));
+            let mut entry = Entry::from_record(record);
+            if sanitize_entry(&mut entry) {
+                let warning = clamped_warning(&entry.name, &["started", "ended"]);
+                loaded.clamped.push(warning);
+            }
+            loaded.entries.push(entry);
         }
         loaded.from_ledger = loaded.entries.len();
     }
@@ -203,7 +349,13 @@ pub fn load(path: &Path) -> Result<Loaded, RenderError> {
         for (path, head) in unknown.into_iter().zip(heads) {
             match head {
                 Ok(h) if h.kind == "granule" => {
-                    loaded.entries.push(Entry::from_head(h));
+                    let mut entry = Entry::from_head(h);
+                    if sanitize_entry(&mut entry) {
+                        let warning =
+                            clamped_warning(&entry.name, &["started_unix", "wall_seconds"]);
+                        loaded.clamped.push(warning);
+                    }
+                    loaded.entries.push(entry);
                     loaded.from_reports += 1;
                 }
                 Ok(_) => {} // a step's summary

@@ -178,11 +178,19 @@ pub fn build(path: &Path, loaded: &Loaded, options: &Options) -> Result<Rendered
             loaded.unreadable.len() - 20
         ));
     }
+    warnings.extend(loaded.clamped.iter().take(20).cloned());
     let mut reports: HashMap<usize, GranuleReport> = HashMap::new();
     let mut missing: HashMap<usize, String> = HashMap::new();
     for (i, r) in wanted.iter().zip(read) {
         match r {
             Some(Ok(r)) => {
+                let clamped = r
+                    .error
+                    .as_deref()
+                    .filter(|e| e.contains(super::load::CLAMPED));
+                if let Some(note) = clamped.filter(|_| loaded.single.is_none()) {
+                    warnings.push(note.to_string());
+                }
                 reports.insert(*i, r);
             }
             Some(Err(why)) => {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::config::{Mode, Percent, Percentile};
+use crate::config::{Mode, Percent, Percentile, TimeLimit};
 use crate::script::cluster;
 use crate::script::context::{ArrayVars, ContainerVars, ScriptContext};
 use crate::script::error::GenError;
@@ -28,6 +28,8 @@ pub struct Inputs<'a> {
     pub peak_mem: Option<Size>,
     /// What renders the script (for the header).
     pub template: &'a str,
+    /// What the list is, in words ([`crate::granules::GranuleList::describe`]).
+    pub list_kind: String,
 }
 
 /// How the list is spread: the array or the tasks, with notes.
@@ -46,9 +48,9 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
     let n = inputs.n_granules;
     let mut notes = vec![
         format!(
-            "Granule list: {} ({n} granule{}, all present and readable when generated)",
-            p.list.display(),
-            plural(n)
+            "{}{}; all present and readable when generated",
+            inputs.list_kind[..1].to_uppercase(),
+            &inputs.list_kind[1..]
         ),
         match inputs.config_path {
             Some(path) => format!("Site config: {}", path.display()),
@@ -70,6 +72,19 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
     notes.push(mem_note);
     let (time, time_note) = time(inputs, spread.granules_per_task, warnings);
     notes.push(time_note);
+    let warning = s.warning_seconds.value;
+    if let Some(t) = time
+        .as_ref()
+        .filter(|t| warning > 0 && t.value.seconds <= u64::from(warning))
+    {
+        return Err(GenError::TimeNotAfterWarning {
+            time: t.value.to_string(),
+            time_from: t.source.clone(),
+            warning,
+            warning_from: s.warning_seconds.source.clone(),
+        });
+    }
+    let time = time.map(|t| t.value.to_string());
     for (flag, value) in [
         ("--partition", &s.partition),
         ("--account", &s.account),
@@ -79,7 +94,6 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
             notes.push(format!("{flag}={}: {}", v.value, v.source));
         }
     }
-    let warning = s.warning_seconds.value;
     notes.push(if warning > 0 {
         format!(
             "--signal=USR1@{warning}: {}; on SIGUSR1 this long before the time limit (up to a \
@@ -127,6 +141,7 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
     ));
 
     let step_argv = step_argv(s, p, spread.array.as_ref());
+    check_step_argv(s, &step_argv)?;
     let container = p.container.as_ref().map(|c| ContainerVars {
         runtime: c.runtime.clone(),
         image: text(&c.image.value),
@@ -380,7 +395,7 @@ fn time(
     inputs: &Inputs,
     granules_per_task: usize,
     warnings: &mut Vec<String>,
-) -> (Option<String>, String) {
+) -> (Option<Sourced<TimeLimit>>, String) {
     let s = inputs.settings;
     let walls: Vec<f64> = inputs
         .measurements
@@ -399,22 +414,25 @@ fn time(
             let needs = slowest + f64::from(s.warning_seconds.value) + SIGNAL_RESOLUTION_SECONDS;
             if (t.value.seconds as f64) < needs {
                 warnings.push(format!(
-                    "--time {} is shorter than one granule needs: {slowest:.0} s measured                      (slowest of {}) + {} s warning + {SIGNAL_RESOLUTION_SECONDS:.0} s Slurm                      signal resolution = {needs:.0} s; granules will be interrupted on every                      submission",
+                    "--time {} is shorter than one granule needs: {slowest:.0} s measured \
+                     (slowest of {}) + {} s warning + {SIGNAL_RESOLUTION_SECONDS:.0} s Slurm \
+                     signal resolution = {needs:.0} s; granules will be interrupted on every \
+                     submission",
                     t.value,
                     walls.len(),
                     s.warning_seconds.value
                 ));
             }
         }
-        return (
-            Some(t.value.to_string()),
-            format!("--time={}: {}", t.value, t.source),
-        );
+        return (Some(t.clone()), format!("--time={}: {}", t.value, t.source));
     }
     if let Some(wall) = sizing::percentile(&walls, s.percentile.value) {
         let limit = sizing::time_limit(wall, granules_per_task, s.headroom.value);
         return (
-            Some(limit.to_string()),
+            Some(Sourced::new(
+                limit,
+                Source::Derived("the measured wall time"),
+            )),
             format!(
                 "--time={limit}: wall {wall:.1} s per granule ({}) x {granules_per_task} \
                  granule{} per task + {} headroom, rounded up to whole minutes (at least {})",
@@ -431,7 +449,7 @@ fn time(
     }
     match &s.time {
         Some(t) => (
-            Some(t.value.to_string()),
+            Some(t.clone()),
             format!("--time={}: {} (no wall time measured)", t.value, t.source),
         ),
         None => {
@@ -495,13 +513,105 @@ fn command(step_argv: &[String], container: Option<&ContainerVars>) -> String {
     quote::sh_join(&words)
 }
 
-/// `pseg-<list file name without extension>`.
+/// `pseg-<list file name without extension>`, anything but a plain name's characters
+/// made `_`.
 fn default_job_name(list: &Path) -> String {
-    let stem = list
+    let stem: String = list
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("pseg-{stem}")
+}
+
+/// Flags gen sets itself from its own flags or config keys; `step_args` may not set them.
+const SET_BY_GEN: &[(&str, &str)] = &[
+    ("files", "it is the list given to gen"),
+    ("exe", "use --exe or the config key `clavrxorb`"),
+    ("options", "use --options or the config key `options`"),
+    ("out", "use --out or the config key `output_dir`"),
+    ("work", "use --work or the config key `work_dir`"),
+    ("state", "the campaign's state folder is OUT/pseg-state"),
+    (
+        "chunk_size",
+        "use --chunk-size or the config key `granules_per_task`",
+    ),
+    ("scan_lines", "use the config key `scan_lines`"),
+    ("max_workers", "use the config key `max_workers`"),
+    ("max_lead", "use the config key `max_lead`"),
+    ("stall_timeout", "use the config key `stall_timeout`"),
+    ("serial", "use the config key `serial`"),
+    ("keep_work", "use the config key `keep_work`"),
+];
+
+/// Parses the step's command line with pseg-step's own parser, so a bad `step_args` fails
+/// here, not in every array element at once; `step_args` may not set what gen sets.
+fn check_step_argv(s: &Settings, argv: &[String]) -> Result<(), GenError> {
+    use clap::{CommandFactory, FromArgMatches};
+    let from = || Some(Source::Config("step_args"));
+    // `--check` stands in for the list gen adds (it makes --files optional); the full
+    // command line below tells whether step_args set it too.
+    let extra = crate::step::StepArgs::command()
+        .try_get_matches_from(
+            ["pseg-step", "--check"]
+                .into_iter()
+                .chain(s.step_args.iter().map(String::as_str)),
+        )
+        .map_err(|e| GenError::StepArgs {
+            message: first_line(&e.to_string()),
+            from: from(),
+        })?;
+    for (id, instead) in SET_BY_GEN.iter().filter(|(id, _)| *id != "check") {
+        if extra.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            let long = crate::step::StepArgs::command()
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_long().map(|l| format!("--{l}")))
+                .unwrap_or_else(|| id.to_string());
+            return Err(GenError::StepArgSetByGen {
+                flag: long,
+                instead: instead.to_string(),
+            });
+        }
+    }
+    let matches = crate::step::StepArgs::command()
+        .try_get_matches_from(argv)
+        .map_err(|e| GenError::StepArgs {
+            message: first_line(&e.to_string()),
+            from: (!s.step_args.is_empty()).then(from).flatten(),
+        })?;
+    let parsed =
+        crate::step::StepArgs::from_arg_matches(&matches).map_err(|e| GenError::StepArgs {
+            message: first_line(&e.to_string()),
+            from: None,
+        })?;
+    if parsed.check {
+        return Err(GenError::StepArgSetByGen {
+            flag: "--check".into(),
+            instead: "a job does not check, it runs".into(),
+        });
+    }
+    Ok(())
+}
+
+/// clap's message on one line, without its usage and help hints.
+fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 /// A checked path as text (paths were refused earlier unless UTF-8).
@@ -516,4 +626,103 @@ fn one_line(note: &str) -> String {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::config::SiteConfig;
+    use crate::script::settings;
+    use crate::script::settings::Sourced;
+    use crate::step::StepArgs;
+    use clap::Parser;
+    use std::path::PathBuf;
+
+    fn settings(config: &str, extra: &[&str]) -> Settings {
+        let mut argv = vec!["pseg-slurm", "gen", "--files", "l.txt"];
+        argv.extend_from_slice(extra);
+        let Command::Gen(g) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        let c = SiteConfig::parse(config, Path::new("/etc/site.yaml")).unwrap();
+        settings::resolve(&g, &c, Path::new("/w")).unwrap()
+    }
+
+    fn paths() -> Paths {
+        Paths {
+            list: "/d/file_list".into(),
+            options: "/d/clavrx_options".into(),
+            out: "/o".into(),
+            log_dir: "/o/logs".into(),
+            work: Some("/scratch/w".into()),
+            exe: Some(Sourced::new("/opt/clavrxorb".into(), Source::Default)),
+            pseg_step: Sourced::new("/bin/pseg-step".into(), Source::Default),
+            container: None,
+        }
+    }
+
+    /// The contract between gen and pseg-step: every flag gen writes means to pseg-step
+    /// what gen meant.
+    #[test]
+    fn the_step_command_line_parses_as_pseg_step_reads_it() {
+        let s = settings(
+            "scan_lines: 50\nmax_workers: 3\nmax_lead: 4\nstall_timeout: 99\nserial: true\n\
+             keep_work: true\nstep_args: ['--mem-admission', 'off', '--sample-interval=0.5']\n",
+            &[],
+        );
+        let array = ArrayVars {
+            chunk_size: 7,
+            chunks: 2,
+            last_index: 1,
+            limit: None,
+            spec: "0-1".into(),
+            max_array_size: 1001,
+        };
+        let argv = step_argv(&s, &paths(), Some(&array));
+        check_step_argv(&s, &argv).unwrap();
+        let a = StepArgs::try_parse_from(&argv).unwrap();
+        assert_eq!(a.files, Some(PathBuf::from("/d/file_list")));
+        assert_eq!(a.options, Some(PathBuf::from("/d/clavrx_options")));
+        assert_eq!(a.out, Some(PathBuf::from("/o")));
+        assert_eq!(a.work, Some(PathBuf::from("/scratch/w")));
+        assert_eq!(a.exe, PathBuf::from("/opt/clavrxorb"));
+        assert_eq!(a.scan_lines, Some(50));
+        assert_eq!(a.max_workers, Some(3));
+        assert_eq!(a.max_lead, 4);
+        assert_eq!(a.stall_timeout, 99);
+        assert!(a.serial && a.keep_work && !a.check);
+        assert_eq!(a.chunk_size, Some(7));
+        assert_eq!(a.mem_admission, "off");
+        assert_eq!(a.sample_interval, 0.5);
+    }
+
+    #[test]
+    fn step_args_pseg_step_would_refuse_are_refused_now() {
+        for (step_args, wanted) in [
+            ("['--no-such-flag']", "--no-such-flag"),
+            ("['--sample-interval', 'inf']", "inf"),
+            ("['--max-lead', '0']", "--max-lead"),
+        ] {
+            let s = settings(&format!("step_args: {step_args}\n"), &[]);
+            let argv = step_argv(&s, &paths(), None);
+            let e = check_step_argv(&s, &argv).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, GenError::StepArgs { .. }), "{msg}");
+            assert!(
+                msg.contains(wanted) && msg.contains("site config `step_args`"),
+                "{msg}"
+            );
+        }
+        for (flag, args, key) in [
+            ("--out", "['--out', '5']", "output_dir"),
+            ("--scan-lines", "['--scan-lines=5']", "scan_lines"),
+            ("--check", "['--check']", "runs"),
+        ] {
+            let s = settings(&format!("step_args: {args}\n"), &[]);
+            let e = check_step_argv(&s, &step_argv(&s, &paths(), None)).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(flag) && msg.contains(key), "{msg}");
+        }
+    }
 }

@@ -21,11 +21,38 @@ pub enum GenError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
-    #[error("no {what} given: pass {flag} or set `{key}` in the site config (--config)")]
+    #[error("no {what} given: pass {flag}, set `{key}` in the site config (--config), or {hint}")]
     Missing {
         what: &'static str,
         flag: &'static str,
         key: &'static str,
+        hint: &'static str,
+    },
+    #[error(
+        "the time limit {time} (from the {time_from}) is not longer than the {warning} s warning \
+         (from the {warning_from}): pseg-step would be told to stop before it starts; raise \
+         --time or lower --warning-seconds"
+    )]
+    TimeNotAfterWarning {
+        time: String,
+        time_from: Source,
+        warning: u16,
+        warning_from: Source,
+    },
+    #[error(
+        "job name {value:?} (from the {from}) is not a plain name: it names the log files in \
+         OUT/logs, so use only letters, digits, `.`, `_`, `-` and `+` (not starting with `.`)"
+    )]
+    BadJobName { value: String, from: Source },
+    #[error("`step_args` in the site config set {flag}, which gen sets itself; {instead}")]
+    StepArgSetByGen { flag: String, instead: String },
+    #[error("pseg-step would refuse the command line gen made{}: {message}", match from {
+        Some(s) => format!(" (its extra arguments come from the {s})"),
+        None => String::new(),
+    })]
+    StepArgs {
+        message: String,
+        from: Option<Source>,
     },
     #[error("{what} {path} (from the {from}) {problem}")]
     BadPath {

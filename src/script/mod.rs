@@ -3,8 +3,9 @@
 //!
 //! [`generate`] reads and checks the inputs (list, config, reports, paths), then the pure
 //! parts decide: [`layout`] cuts the list, [`sizing`] turns measurements into memory and
-//! time, [`templates`] renders [`context::ScriptContext`]. Nothing is written to stdout here,
-//! and nothing but the log folder is created, so a refused input leaves no half script.
+//! time, [`templates`] renders [`context::ScriptContext`]. Nothing is written to stdout or
+//! created here, so a refused input leaves nothing behind; the caller creates the log folder
+//! ([`Generated::create_log_dir`]) once it accepted the script.
 
 pub mod cluster;
 pub mod context;
@@ -37,6 +38,18 @@ pub struct Generated {
     pub list: PathBuf,
     pub out: PathBuf,
     pub config: Option<PathBuf>,
+    /// Where the job's logs go; Slurm does not create it.
+    pub log_dir: PathBuf,
+}
+
+impl Generated {
+    /// Creates the log folder the script names.
+    pub fn create_log_dir(&self) -> Result<(), GenError> {
+        std::fs::create_dir_all(&self.log_dir).map_err(|source| GenError::CreateLogDir {
+            path: self.log_dir.clone(),
+            source,
+        })
+    }
 }
 
 /// Runs `gen`: checks everything, then renders. See the module comment.
@@ -57,7 +70,8 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
     let list_path = paths::absolute(&cwd, &args.files);
     let list = read_list(&list_path)?;
     list.check()?;
-    let settings = settings::resolve(args, &config, &cwd)?;
+    let mut settings = settings::resolve(args, &config, &cwd)?;
+    settings.take_list_defaults(&list);
     let reports: Vec<PathBuf> = args
         .sizing
         .profile
@@ -80,6 +94,7 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
         measurements: &measurements,
         peak_mem: args.sizing.peak_mem,
         template: &templates.what,
+        list_kind: list.describe(),
     };
     let context = assemble::context(&inputs, &mut warnings)?;
     let script = templates.render(&context)?;
@@ -89,5 +104,6 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
         list: list_path,
         out: paths.out,
         config: config_path,
+        log_dir: paths.log_dir,
     })
 }

@@ -2,8 +2,10 @@
 //! executables looked up, container binds worked out, and the log folder created.
 //!
 //! Paths the job reads on the host (list, options, image, a host executable) must exist now;
-//! paths inside a container are taken as given. Each path is refused here if a script could
-//! not carry it (a line break, `%` in the log folder, `:` or `,` in a bind).
+//! paths inside a container are taken as given, unless they exist on the host, in which case
+//! their folder is bound. Each path is refused here if a script could not carry it (a line
+//! break, `%` in the log folder, `:` or `,` in a bind). Nothing is created here: the caller
+//! creates the log folder once every check passed.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -71,9 +73,21 @@ pub fn resolve(
     warnings: &mut Vec<String>,
 ) -> Result<Paths, GenError> {
     let in_container = s.container_image.is_some();
-    let options = required(&s.options, "options file", "--options", "options")?;
+    let options = required(
+        &s.options,
+        "options file",
+        "--options",
+        "options",
+        "put a clavrx_options file beside the list",
+    )?;
     must_be_file("options file", &options)?;
-    let out = required(&s.out, "output folder", "--out", "output_dir")?;
+    let out = required(
+        &s.out,
+        "output folder",
+        "--out",
+        "output_dir",
+        "give a CLAVR-x file_list, whose line 2 names it",
+    )?;
     printable("output folder", &out)?;
     if out.value.to_string_lossy().contains('%') {
         return Err(bad(
@@ -84,6 +98,13 @@ pub fn resolve(
     }
     if let Some(work) = &s.work {
         printable("work folder", work)?;
+        if let Some(why) = crate::granules::file_list_problem(&work.value) {
+            return Err(bad(
+                "work folder",
+                work,
+                &format!("{why}, so clavrxorb's file_list cannot name it; rename it"),
+            ));
+        }
     }
 
     let exe = match &s.exe {
@@ -120,17 +141,20 @@ pub fn resolve(
             Some(Container {
                 runtime: s.container_runtime.clone(),
                 image: image.clone(),
-                binds: binds(s, list, list_path, &options.value, &out.value)?,
+                binds: binds(
+                    s,
+                    list,
+                    list_path,
+                    &options.value,
+                    &out.value,
+                    &[exe.as_ref(), Some(&pseg_step)],
+                )?,
             })
         }
         None => None,
     };
 
     let log_dir = out.value.join(LOG_SUBDIR);
-    std::fs::create_dir_all(&log_dir).map_err(|source| GenError::CreateLogDir {
-        path: log_dir.clone(),
-        source,
-    })?;
     Ok(Paths {
         list: list_path.to_path_buf(),
         options: options.value,
@@ -148,8 +172,14 @@ fn required(
     what: &'static str,
     flag: &'static str,
     key: &'static str,
+    hint: &'static str,
 ) -> Result<Sourced<PathBuf>, GenError> {
-    value.clone().ok_or(GenError::Missing { what, flag, key })
+    value.clone().ok_or(GenError::Missing {
+        what,
+        flag,
+        key,
+        hint,
+    })
 }
 
 fn bad(what: &'static str, path: &Sourced<PathBuf>, problem: &str) -> GenError {
@@ -216,14 +246,16 @@ fn pseg_step(s: &Settings, in_container: bool) -> Result<Sourced<PathBuf>, GenEr
 }
 
 /// Folders to bind into the container: the list's folder, folders of granules outside it,
-/// the options file's folder, output and work folders, and the site's extra binds. Nested
-/// folders are dropped (their parent is bound already).
+/// the options file's folder, output and work folders, the folders of executables given as
+/// host paths (a file here; otherwise the path is the image's own), and the site's extra
+/// binds. Nested folders are dropped (their parent is bound already).
 fn binds(
     s: &Settings,
     list: &GranuleList,
     list_path: &Path,
     options: &Path,
     out: &Path,
+    executables: &[Option<&Sourced<PathBuf>>],
 ) -> Result<Vec<PathBuf>, GenError> {
     let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
     let list_dir = lexical(&parent(list_path));
@@ -239,6 +271,11 @@ fn binds(
     wanted.insert(lexical(out));
     if let Some(work) = &s.work {
         wanted.insert(lexical(&work.value));
+    }
+    for exe in executables.iter().flatten() {
+        if !is_bare_name(&exe.value) && exe.value.is_file() {
+            wanted.insert(lexical(&parent(&exe.value)));
+        }
     }
     wanted.extend(s.container_binds.iter().map(|b| lexical(b)));
     let mut kept: Vec<PathBuf> = Vec::new();

@@ -1,14 +1,17 @@
 //! Merging `gen`'s flags over the site config, remembering where every value came from.
 //!
-//! A flag beats the config key of the same name, which beats a built-in default; each value
-//! is a [`Sourced`] so the script's header can say which one won. Pure: no file is read or
-//! checked here (relative flag paths are made absolute against the current folder).
+//! A flag beats what the granule list implies (a CLAVR-x file_list's output folder,
+//! `clavrx_options` beside the list: the run folder's own settings), which beats the config
+//! key of the same name, which beats a built-in default; each value is a [`Sourced`] so the
+//! script's header can say which one won. No file is read here (relative flag paths are made
+//! absolute against the current folder); [`Settings::take_list_defaults`] only `stat`s.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::cli::GenArgs;
 use crate::config::{Mode, Percent, Percentile, SiteConfig, TimeLimit, is_bare_name};
+use crate::granules::GranuleList;
 use crate::script::error::GenError;
 use crate::script::sizing::DEFAULT_HEADROOM;
 use crate::size::Size;
@@ -151,6 +154,18 @@ pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settin
     for line in &config.extra_sbatch {
         single_line("extra_sbatch", line)?;
     }
+    let job_name = pick(
+        s.job_name.clone(),
+        "--job-name",
+        config.job_name.clone(),
+        "job_name",
+    );
+    if let Some(name) = job_name.as_ref().filter(|n| !is_plain_name(&n.value)) {
+        return Err(GenError::BadJobName {
+            value: name.value.clone(),
+            from: name.source.clone(),
+        });
+    }
 
     Ok(Settings {
         partition: pick(
@@ -175,12 +190,7 @@ pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settin
         )
         .unwrap_or(Sourced::new(1, Source::Default)),
         memory: pick(s.memory, "--memory", config.memory, "memory"),
-        job_name: pick(
-            s.job_name.clone(),
-            "--job-name",
-            config.job_name.clone(),
-            "job_name",
-        ),
+        job_name,
         headroom: pick(sz.headroom, "--headroom", config.headroom, "headroom")
             .unwrap_or(Sourced::new(DEFAULT_HEADROOM, Source::Default)),
         percentile: pick(
@@ -279,6 +289,44 @@ pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settin
     })
 }
 
+impl Settings {
+    /// Takes what the list implies where no flag said otherwise: a file_list's output folder,
+    /// and `clavrx_options` beside the list when it is there.
+    pub fn take_list_defaults(&mut self, list: &GranuleList) {
+        let flagged = |v: &Option<Sourced<PathBuf>>| {
+            matches!(
+                v,
+                Some(Sourced {
+                    source: Source::Flag(_),
+                    ..
+                })
+            )
+        };
+        if let Some(out) = list.output_dir().filter(|_| !flagged(&self.out)) {
+            self.out = Some(Sourced::new(
+                out.to_path_buf(),
+                Source::Derived("line 2 of the CLAVR-x file_list"),
+            ));
+        }
+        let beside = list.options_beside();
+        if !flagged(&self.options) && beside.is_file() {
+            self.options = Some(Sourced::new(
+                beside,
+                Source::Derived("clavrx_options beside the list"),
+            ));
+        }
+    }
+}
+
+/// A name that stays one plain file name inside `OUT/logs/` (Slurm's `%x`).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
+}
+
 /// A value that goes on an `#SBATCH` line must stay on it.
 fn single_line(what: &'static str, value: &str) -> Result<(), GenError> {
     if value.trim().is_empty() || value.contains(|c: char| c.is_control()) {
@@ -375,6 +423,28 @@ mod tests {
         );
         // Config keys of the other mode are fine: one config serves both modes.
         assert!(resolve(&args(&[]), &config("ntasks: 4\n"), Path::new("/w")).is_ok());
+    }
+
+    #[test]
+    fn job_names_are_plain_names() {
+        for bad in ["../x", "a/b", "a b", ".hidden", "x%j"] {
+            let e = resolve(
+                &args(&["--job-name", bad]),
+                &SiteConfig::default(),
+                Path::new("/w"),
+            )
+            .unwrap_err();
+            assert!(matches!(e, GenError::BadJobName { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains("--job-name flag"), "{e}");
+        }
+        let e = resolve(&args(&[]), &config("job_name: logs/x\n"), Path::new("/w")).unwrap_err();
+        assert!(e.to_string().contains("site config `job_name`"), "{e}");
+        let s = resolve(
+            &args(&["-J", "pseg-2024.v1_a+b"]),
+            &SiteConfig::default(),
+            Path::new("/w"),
+        );
+        assert!(s.is_ok());
     }
 
     #[test]

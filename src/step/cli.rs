@@ -11,11 +11,12 @@ Exit status:
   2    bad command line
   3    clavrxorb not found (--exe, or PATH): missing, a directory, not executable, not on PATH
   4    the executable has no tracer symbols (needs a CLAVR-x built with tracer support; or use --serial)
-  5    the granule list cannot be read, or names no granule
+  5    the granule list cannot be read, is too large, or names no granule
   6    the list names a missing, unreadable or repeated granule
   7    the options file cannot be read
-  8    the options file has no scan_lines, or it is not a whole number >= 1
-  9    the output or work directory cannot be written
+  8    the options file has no scan_lines, sets it twice, or it is not a whole number >= 1
+  9    the output or work directory cannot be written, or a path cannot be written into
+       clavrxorb's file_list (a line break, or blanks at either end)
   10   the Slurm environment (SLURM_PROCID, SLURM_NTASKS, SLURM_ARRAY_TASK_ID) is inconsistent,
        e.g. an array element past the end of the list (exit 0, with a notice, if the list is
        known to have shrunk since the campaign was recorded)
@@ -28,11 +29,24 @@ Exit status:
 With --check: 0 all checks passed, 3 and 4 as above, 11 the OS forbids reading and writing a
 child's memory (ptrace policy, security module, no /proc).";
 
+/// A finite, non-negative number of seconds, at most a day (`inf` and `nan` are not).
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds; write a finite number from 0 to 86400, e.g. 0.25"
+        )),
+    }
+}
+
 /// Run clavrxorb over granules, fanning each granule's segments out to clones in parallel.
 #[derive(Debug, Parser)]
 #[command(name = "pseg-step", version, after_help = EXIT_STATUSES, args_override_self = true)]
 pub struct StepArgs {
     /// Granule list: one path per line, relative to the list's folder; `#` comments allowed.
+    /// Or CLAVR-x's own file_list (line 1 the input folder, line 2 the output folder, then
+    /// granule names relative to the input folder), recognised by its first line naming a
+    /// folder.
     #[arg(long, value_name = "LIST", required_unless_present = "check")]
     pub files: Option<PathBuf>,
 
@@ -40,12 +54,14 @@ pub struct StepArgs {
     #[arg(long, value_name = "PATH", default_value = "clavrxorb")]
     pub exe: PathBuf,
 
-    /// Your clavrx_options file. It is copied per granule, never edited.
-    #[arg(long, value_name = "FILE", required_unless_present = "check")]
+    /// Your clavrx_options file. It is copied per granule, never edited [default:
+    /// clavrx_options beside the list, as clavrxorb reads it in its run folder].
+    #[arg(long, value_name = "FILE")]
     pub options: Option<PathBuf>,
 
-    /// Where finished outputs go. A granule's outputs appear here only once it succeeded.
-    #[arg(long, value_name = "DIR", required_unless_present = "check")]
+    /// Where finished outputs go. A granule's outputs appear here only once it succeeded
+    /// [default: a file_list's output folder (line 2); required with a plain list].
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
     /// The campaign's state: one record per granule, claims [default: OUT/pseg-state].
@@ -89,7 +105,7 @@ pub struct StepArgs {
 
     /// Seconds between memory samples of every process (0: only at waitpoints). The interval
     /// stretches by itself so sampling never takes over 1 % of the time.
-    #[arg(long, value_name = "SECS", default_value_t = 0.25)]
+    #[arg(long, value_name = "SECS", default_value_t = 0.25, value_parser = seconds)]
     pub sample_interval: f64,
 
     /// Memory this step may use, when no cgroup or Slurm limit says (e.g. 12G; binary units).

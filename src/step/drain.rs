@@ -66,7 +66,10 @@ pub fn decide(
             whole(job_left)
         ));
     };
-    if job_left.checked_sub(margin).is_some_and(|slack| needs <= slack) {
+    if job_left
+        .checked_sub(margin)
+        .is_some_and(|slack| needs <= slack)
+    {
         Decision::Keep(format!(
             "projected to finish in {}, {} before the job ends",
             whole(needs),

@@ -28,6 +28,17 @@ pub enum StepError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{what} {path} {why}, so clavrxorb's file_list cannot name it; choose another with {flag}"
+    )]
+    NotForFileList {
+        what: &'static str,
+        flag: &'static str,
+        path: PathBuf,
+        why: &'static str,
+    },
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
     Slurm(#[from] MappingError),
     #[error(transparent)]
@@ -49,7 +60,8 @@ impl StepError {
             StepError::List(_) => 5,
             StepError::Options(OptionsError::Unreadable { .. }) => 7,
             StepError::Options(_) => 8,
-            StepError::NotWritable { .. } => 9,
+            StepError::NotWritable { .. } | StepError::NotForFileList { .. } => 9,
+            StepError::Usage(_) => 2,
             StepError::Slurm(_) => 10,
             StepError::Os { .. } => 11,
             StepError::Ledger(_) => 12,

@@ -23,7 +23,7 @@ pub use error::StepError;
 use crate::fanout::machine::{self, Exit, Failure, Limits};
 use crate::fanout::unix::{self, Signals};
 use crate::fanout::watchdog::Watchdog;
-use crate::granules::{Granule, read_list};
+use crate::granules::{Granule, GranuleList, read_list};
 use crate::ledger::alive::Liveness;
 use crate::ledger::{
     Campaign, FailureKind, Holder, Ledger, LedgerError, Outcome, Queue, STATE_DIR,
@@ -44,8 +44,8 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         return Ok(crate::check::run(&args.exe));
     }
     unix::close_inherited_fds_on_exec().map_err(StepError::os("closing inherited descriptors"))?;
-    let (Some(files), Some(options), Some(out)) = (&args.files, &args.options, &args.out) else {
-        unreachable!("clap requires --files, --options and --out without --check");
+    let Some(files) = &args.files else {
+        unreachable!("clap requires --files without --check");
     };
 
     let exe = exe::find(&args.exe)?;
@@ -56,10 +56,11 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     };
     let list = read_list(files)?;
     list.check()?;
-    let options = ClavrxOptions::read(options)?;
+    let (options, out) = defaults(&args, &list)?;
+    let options = ClavrxOptions::read(&options)?;
     let scan_lines = args.scan_lines.unwrap_or(options.scan_lines);
     let place = Place::from_env(args.chunk_size.map(|k| k as usize))?;
-    let out_dir = std::path::absolute(out).map_err(|source| StepError::NotWritable {
+    let out_dir = std::path::absolute(&out).map_err(|source| StepError::NotWritable {
         what: "output directory",
         flag: "--out",
         path: out.clone(),
@@ -93,6 +94,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
 
     // Every check that creates something comes after the ones that do not; should one of
     // them fail, the folders made so far are removed again.
+    work_fits_file_list(&args)?;
     let mut made = Made::default();
     let out = writable_dir(&mut made, &out_dir, "output directory", "--out")?;
     // Node-local scratch by default: clavrxorb and every clone write logs and temporary
@@ -137,11 +139,23 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
             names.join(" ")
         );
     }
-    let list_path = std::path::absolute(files).unwrap_or_else(|_| files.clone());
+    // The first progress line: which kind of list this was read as.
+    eprintln!("pseg-step: {}", crate::escape::controls(&list.describe()));
+    let list_path = std::path::absolute(files).map_err(StepError::os("resolving --files"))?;
     let campaign =
         Campaign::new(&list_path, &out, None, "pseg-step").with_granules(list.granules.len());
-    if let Err(e) = campaign.remember(&state) {
-        eprintln!("pseg-step: warning: {e}");
+    match campaign.remember(&state) {
+        Err(e) => eprintln!("pseg-step: warning: {e}"),
+        Ok(Some(other))
+            if !list_path.starts_with(
+                std::path::absolute(&state)
+                    .unwrap_or_default()
+                    .join(crate::ledger::RETRY),
+            ) =>
+        {
+            eprintln!("pseg-step: warning: {}", crate::escape::controls(&other))
+        }
+        Ok(_) => {}
     }
     let candidates: Vec<String> = list.granules[chunk].iter().map(|g| g.name()).collect();
     let pending = ledger.pending(&candidates)?;
@@ -393,6 +407,63 @@ impl Drop for Made {
         for dir in self.0.iter().rev() {
             let _ = std::fs::remove_dir(dir);
         }
+    }
+}
+
+/// The options file and output folder: the flags, else what the list implies (clavrx_options
+/// beside it; a file_list's output folder).
+fn defaults(args: &StepArgs, list: &GranuleList) -> Result<(PathBuf, PathBuf), StepError> {
+    let options = match &args.options {
+        Some(o) => o.clone(),
+        None => {
+            let beside = list.options_beside();
+            if !beside.is_file() {
+                return Err(StepError::Usage(format!(
+                    "no --options given, and there is no {} beside {} to use instead; give \
+                     --options FILE",
+                    crate::granules::OPTIONS_FILE,
+                    list.source.display()
+                )));
+            }
+            beside
+        }
+    };
+    let out = match (&args.out, list.output_dir()) {
+        (Some(o), _) => o.clone(),
+        (None, Some(o)) => o.to_path_buf(),
+        (None, None) => {
+            return Err(StepError::Usage(format!(
+                "no --out given, and {} is a plain granule list, which names no output folder; \
+                 give --out DIR (a CLAVR-x file_list names it on line 2)",
+                list.source.display()
+            )));
+        }
+    };
+    Ok((options, out))
+}
+
+/// The work folder (where each granule's staging folder goes) must fit on one line of
+/// clavrxorb's `file_list`; checked before anything is created.
+fn work_fits_file_list(args: &StepArgs) -> Result<(), StepError> {
+    let (path, what, flag) = match &args.work {
+        Some(w) => (w.clone(), "work directory", "--work"),
+        None => (
+            std::env::temp_dir(),
+            "temporary directory",
+            "--work (or TMPDIR)",
+        ),
+    };
+    match std::path::absolute(&path)
+        .ok()
+        .and_then(|p| crate::granules::file_list_problem(&p))
+    {
+        Some(why) => Err(StepError::NotForFileList {
+            what,
+            flag,
+            path,
+            why,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -108,9 +108,10 @@ impl Progress {
         live: bool,
         sink: Sink,
     ) -> Progress {
+        let name = crate::escape::controls(name);
         Progress {
             label: format!("[{}/{count}] {name}", index + 1),
-            name: name.to_string(),
+            name: name.into_owned(),
             index,
             count,
             scan_lines,
@@ -132,6 +133,7 @@ impl Progress {
         } else {
             ""
         };
+        let what = crate::escape::controls(what);
         self.sink.write(&format!("{clear}{}: {what}\n", self.label));
     }
 

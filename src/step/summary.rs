@@ -85,7 +85,8 @@ impl Summary {
             self.failed.len()
         );
         for (path, why) in &self.failed {
-            eprintln!("  {}: {why}", path.display());
+            let line = format!("{}: {why}", path.display());
+            eprintln!("  {}", crate::escape::controls(&line));
         }
         1
     }

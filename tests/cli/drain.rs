@@ -179,17 +179,17 @@ fn gen_warns_when_the_time_limit_cannot_hold_one_granule() {
             .arg(case.path("out"))
             .arg("--profile")
             .arg(case.path("out/pseg-reports/g.gran.pseg.yaml"))
-            .args(["--time", time, "--warning-seconds", "120"])
+            .args(["--time", time, "--warning-seconds", "60"])
             .env("PATH", "/nonexistent")
             .output()
             .unwrap()
     };
-    // 1 minute cannot hold a granule plus a 120 s warning plus Slurm's minute.
-    let short = gen_with("1");
+    // 2 minutes cannot hold a granule plus a 60 s warning plus Slurm's minute.
+    let short = gen_with("2");
     assert!(short.status.success(), "{}", text(&short.stderr));
     let said = text(&short.stderr);
     assert!(
-        said.contains("--time 00:01:00 is shorter than one granule needs"),
+        said.contains("--time 00:02:00 is shorter than one granule needs"),
         "{said}"
     );
     let long = gen_with("10");

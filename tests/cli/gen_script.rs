@@ -259,7 +259,7 @@ fn site_template_snapshot_with_container() {
         "--max-array-size",
         "1001",
         "--job-name",
-        "my run",
+        "my-run.v1",
     ]);
     let normalized = g
         .normalize(&script)
@@ -451,7 +451,10 @@ fn missing_settings_say_which_flag_or_key() {
     let out = g.run(&["gen", "--files", "data/list.txt", "--out", "o"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("no options file given: pass --options or set `options`"),
+        stderr(&out).contains(
+            "no options file given: pass --options, set `options` in the site config \
+             (--config), or put a clavrx_options file beside the list"
+        ),
         "{}",
         stderr(&out)
     );

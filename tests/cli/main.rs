@@ -9,6 +9,7 @@ mod fanout;
 mod gen_script;
 mod ledger;
 mod memory;
+mod out_of_box;
 mod report_html;
 mod slurm;
 mod support;

@@ -633,3 +633,43 @@ fn a_warning_midway_lets_the_granule_in_flight_finish_and_the_job_exit_138() {
     assert_eq!(states[0].0, "COMPLETED", "{}", logs(&case, "out"));
     assert_same_as_serial(&case, "out");
 }
+
+/// In a CLAVR-x run folder, with clavrxorb on PATH and no site config, `gen --files
+/// file_list | sbatch` is all it takes: the outputs land in the file_list's output folder,
+/// byte-identical to a serial run.
+#[test]
+fn a_clavrx_run_folder_is_submitted_with_no_flag_and_no_config() {
+    if !slurm_available("a_clavrx_run_folder_is_submitted_with_no_flag_and_no_config") {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    let run = crate::out_of_box::run_folder(&case);
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#"set -o pipefail; "$0" gen --files file_list | sbatch --parsable"#)
+        .arg(cargo_bin!("pseg-slurm"))
+        .current_dir(&run)
+        .env("PATH", crate::out_of_box::path_with_clavrxorb(&case))
+        .env_remove("PSEG_SLURM_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gen | sbatch failed:\n{}",
+        text(&out.stderr)
+    );
+    let id = text(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let states = wait_job(&id, Duration::from_secs(180));
+    for (state, _) in &states {
+        assert_eq!(state, "COMPLETED", "{}", logs(&case, "run/out"));
+    }
+    assert_eq!(case.outputs("run/out"), case.outputs("serial"));
+    assert_eq!(case.outputs("run/out").len(), 3);
+    case.assert_no_process_left();
+}
