@@ -50,7 +50,16 @@ impl StepError {
             StepError::Options(_) => 8,
             StepError::NotWritable { .. } => 9,
             StepError::Slurm(_) => 10,
+            StepError::Os { source, .. } if super::storage::is_storage(source) => {
+                super::STORAGE_EXIT
+            }
             StepError::Os { .. } => 11,
+            // A full state folder is a storage failure like a full output folder.
+            StepError::Ledger(LedgerError::Write { source, .. })
+                if super::storage::is_storage(source) =>
+            {
+                super::STORAGE_EXIT
+            }
             StepError::Ledger(_) => 12,
         }
     }
