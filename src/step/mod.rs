@@ -26,7 +26,7 @@ use crate::ledger::{Campaign, FailureKind, Holder, Ledger, Outcome, Queue, STATE
 use crate::mapping::Place;
 use crate::options::ClavrxOptions;
 use crate::report;
-use crate::tracer::TracerSymbols;
+use crate::tracer::{ElfError, TracerSymbols};
 use granule::{GranuleResult, Plan};
 use memwatch::MemorySetup;
 use progress::Progress;
@@ -49,9 +49,13 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     let symbols = match TracerSymbols::read(&exe) {
         Ok(symbols) => Some(symbols),
         Err(e) if args.serial => {
+            let why = match &e {
+                ElfError::NoTracer { .. } => format!("{} has no tracer symbols", exe.display()),
+                other => other.to_string(),
+            };
             eprintln!(
-                "pseg-step: warning: {e}; --serial runs it without the tracer, on a weaker \
-                 proof of completion: exit 0 and every output non-empty"
+                "pseg-step: warning: {why}: --serial runs it without the tracer, on a weaker \
+                 proof of completion (exit 0 and every output non-empty)"
             );
             None
         }

@@ -10,3 +10,4 @@ mod memory;
 mod report_html;
 mod slurm;
 mod support;
+mod trust;
