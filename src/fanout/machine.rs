@@ -370,11 +370,9 @@ impl Fanout {
     fn parent_segment(&self) -> Option<u32> {
         match self.parent_state {
             ParentState::AwaitingClone { segment, .. } => Some(segment),
-            ParentState::Running if self.serial => {
-                Some(self.own_segment.map_or(1, |w| {
-                    w.segment + u32::from(self.written.contains(&w.segment))
-                }))
-            }
+            ParentState::Running if self.serial => Some(self.own_segment.map_or(1, |w| {
+                w.segment + u32::from(self.written.contains(&w.segment))
+            })),
             ParentState::Running if self.tracer && self.segments_written == 0 => {
                 Some(self.segments_read.max(1))
             }

@@ -11,8 +11,8 @@ use nix::sys::signal::Signal;
 
 use super::memwatch::MemorySetup;
 use super::progress::Progress;
-use super::watch::Watch;
 use super::storage;
+use super::watch::Watch;
 use crate::fanout::machine::{Exit, Failure, FailureKind, Fanout, Limits, Mode, Role};
 use crate::fanout::unix::{self, Signals};
 use crate::fanout::watchdog::Watchdog;

@@ -50,6 +50,8 @@ mod tests {
             assert!(!is_storage(&e), "{e}");
             assert!(!mentions_storage(&e.to_string()), "{e}");
         }
-        assert!(!is_storage(&io::Error::other("no space, but not an OS error")));
+        assert!(!is_storage(&io::Error::other(
+            "no space, but not an OS error"
+        )));
     }
 }

@@ -14,7 +14,11 @@ use crate::support::{Case, Link, needs_root, text};
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     let err = text(&out.stderr);
-    assert!(out.status.success(), "pseg-step failed ({}):\n{err}", out.status);
+    assert!(
+        out.status.success(),
+        "pseg-step failed ({}):\n{err}",
+        out.status
+    );
     err
 }
 
@@ -215,10 +219,15 @@ fn without_tracer_symbols_serial_runs_use_the_weaker_proof_and_say_so() {
     case.options(10);
     let good = untraced(&case, "good.sh", Some("level2\\n"), 0);
     let err = run_ok(case.step("ok").arg("--serial").arg("--exe").arg(&good));
-    assert!(err.contains("no tracer symbols") || err.contains("not an ELF"), "{err}");
+    assert!(
+        err.contains("no tracer symbols") || err.contains("not an ELF"),
+        "{err}"
+    );
     assert!(err.contains("weaker proof"), "{err}");
     assert_eq!(
-        case.outputs("ok").get("g.gran.level2.txt").map(Vec::as_slice),
+        case.outputs("ok")
+            .get("g.gran.level2.txt")
+            .map(Vec::as_slice),
         Some(&b"level2\n"[..])
     );
     assert_eq!(
@@ -232,8 +241,16 @@ fn without_tracer_symbols_serial_runs_use_the_weaker_proof_and_say_so() {
     // Exit 0 without output, an empty output, or exit 1 (also clavrxorb's answer to anyone's
     // SIGTERM): never done.
     for (out, exe, kind) in [
-        ("none", untraced(&case, "none.sh", None, 0), "no segment read"),
-        ("empty", untraced(&case, "empty.sh", Some(""), 0), "is empty"),
+        (
+            "none",
+            untraced(&case, "none.sh", None, 0),
+            "no segment read",
+        ),
+        (
+            "empty",
+            untraced(&case, "empty.sh", Some(""), 0),
+            "is empty",
+        ),
         (
             "one",
             untraced(&case, "one.sh", Some("x"), 1),

@@ -553,7 +553,11 @@ fn a_serial_tracer_run_is_followed_and_proven_segment_by_segment() {
         let mut sim = Sim::new(total, scan, serial_limits());
         sim.clones = false;
         let mut machine = Fanout::with_mode(PARENT, serial_limits(), Mode::Serial);
-        assert_eq!(run_with(&mut sim, &mut machine, 5), Status::Done, "{total}/{scan}");
+        assert_eq!(
+            run_with(&mut sim, &mut machine, 5),
+            Status::Done,
+            "{total}/{scan}"
+        );
         assert_eq!(machine.written_lines(), i64::from(total));
         assert_eq!(machine.segments_written(), sim.segments());
         let expected: HashMap<u32, i32> =
@@ -646,7 +650,10 @@ fn a_segment_written_twice_breaks_the_protocol() {
         assert_eq!(stop_parent_at(&mut sim, &mut machine, at), Status::Running);
     }
     // ...then reported written again without being read again.
-    assert_eq!(stop_parent_at(&mut sim, &mut machine, FINAL), Status::Running);
+    assert_eq!(
+        stop_parent_at(&mut sim, &mut machine, FINAL),
+        Status::Running
+    );
     let Status::Failed(f) = stop_parent_at(&mut sim, &mut machine, SAVE) else {
         panic!("a second write of segment 1 passed")
     };
