@@ -182,6 +182,8 @@ pub fn run(
             }
         },
         Outcome::Failed(f) => {
+            // Before its partial output is dropped: that is what fills a full disk.
+            let full = storage::refuses_writes(&wd);
             let kept = match &plan.keep_failed {
                 Some(dir) => keep(&wd, &dir.join(&name)).unwrap_or_else(|e| {
                     eprintln!(
@@ -194,9 +196,16 @@ pub fn run(
                 None => wd.clone(),
             };
             let said = error_line(&f, &kept);
-            let message = describe(&f, &kept, said.as_deref());
+            let mut message = describe(&f, &kept, said.as_deref());
+            if let Some(e) = &full {
+                message = format!(
+                    "{message}; the work folder {} refuses writes: {e}",
+                    wd.display()
+                );
+            }
             let error = Some(message.clone());
-            let failed = if said.as_deref().is_some_and(storage::mentions_storage) {
+            let failed = if full.is_some() || said.as_deref().is_some_and(storage::mentions_storage)
+            {
                 GranuleResult::Storage { message }
             } else {
                 GranuleResult::Failed {

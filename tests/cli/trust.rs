@@ -361,4 +361,29 @@ fn a_full_output_disk_is_a_storage_failure_that_costs_nothing_and_leaves_nothing
         );
     }
     case.assert_no_process_left();
+
+    // A full work folder: clavrxorb's own write fails (and its error line may be lost on the
+    // same disk), in both modes.
+    for (out, serial) in [("w-par", false), ("w-ser", true)] {
+        let work = Tmpfs::mount(&case.path(&format!("{out}-work")), "64k");
+        let mut step = case.step(out);
+        step.arg("--work").arg(&work.0);
+        if serial {
+            step.arg("--serial");
+        }
+        let run = step.output().unwrap();
+        let err = text(&run.stderr);
+        assert_eq!(run.status.code(), Some(9), "{out}: {err}");
+        assert!(err.contains("refuses writes"), "{out}: {err}");
+        assert!(case.outputs(out).is_empty(), "{out}: nothing published");
+        let big = record(&case, out, "big.gran").expect("a record");
+        assert_eq!(big.kind, Some(FailureKind::Storage), "{out}: {big:?}");
+        assert!(big.charged.is_empty(), "{out}: no retry budget used");
+        case.assert_no_process_left();
+
+        work.resize("8m");
+        run_ok(&mut step);
+        assert_eq!(case.outputs(out), case.outputs("ref"), "{out}");
+        case.assert_no_process_left();
+    }
 }
