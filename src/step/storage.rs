@@ -23,10 +23,27 @@ pub fn is_storage(e: &io::Error) -> bool {
     if let Some(code) = e.raw_os_error() {
         return STORAGE.iter().any(|(errno, _)| *errno as i32 == code);
     }
+    if matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::ReadOnlyFilesystem
+    ) {
+        return true;
+    }
     let mut next: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|i| i as _);
     while let Some(err) = next {
         if let Some(inner) = err.downcast_ref::<io::Error>() {
             return is_storage(inner);
+        }
+        // tempfile's own wrapper hides the OS error from `source` and from downcasts; only
+        // its text still carries the code (EIO has no error kind of its own).
+        let text = err.to_string();
+        if STORAGE
+            .iter()
+            .any(|(errno, _)| text.contains(&format!("(os error {})", *errno as i32)))
+        {
+            return true;
         }
         next = err.source();
     }
@@ -83,6 +100,12 @@ mod tests {
             }
             let with_path = io::Error::other(WithPath(io::Error::from_raw_os_error(errno as i32)));
             assert!(is_storage(&with_path), "with a path {errno}");
+            // As tempfile really wraps it (its wrapper type is private).
+            let dir = tempfile::tempdir().unwrap();
+            let real = tempfile::Builder::new()
+                .tempfile_in(dir.path().join("missing"))
+                .unwrap_err();
+            assert!(!is_storage(&real), "{real}");
         }
         for errno in [Errno::EACCES, Errno::ENOENT, Errno::EEXIST] {
             let e = io::Error::from_raw_os_error(errno as i32);

@@ -308,9 +308,8 @@ impl Drop for Tmpfs {
 }
 
 #[test]
-fn a_full_output_disk_is_a_storage_failure_that_costs_nothing_and_leaves_nothing() {
-    if !needs_root("a_full_output_disk_is_a_storage_failure_that_costs_nothing_and_leaves_nothing")
-    {
+fn a_full_disk_is_a_storage_failure_that_costs_nothing_and_leaves_nothing() {
+    if !needs_root("a_full_disk_is_a_storage_failure_that_costs_nothing_and_leaves_nothing") {
         return;
     }
     let case = Case::new(Link::Static);
@@ -386,4 +385,18 @@ fn a_full_output_disk_is_a_storage_failure_that_costs_nothing_and_leaves_nothing
         assert_eq!(case.outputs(out), case.outputs("ref"), "{out}");
         case.assert_no_process_left();
     }
+
+    // A full state folder: the same exit status, nothing published, and the rerun completes.
+    let state = Tmpfs::mount(&case.path("state-disk"), "8k");
+    let mut step = case.step("s");
+    step.arg("--state").arg(&state.0);
+    let run = step.output().unwrap();
+    let err = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(9), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(case.outputs("s").is_empty(), "nothing published: {err}");
+    state.resize("8m");
+    run_ok(&mut step);
+    assert_eq!(case.outputs("s"), case.outputs("ref"));
+    case.assert_no_process_left();
 }
