@@ -133,7 +133,7 @@ fn a_serial_clavrxorb_ended_from_outside_publishes_nothing_and_a_rerun_is_identi
     let mut child = case
         .step("out")
         .arg("--serial")
-        .env("MOCK_CLAVRX_SLEEP_MS", "200")
+        .env("MOCK_CLAVRX_SLEEP_MS", "400")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
