@@ -252,6 +252,27 @@ fn ptrace_finding(scope: &PtraceScope, cap_sys_ptrace: bool) -> Finding {
     }
 }
 
+/// Why the kernel's ptrace policy surely keeps pseg-step from reading its children's
+/// memory, or `None` when it may (the probe of `--check` decides the rest). `--serial` then
+/// runs clavrxorb without the tracer rather than failing every granule.
+pub fn memory_access_denied(proc_root: &Path) -> Option<String> {
+    policy_denies(
+        &read_ptrace_scope(proc_root),
+        read_cap_sys_ptrace(proc_root),
+    )
+}
+
+fn policy_denies(scope: &PtraceScope, cap_sys_ptrace: bool) -> Option<String> {
+    match scope {
+        PtraceScope::NoAttach => Some("kernel.yama.ptrace_scope = 3 (no attach)".into()),
+        PtraceScope::AdminOnly if !cap_sys_ptrace => Some(
+            "kernel.yama.ptrace_scope = 2 (admin only) and this process lacks CAP_SYS_PTRACE"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
 fn read_ptrace_scope(proc_root: &Path) -> PtraceScope {
     if !proc_root.join("self").exists() {
         return PtraceScope::NoProc;
@@ -625,5 +646,20 @@ mod tests {
         let f = memory_finding(Ok(None));
         assert_eq!(f.status, 0);
         assert!(f.text.contains("no memory cgroup controller"), "{f}");
+    }
+
+    #[test]
+    fn only_a_policy_that_surely_denies_turns_serial_runs_untraced() {
+        assert!(policy_denies(&PtraceScope::NoAttach, true).is_some());
+        assert!(policy_denies(&PtraceScope::AdminOnly, false).is_some());
+        assert!(policy_denies(&PtraceScope::AdminOnly, true).is_none());
+        for scope in [
+            PtraceScope::Classic,
+            PtraceScope::Restricted,
+            PtraceScope::NoYama,
+            PtraceScope::Unknown("9".into()),
+        ] {
+            assert!(policy_denies(&scope, false).is_none(), "{scope:?}");
+        }
     }
 }

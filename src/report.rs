@@ -24,6 +24,19 @@ pub enum Status {
     Interrupted,
 }
 
+/// What proved a granule done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Proof {
+    /// The tracer: clavrxorb reached waitpoint 7 and passed waitpoint 6 for segments covering
+    /// every scan line of the granule, each once.
+    #[serde(rename = "tracer")]
+    Tracer,
+    /// The weaker proof, for a clavrxorb without tracer symbols: it exited 0 and every
+    /// output it left is non-empty. A truncated output is not caught.
+    #[serde(rename = "exit-and-outputs")]
+    ExitAndOutputs,
+}
+
 /// Where in Slurm a step ran, when it did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlurmIds {
@@ -160,6 +173,9 @@ pub struct GranuleReport {
     pub scan_lines: u32,
     pub segments: u32,
     pub lines: i64,
+    /// What proved a done granule complete; absent in reports older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
     pub workers: Workers,
     pub memory: Memory,
     pub segment_times: Vec<SegmentTimes>,

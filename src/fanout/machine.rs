@@ -118,6 +118,12 @@ pub enum FailureKind {
         written: i64,
         total: i64,
     },
+    /// clavrxorb ended normally without reading a single segment: it skipped the granule
+    /// (a file it cannot read, or not level-1b). Run without the tracer: it exited 0 and
+    /// wrote no output.
+    NotProcessed,
+    /// Run without the tracer, clavrxorb exited 0 but left this output empty.
+    EmptyOutput(String),
     /// No state change and no CPU used for this many seconds.
     Stalled(u64),
 }
@@ -158,6 +164,16 @@ impl fmt::Display for Failure {
             FailureKind::Incomplete { written, total } => write!(
                 f,
                 "clavrxorb (pid {}) finished with {written} of {total} scan lines written",
+                self.pid
+            ),
+            FailureKind::NotProcessed => write!(
+                f,
+                "clavrxorb (pid {}) ended without processing the granule (no segment read)",
+                self.pid
+            ),
+            FailureKind::EmptyOutput(name) => write!(
+                f,
+                "clavrxorb (pid {}) exited 0 but its output {name} is empty",
                 self.pid
             ),
         }
@@ -203,12 +219,30 @@ pub enum Status {
     Failed(Failure),
 }
 
+/// How clavrxorb runs, and so what proves a granule done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Tracer on, one clone per segment (`CLAVRX_TRACER_CLONES=1`): segments fan out.
+    Clones,
+    /// Tracer on, no clones (`CLAVRX_TRACER_CLONES=0`): the parent processes every segment
+    /// itself but still stops at every waitpoint, so the run is followed and proven as in
+    /// [`Mode::Clones`].
+    Serial,
+    /// Tracer off (a build without tracer symbols): only the exit status is seen, so the
+    /// caller must check the outputs itself.
+    Untraced,
+}
+
 /// The fan-out of one granule.
 #[derive(Debug)]
 pub struct Fanout {
     parent: Pid,
     limits: Limits,
     tracer: bool,
+    /// The tracer runs without clones: the parent keeps every segment.
+    serial: bool,
+    /// Segments whose waitpoint 6 was passed: each must be written exactly once.
+    written: HashSet<u32>,
     parent_state: ParentState,
     /// Segment the parent processes itself (the first), with its line count.
     own_segment: Option<Worker>,
@@ -239,13 +273,21 @@ impl Fanout {
     /// A fan-out of the clavrxorb process `parent`, started in tracer mode (or, with
     /// `tracer` false, a plain serial run that is only supervised).
     pub fn new(parent: Pid, limits: Limits, tracer: bool) -> Fanout {
+        let mode = if tracer { Mode::Clones } else { Mode::Untraced };
+        Fanout::with_mode(parent, limits, mode)
+    }
+
+    /// A fan-out of the clavrxorb process `parent`, started as `mode` says.
+    pub fn with_mode(parent: Pid, limits: Limits, mode: Mode) -> Fanout {
         Fanout {
             parent,
+            serial: mode == Mode::Serial,
+            written: HashSet::new(),
             limits: Limits {
                 max_workers: limits.max_workers.max(1),
                 max_lead: limits.max_lead.max(1),
             },
-            tracer,
+            tracer: mode != Mode::Untraced,
             parent_state: ParentState::Running,
             own_segment: None,
             segments_read: 0,
@@ -278,9 +320,14 @@ impl Fanout {
         self.segments_written
     }
 
-    /// Whether this is a tracer run (not `--serial`).
+    /// Whether clavrxorb runs with the tracer (its completion is proven by waitpoints).
     pub fn tracer(&self) -> bool {
         self.tracer
+    }
+
+    /// Whether the tracer runs without clones (`--serial`).
+    pub fn serial(&self) -> bool {
+        self.serial
     }
 
     /// How clavrxorb itself ended, once it has.
@@ -323,6 +370,9 @@ impl Fanout {
     fn parent_segment(&self) -> Option<u32> {
         match self.parent_state {
             ParentState::AwaitingClone { segment, .. } => Some(segment),
+            ParentState::Running if self.serial => Some(self.own_segment.map_or(1, |w| {
+                w.segment + u32::from(self.written.contains(&w.segment))
+            })),
             ParentState::Running if self.tracer && self.segments_written == 0 => {
                 Some(self.segments_read.max(1))
             }
@@ -354,6 +404,14 @@ impl Fanout {
         };
         if !self.ending.is_empty() || !self.busy.is_empty() || !self.ready.is_empty() {
             return Status::Running;
+        }
+        if self.tracer && self.segments_read == 0 {
+            return Status::Failed(Failure {
+                pid: self.parent,
+                role: Role::Parent,
+                segment: None,
+                kind: FailureKind::NotProcessed,
+            });
         }
         if self.tracer
             && let Some(total) = self.total_lines
@@ -429,6 +487,9 @@ impl Fanout {
                     let n = ctl.number_of_lines(p).map_err(|e| self.io(p, e))?;
                     self.total_lines = Some(n.into());
                 }
+                if self.serial {
+                    return self.own_segment_read(segment, ctl);
+                }
                 let clone = ctl.clone_pid(p).map_err(|e| self.io(p, e))?;
                 self.parent_state = ParentState::AwaitingClone { segment, clone };
                 if let Some(exit) = self.early_exits.remove(&clone) {
@@ -444,7 +505,12 @@ impl Fanout {
                 }
                 Ok(())
             }
-            FINAL => self.request_write(p, ctl),
+            FINAL => {
+                if let Some(own) = self.own_segment {
+                    ctl.segment(own.segment, p, SegmentEvent::Processed);
+                }
+                self.request_write(p, ctl)
+            }
             SAVE => {
                 let own = self.own_segment.ok_or_else(|| {
                     self.fail(
@@ -500,6 +566,17 @@ impl Fanout {
             )),
             _ => ctl.cont(pid).map_err(|e| self.io(pid, e)),
         }
+    }
+
+    /// Without clones, the parent at waitpoint 1 of `segment` keeps it.
+    fn own_segment_read(&mut self, segment: u32, ctl: &mut impl Control) -> Result<(), Failure> {
+        let p = self.parent;
+        let length = ctl.scan_number_length(p).map_err(|e| self.io(p, e))?;
+        let lines = self.clamp_to_granule(length);
+        self.read_lines += i64::from(lines);
+        self.own_segment = Some(Worker { segment, lines });
+        ctl.segment(segment, p, SegmentEvent::Started);
+        ctl.cont(p).map_err(|e| self.io(p, e))
     }
 
     /// Parent and its new clone are both at waitpoint 1 of `segment`.
@@ -586,6 +663,12 @@ impl Fanout {
                 FailureKind::Protocol("wrote without holding the write turn".into()),
             ));
         }
+        if !self.written.insert(w.segment) {
+            return Err(self.fail(
+                pid,
+                FailureKind::Protocol(format!("segment {} was written twice", w.segment)),
+            ));
+        }
         self.written_lines += i64::from(w.lines);
         self.segments_written += 1;
         ctl.segment(w.segment, pid, SegmentEvent::Written { lines: w.lines });
@@ -617,10 +700,26 @@ impl Fanout {
             return Ok(());
         }
         if pid == self.parent {
-            let finished = self.parent_state == ParentState::Finishing || !self.tracer;
-            if finished && exit.is_normal() {
+            let finished = if self.tracer {
+                self.parent_state == ParentState::Finishing && exit.is_normal()
+            } else {
+                // Without waitpoints, exit 1 is also clavrxorb's answer to a SIGTERM from
+                // anyone: only 0 may count as an end.
+                exit == Exit::Code(0)
+            };
+            if finished {
                 self.parent_exit = Some(exit);
                 return Ok(());
+            }
+            if self.tracer && exit == Exit::Code(0) && self.segments_read == 0 {
+                // It skipped the granule and ended without even reaching waitpoint 7. (Exit 1
+                // is also how it answers a SIGTERM from anyone: that says nothing of the input.)
+                return Err(Failure {
+                    pid,
+                    role: Role::Parent,
+                    segment: None,
+                    kind: FailureKind::NotProcessed,
+                });
             }
             let kind = if exit.is_normal() {
                 FailureKind::EndedEarly(exit)

@@ -86,15 +86,10 @@ pub fn supervise<O: Monitor>(
                 Status::Running => {}
                 Status::Done => {
                     ctl.monitor().tick(fanout);
-                    let mut interrupt = end_group(signals, leader, policy.grace)?;
-                    if interrupt.is_none()
-                        && !fanout.tracer()
-                        && fanout.parent_exit() == Some(Exit::Code(1))
-                    {
-                        // Without waitpoints, exit 1 is both a normal end and clavrxorb's
-                        // answer to a scheduler's SIGTERM, which reaches us a moment later.
-                        interrupt = signals.wait(Some(SCHEDULER_SIGNAL_WAIT))?;
-                    }
+                    // Without waitpoints only exit 0 gets here: an exit 1 (clavrxorb's answer
+                    // to anyone's SIGTERM) is a failure, and a scheduler's signal turns it
+                    // into an interruption below.
+                    let interrupt = end_group(signals, leader, policy.grace)?;
                     return Ok(match interrupt {
                         Some(Interrupt::Terminate(sig)) => Outcome::Interrupted(sig),
                         Some(Interrupt::Warning) | None => Outcome::Done,

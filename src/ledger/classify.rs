@@ -43,10 +43,18 @@ pub enum FailureKind {
     /// without using a retry: the granule was not at fault.
     #[serde(rename = "output-changed")]
     OutputChanged,
+    /// clavrxorb ended normally without reading a segment of the granule: it skipped the
+    /// file (not level-1b, unreadable). Bad input: the same file fails the same way.
+    #[serde(rename = "not-processed")]
+    NotProcessed,
+    /// The output, work or state folder refused a write (disk full, quota, I/O error,
+    /// read-only). The folder's fault, not the granule's: never charged, like a time limit.
+    #[serde(rename = "storage")]
+    Storage,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 8] = [
+    pub const ALL: [FailureKind; 10] = [
         FailureKind::OutOfMemory,
         FailureKind::TimeLimit,
         FailureKind::Signal,
@@ -55,6 +63,8 @@ impl FailureKind {
         FailureKind::Hang,
         FailureKind::Lost,
         FailureKind::OutputChanged,
+        FailureKind::NotProcessed,
+        FailureKind::Storage,
     ];
 
     /// The name records and `status` use.
@@ -68,7 +78,14 @@ impl FailureKind {
             FailureKind::Hang => "hang",
             FailureKind::Lost => "lost",
             FailureKind::OutputChanged => "output-changed",
+            FailureKind::NotProcessed => "not-processed",
+            FailureKind::Storage => "storage",
         }
+    }
+
+    /// Whether failures of this kind count against the granule's retry budget.
+    pub fn is_charged(self) -> bool {
+        !matches!(self, FailureKind::TimeLimit | FailureKind::Storage)
     }
 
     /// Classifies a failed attempt from what the driver saw, first rule that applies:
@@ -123,11 +140,13 @@ pub struct RetryBudget {
     pub bad_input: u32,
     /// Holders that died without an outcome.
     pub lost: u32,
+    /// clavrxorb skipped the file without reading a segment.
+    pub not_processed: u32,
 }
 
 impl Default for RetryBudget {
     /// oom 1 (the same memory will fail again; size it and `retry`), signal 2, exit 2,
-    /// hang 1, bad-input 0, lost 2.
+    /// hang 1, bad-input 0, lost 2, not-processed 0.
     fn default() -> RetryBudget {
         RetryBudget {
             oom: 1,
@@ -136,12 +155,14 @@ impl Default for RetryBudget {
             hang: 1,
             bad_input: 0,
             lost: 2,
+            not_processed: 0,
         }
     }
 }
 
 impl RetryBudget {
-    /// Retries after failures of `kind`; `None` is unlimited (time limits, changed outputs).
+    /// Retries after failures of `kind`; `None` is unlimited (time limits, storage,
+    /// changed outputs).
     pub fn retries(&self, kind: FailureKind) -> Option<u32> {
         match kind {
             FailureKind::OutOfMemory => Some(self.oom),
@@ -152,6 +173,8 @@ impl RetryBudget {
             FailureKind::Hang => Some(self.hang),
             FailureKind::Lost => Some(self.lost),
             FailureKind::OutputChanged => None,
+            FailureKind::NotProcessed => Some(self.not_processed),
+            FailureKind::Storage => None,
         }
     }
 
@@ -228,6 +251,8 @@ mod tests {
             (vec![(FailureKind::Lost, 3)], false),
             (vec![(FailureKind::TimeLimit, 1000)], true),
             (vec![(FailureKind::OutputChanged, 1000)], true),
+            (vec![(FailureKind::NotProcessed, 1)], false),
+            (vec![(FailureKind::Storage, 1000)], true),
         ];
         for (pairs, want) in cases {
             assert_eq!(b.allows(&charged(&pairs)), want, "{pairs:?}");
@@ -239,6 +264,7 @@ mod tests {
             hang: 0,
             bad_input: 0,
             lost: 0,
+            not_processed: 0,
         };
         assert!(!none.allows(&charged(&[(FailureKind::Exit, 1)])));
         let partial: RetryBudget = serde_yaml::from_str("oom: 3\n").unwrap();

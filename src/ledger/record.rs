@@ -101,6 +101,10 @@ pub struct Record {
     /// The latest attempt's memory report (`<out>/pseg-reports/<name>.pseg.yaml`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<PathBuf>,
+    /// Done on the weaker proof (a clavrxorb without tracer symbols: exit 0 and outputs
+    /// non-empty), not the tracer's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub weak_proof: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -115,6 +119,8 @@ pub struct Outcome {
     /// Why it failed or stopped; made one line of at most [`MAX_ERROR`] characters.
     pub error: Option<String>,
     pub report: Option<PathBuf>,
+    /// Done on the weaker proof: see [`Record::weak_proof`].
+    pub weak_proof: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +150,14 @@ impl Outcome {
             exit_status: None,
             error,
             report: None,
+            weak_proof: false,
         }
+    }
+
+    /// Done, but proven only by exit 0 and non-empty outputs (no tracer symbols).
+    pub fn with_weak_proof(mut self) -> Outcome {
+        self.weak_proof = true;
+        self
     }
 
     pub fn with_exit_status(mut self, status: i32) -> Outcome {
@@ -192,13 +205,17 @@ impl Record {
             exit_status: None,
             error: None,
             report: None,
+            weak_proof: false,
         }
     }
 
-    /// Counts a failure of `kind` (all time and against the budget).
+    /// Counts a failure of `kind` (all time, and against the budget when the kind is
+    /// charged at all).
     pub fn charge(&mut self, kind: FailureKind) {
         *self.failures.entry(kind).or_default() += 1;
-        *self.charged.entry(kind).or_default() += 1;
+        if kind.is_charged() {
+            *self.charged.entry(kind).or_default() += 1;
+        }
     }
 
     /// A new attempt by `who`, claimed at `now`.
@@ -234,6 +251,7 @@ impl Record {
         self.exit_status = outcome.exit_status;
         self.error = outcome.error.as_deref().map(one_line);
         self.report = outcome.report.clone();
+        self.weak_proof = outcome.ending == Ending::Done && outcome.weak_proof;
         self.kind = None;
         match outcome.ending {
             Ending::Done => self.status = Status::Done,

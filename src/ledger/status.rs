@@ -131,6 +131,8 @@ pub struct Summary {
     /// Attempts over all granules, and how many were lost with their holder.
     pub attempts: u64,
     pub lost: u64,
+    /// Done granules proven only by exit 0 and non-empty outputs (no tracer symbols).
+    pub weak_proof: usize,
     pub first_started: Option<f64>,
     pub last_ended: Option<f64>,
     /// From the first start to now (while anything runs) or to the last end.
@@ -321,6 +323,7 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Summary {
         unreadable_records: unreadable,
         attempts: 0,
         lost: 0,
+        weak_proof: 0,
         first_started: None,
         last_ended: None,
         elapsed_seconds: 0.0,
@@ -352,6 +355,7 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Summary {
         let is_lost = s.lost_claims.last().is_some_and(|l| l.name == r.name);
         s.attempts += u64::from(r.attempts);
         s.lost += u64::from(r.failures.get(&FailureKind::Lost).copied().unwrap_or(0));
+        s.weak_proof += usize::from(r.status == Status::Done && r.weak_proof);
         if let Some(t) = r.first_started.or(r.started).or(r.claimed) {
             s.first_started = Some(s.first_started.map_or(t, |f| f.min(t)));
         }
@@ -400,6 +404,14 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Summary {
                 report: r.report.clone(),
             });
         }
+    }
+    if s.weak_proof > 0 {
+        s.warnings.push(format!(
+            "{} done granule(s) rest on the weaker proof: clavrxorb had no tracer symbols, so \
+             only its exit 0 and non-empty outputs were checked (a truncated output is not \
+             caught)",
+            s.weak_proof
+        ));
     }
     s.hosts = hosts.into_values().collect();
     s.running_jobs = jobs.iter().take(MAX_JOBS).map(|j| j.to_string()).collect();

@@ -15,13 +15,15 @@ Exit status:
   6    the list names a missing, unreadable or repeated granule
   7    the options file cannot be read
   8    the options file has no scan_lines, sets it twice, or it is not a whole number >= 1
-  9    the output or work directory cannot be written, or a path cannot be written into
-       clavrxorb's file_list (a line break, or blanks at either end)
+  9    the output, work or state directory cannot be written, at the start or later (disk
+       full, quota, I/O error, read-only): that granule is recorded as a `storage` failure
+       without using its retry budget, none of its outputs is left, and the step stops; or a
+       path cannot be written into clavrxorb's file_list (a line break, or blanks at either end)
   10   the Slurm environment (SLURM_PROCID, SLURM_NTASKS, SLURM_ARRAY_TASK_ID) is inconsistent,
        e.g. an array element past the end of the list (exit 0, with a notice, if the list is
        known to have shrunk since the campaign was recorded)
   11   the operating system refused something pseg-step needs (signals, processes)
-  12   the campaign state directory (--state) cannot be read or written
+  12   the campaign state directory (--state) cannot be read or written (not a storage failure)
   128+N  interrupted by signal N: 138 SIGUSR1 (Slurm's warning before the time limit),
        143 SIGTERM, 130 SIGINT, 129 SIGHUP; every clavrxorb was ended first and the granule
        recorded as interrupted: submitting again resumes it
@@ -86,7 +88,9 @@ pub struct StepArgs {
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_lead: u64,
 
-    /// Run clavrxorb plainly, one granule after another, without the tracer.
+    /// No fan-out: clavrxorb processes every segment itself, the tracer on without clones
+    /// (followed, timed and proven complete all the same). A build without tracer symbols
+    /// runs without the tracer, on the weaker proof: exit 0 and every output non-empty.
     #[arg(long)]
     pub serial: bool,
 

@@ -63,7 +63,16 @@ impl StepError {
             StepError::NotWritable { .. } | StepError::NotForFileList { .. } => 9,
             StepError::Usage(_) => 2,
             StepError::Slurm(_) => 10,
+            StepError::Os { source, .. } if super::storage::is_storage(source) => {
+                super::STORAGE_EXIT
+            }
             StepError::Os { .. } => 11,
+            // A full state folder is a storage failure like a full output folder.
+            StepError::Ledger(LedgerError::Write { source, .. })
+                if super::storage::is_storage(source) =>
+            {
+                super::STORAGE_EXIT
+            }
             StepError::Ledger(_) => 12,
         }
     }

@@ -12,13 +12,14 @@ use nix::sys::signal::Signal;
 use super::drain;
 use super::memwatch::MemorySetup;
 use super::progress::Progress;
+use super::storage;
 use super::watch::{Drain, DrainPolicy, Watch};
-use crate::fanout::machine::{Exit, Failure, FailureKind, Fanout, Limits, Role};
+use crate::fanout::machine::{Exit, Failure, FailureKind, Fanout, Limits, Mode, Role};
 use crate::fanout::unix::{self, Signals};
 use crate::fanout::watchdog::Watchdog;
 use crate::fanout::{Outcome, Policy, ProcControl, supervise};
 use crate::granules::Granule;
-use crate::report::{self, GranuleReport};
+use crate::report::{self, GranuleReport, Proof};
 use crate::tracer::TracerSymbols;
 
 /// Where, in the output folder, a failed granule's working directory is kept when the work
@@ -28,8 +29,11 @@ pub const FAILED_DIR: &str = "pseg-failed";
 /// What every granule of a step shares.
 pub struct Plan {
     pub exe: PathBuf,
-    /// `None` runs clavrxorb serially, without the tracer.
+    /// `None`: clavrxorb has no tracer symbols and runs serially without the tracer, on the
+    /// weaker proof (exit 0, outputs non-empty).
     pub symbols: Option<TracerSymbols>,
+    /// `--serial`: the tracer runs without clones.
+    pub serial: bool,
     pub options_text: String,
     pub scan_lines: u32,
     pub out: PathBuf,
@@ -50,12 +54,19 @@ pub enum GranuleResult {
     /// With the names of the files published into the output directory.
     Done {
         outputs: Vec<String>,
+        proof: Proof,
     },
     Failed {
         message: String,
         failure: Failure,
         /// The cgroup counted an OOM kill while the granule ran.
         oom: bool,
+    },
+    /// The output or work folder refused a write (disk full, quota, I/O error, read-only):
+    /// the folder's fault, not the granule's. Nothing of the granule is left in the output
+    /// folder.
+    Storage {
+        message: String,
     },
     Interrupted(i32),
 }
@@ -96,9 +107,17 @@ pub fn run(
         .stdout(File::create(wd.join("clavrx.stdout"))?)
         .stderr(File::create(wd.join("clavrx.stderr"))?)
         .env_remove("CLAVRX_SKIP_OUTPUT");
-    if plan.symbols.is_some() {
+    let mode = match (&plan.symbols, plan.serial) {
+        (None, _) => Mode::Untraced,
+        (Some(_), true) => Mode::Serial,
+        (Some(_), false) => Mode::Clones,
+    };
+    if mode != Mode::Untraced {
+        // Without clones the tracer still stops at every waitpoint: a serial run is
+        // followed, timed and proven complete like a parallel one.
+        let clones = if mode == Mode::Serial { "0" } else { "1" };
         cmd.env("CLAVRX_ENABLE_TRACER", "1")
-            .env("CLAVRX_TRACER_CLONES", "1");
+            .env("CLAVRX_TRACER_CLONES", clones);
     } else {
         cmd.env_remove("CLAVRX_ENABLE_TRACER")
             .env_remove("CLAVRX_TRACER_CLONES");
@@ -111,7 +130,7 @@ pub fn run(
         ));
     }
 
-    let mut fanout = Fanout::new(leader, plan.limits, plan.symbols.is_some());
+    let mut fanout = Fanout::with_mode(leader, plan.limits, mode);
     let mut watch = Watch::new(progress, &plan.memory, leader, started);
     watch.drain = Drain::new(
         DrainPolicy {
@@ -124,6 +143,23 @@ pub fn run(
     let outcome = supervise(signals, leader, &mut fanout, &mut ctl, &plan.policy)?;
     guard.0 = None;
     let _ = watchdog.unwatch(leader);
+    let proof = if mode == Mode::Untraced {
+        Proof::ExitAndOutputs
+    } else {
+        Proof::Tracer
+    };
+    let outcome = match outcome {
+        Outcome::Done if proof == Proof::ExitAndOutputs => match untraced_outputs(&staging)? {
+            None => Outcome::Done,
+            Some(kind) => Outcome::Failed(Failure {
+                pid: leader,
+                role: Role::Parent,
+                segment: None,
+                kind,
+            }),
+        },
+        other => other,
+    };
 
     let exit = match &outcome {
         Outcome::Failed(f) => match f.kind {
@@ -133,17 +169,37 @@ pub fn run(
         _ => fanout.parent_exit(),
     };
     let (result, status, error) = match outcome {
-        Outcome::Done => {
-            let outputs = publish(&staging, &plan.out)?;
-            if !plan.keep_work
-                && let Err(e) = std::fs::remove_dir_all(&wd)
-            {
-                // The granule is done and published; a leftover scratch folder is not a failure.
-                eprintln!("pseg-step: warning: cannot remove {}: {e}", wd.display());
+        Outcome::Done => match publish(&staging, &plan.out) {
+            Ok(outputs) => {
+                if !plan.keep_work
+                    && let Err(e) = std::fs::remove_dir_all(&wd)
+                {
+                    // The granule is done and published; a leftover scratch folder is not a
+                    // failure.
+                    eprintln!("pseg-step: warning: cannot remove {}: {e}", wd.display());
+                }
+                (
+                    GranuleResult::Done { outputs, proof },
+                    report::Status::Done,
+                    None,
+                )
             }
-            (GranuleResult::Done { outputs }, report::Status::Done, None)
-        }
+            Err(e) => {
+                let message = format!(
+                    "cannot publish its outputs into {}: {e}; none of them was left there",
+                    plan.out.display()
+                );
+                let error = Some(message.clone());
+                (
+                    GranuleResult::Storage { message },
+                    report::Status::Failed,
+                    error,
+                )
+            }
+        },
         Outcome::Failed(f) => {
+            // Before its partial output is dropped: that is what fills a full disk.
+            let full = storage::refuses_writes(&wd);
             let kept = match &plan.keep_failed {
                 Some(dir) => keep(&wd, &dir.join(&name)).unwrap_or_else(|e| {
                     eprintln!(
@@ -155,12 +211,24 @@ pub fn run(
                 }),
                 None => wd.clone(),
             };
-            let message = describe(&f, &kept);
+            let said = error_line(&f, &kept);
+            let mut message = describe(&f, &kept, said.as_deref());
+            if let Some(e) = &full {
+                message = format!(
+                    "{message}; the work folder {} refuses writes: {e}",
+                    wd.display()
+                );
+            }
             let error = Some(message.clone());
-            let failed = GranuleResult::Failed {
-                message,
-                failure: f,
-                oom: oom_kills(plan) > oom_before,
+            let failed = if full.is_some() || said.as_deref().is_some_and(storage::mentions_storage)
+            {
+                GranuleResult::Storage { message }
+            } else {
+                GranuleResult::Failed {
+                    message,
+                    failure: f,
+                    oom: oom_kills(plan) > oom_before,
+                }
             };
             (failed, report::Status::Failed, error)
         }
@@ -205,6 +273,7 @@ pub fn run(
         scan_lines: plan.scan_lines,
         segments: fanout.segments_written(),
         lines: fanout.written_lines(),
+        proof: (status == report::Status::Done).then_some(proof),
         workers: watch
             .timeline
             .workers(plan.limits.max_workers, fanout.memory_bound()),
@@ -280,22 +349,65 @@ fn prepare(plan: &Plan, granule: &Granule, wd: &Path, staging: &Path) -> io::Res
     std::fs::write(wd.join("file_list"), file_list)
 }
 
-/// Moves a finished granule's outputs into the output directory; returns their names.
+/// Moves a finished granule's outputs into the output directory; returns their names. On
+/// failure none of them stays there, half-copied or whole: the granule is not done.
 fn publish(staging: &Path, out: &Path) -> io::Result<Vec<String>> {
     let mut names = Vec::new();
+    let result = publish_each(staging, out, &mut names);
+    if result.is_err() {
+        unpublish(out, &names);
+    }
+    result.map(|()| names)
+}
+
+fn publish_each(staging: &Path, out: &Path, names: &mut Vec<String>) -> io::Result<()> {
     for entry in std::fs::read_dir(staging)? {
         let entry = entry?;
-        names.push(entry.file_name().to_string_lossy().into_owned());
+        let name = entry.file_name().to_string_lossy().into_owned();
         let to = out.join(entry.file_name());
+        names.push(name.clone());
         if std::fs::rename(entry.path(), &to).is_err() {
             // Another filesystem (a node-local --work): copy to a temporary name, then rename,
             // so a reader never sees half a file.
-            let tmp = out.join(format!(".{}.partial", entry.file_name().to_string_lossy()));
-            std::fs::copy(entry.path(), &tmp)?;
-            std::fs::rename(&tmp, &to)?;
+            let tmp = out.join(format!(".{name}.partial"));
+            let copied = std::fs::copy(entry.path(), &tmp).and_then(|_| std::fs::rename(&tmp, &to));
+            if let Err(e) = copied {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
         }
     }
-    Ok(names)
+    Ok(())
+}
+
+/// Removes outputs of a granule that turned out not done (publishing or recording them
+/// failed), so the output folder never holds an output its record does not vouch for.
+pub fn unpublish(out: &Path, names: &[String]) {
+    for name in names {
+        if let Err(e) = std::fs::remove_file(out.join(name))
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            eprintln!(
+                "pseg-step: warning: cannot remove the unproven output {}: {e}",
+                out.join(name).display()
+            );
+        }
+    }
+}
+
+/// Without the tracer, the weaker proof: clavrxorb wrote at least one output and none is
+/// empty. `None` when that holds, else why not.
+fn untraced_outputs(staging: &Path) -> io::Result<Option<FailureKind>> {
+    let mut any = false;
+    for entry in std::fs::read_dir(staging)? {
+        let entry = entry?;
+        if entry.metadata()?.len() == 0 {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            return Ok(Some(FailureKind::EmptyOutput(name)));
+        }
+        any = true;
+    }
+    Ok((!any).then_some(FailureKind::NotProcessed))
 }
 
 /// OOM kills the kernel counted in this process's own memory cgroup (cgroup v1 counts them
@@ -308,17 +420,61 @@ fn oom_kills(plan: &Plan) -> u64 {
         .unwrap_or(0)
 }
 
-/// The one message a user needs: what died where, and which log to read.
-fn describe(f: &Failure, wd: &Path) -> String {
-    let log = match f.role {
-        Role::Worker => wd.join(format!("clavrx.stderr.{}", f.pid)),
-        Role::Parent => wd.join("clavrx.stderr"),
+/// The one message a user needs: what died where, what clavrxorb said when it skipped the
+/// granule, and which log to read.
+fn describe(f: &Failure, wd: &Path, said: Option<&str>) -> String {
+    let log = stderr_log(f, wd);
+    let said = match (&f.kind, said) {
+        (FailureKind::NotProcessed, Some(line)) => format!("; it said: \"{line}\""),
+        (FailureKind::NotProcessed, None) => "; it printed no error".to_string(),
+        (_, Some(line)) if storage::mentions_storage(line) => format!("; it said: \"{line}\""),
+        _ => String::new(),
     };
     format!(
-        "{f}; log: {} (working directory kept: {})",
+        "{f}{said}; log: {} (working directory kept: {})",
         log.display(),
         wd.display()
     )
+}
+
+fn stderr_log(f: &Failure, wd: &Path) -> PathBuf {
+    match f.role {
+        Role::Worker => wd.join(format!("clavrx.stderr.{}", f.pid)),
+        Role::Parent => wd.join("clavrx.stderr"),
+    }
+}
+
+/// clavrxorb's own error line from the failed process's log: the last line that says
+/// "error" on its stderr, then on its stdout, else the last line of its stderr.
+fn error_line(f: &Failure, wd: &Path) -> Option<String> {
+    let stdout = match f.role {
+        Role::Worker => wd.join(format!("clavrx.stdout.{}", f.pid)),
+        Role::Parent => wd.join("clavrx.stdout"),
+    };
+    let read = |p: &Path| std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned());
+    let err = read(&stderr_log(f, wd)).unwrap_or_default();
+    let out = read(&stdout).unwrap_or_default();
+    let lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (err, out) = (lines(&err), lines(&out));
+    let says_error = |l: &&String| l.to_ascii_lowercase().contains("error");
+    let line = err
+        .iter()
+        .rev()
+        .find(says_error)
+        .or_else(|| out.iter().rev().find(says_error))
+        .or(err.last())?;
+    // A runaway line must not crowd the rest of the message out of the record.
+    const MAX: usize = 240;
+    Some(match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.clone(),
+    })
 }
 
 /// Stall and grace defaults; the stall timeout and sample interval come from the command

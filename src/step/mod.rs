@@ -9,6 +9,7 @@ mod granule;
 mod memwatch;
 mod progress;
 pub mod scratch;
+mod storage;
 mod summary;
 mod timeline;
 mod watch;
@@ -31,7 +32,7 @@ use crate::ledger::{
 use crate::mapping::Place;
 use crate::options::ClavrxOptions;
 use crate::report;
-use crate::tracer::TracerSymbols;
+use crate::tracer::{ElfError, TracerSymbols};
 use granule::{GranuleResult, Plan};
 use memwatch::MemorySetup;
 use progress::Progress;
@@ -49,10 +50,33 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     };
 
     let exe = exe::find(&args.exe)?;
-    let symbols = if args.serial {
-        None
-    } else {
-        Some(TracerSymbols::read(&exe)?)
+    let symbols = match TracerSymbols::read(&exe) {
+        Ok(symbols) if args.serial => {
+            match crate::check::memory_access_denied(Path::new("/proc")) {
+                Some(why) => {
+                    eprintln!(
+                        "pseg-step: warning: {why}: pseg-step cannot follow clavrxorb's tracer, so \
+                     --serial runs it without, on a weaker proof of completion (exit 0 and \
+                     every output non-empty); `pseg-step --check` says how to lift it"
+                    );
+                    None
+                }
+                None => Some(symbols),
+            }
+        }
+        Ok(symbols) => Some(symbols),
+        Err(e) if args.serial => {
+            let why = match &e {
+                ElfError::NoTracer { .. } => format!("{} has no tracer symbols", exe.display()),
+                other => other.to_string(),
+            };
+            eprintln!(
+                "pseg-step: warning: {why}: --serial runs it without the tracer, on a weaker \
+                 proof of completion (exit 0 and every output non-empty)"
+            );
+            None
+        }
+        Err(e) => return Err(e.into()),
     };
     let list = read_list(files)?;
     list.check()?;
@@ -192,6 +216,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     let plan = Plan {
         exe: std::path::absolute(&exe).map_err(StepError::os("resolving the executable"))?,
         symbols,
+        serial: args.serial,
         options_text: options.with_scan_lines(scan_lines),
         scan_lines,
         memory,
@@ -210,8 +235,10 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
             prior_wall: None,
         },
     };
-    let mode = if args.serial {
-        "serially".to_string()
+    let mode = if args.serial && plan.symbols.is_none() {
+        "serially, without the tracer".to_string()
+    } else if args.serial {
+        format!("serially (tracer without clones), segments of {scan_lines} lines")
     } else {
         format!("with up to {max_workers} workers, segments of {scan_lines} lines")
     };
@@ -228,7 +255,9 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     // Wall time of the slowest granule done so far: the prior for judging one that has
     // written nothing yet when the time-limit warning comes.
     let mut slowest_done: Option<f64> = None;
-    while interrupted_by.is_none() {
+    // A folder refused a write: every later granule would hit the same full disk.
+    let mut storage_failed = false;
+    while interrupted_by.is_none() && !storage_failed {
         if let Some(unix::Interrupt::Terminate(sig)) =
             signals.drain().map_err(StepError::os("reading signals"))?
         {
@@ -261,6 +290,17 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         );
         let (result, granule_report) = match run {
             Ok(r) => r,
+            Err(e) if storage::is_storage(&e) => {
+                let why = format!(
+                    "cannot prepare its work folder under {}: {e}",
+                    plan.work.display()
+                );
+                progress.say(&format!("FAILED: {why}"));
+                ledger.finish(claim, Outcome::failed(FailureKind::Storage, why.clone()))?;
+                summary.add_failure(&granule.path, why);
+                storage_failed = true;
+                continue;
+            }
             Err(e) => {
                 let why = format!("could not run clavrxorb: {e}");
                 progress.say(&format!("FAILED: {why}"));
@@ -284,12 +324,38 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         }
         summary.add(&granule_report, written.is_ok().then(|| file.into()));
         let outcome = match result {
-            GranuleResult::Done { outputs } => {
-                report::write_outputs(&reports, &granule_report.name, &outputs)
-                    .map_err(StepError::os("writing the outputs manifest"))?;
-                slowest_done = Some(slowest_done.unwrap_or(0.0).max(granule_report.wall_seconds));
-                progress.say(&done_line(&granule_report, args.serial));
-                Outcome::done()
+            GranuleResult::Done { outputs, proof } => {
+                match report::write_outputs(&reports, &granule_report.name, &outputs) {
+                    Ok(()) => {
+                        slowest_done =
+                            Some(slowest_done.unwrap_or(0.0).max(granule_report.wall_seconds));
+                        progress.say(&done_line(&granule_report));
+                        match proof {
+                            report::Proof::Tracer => Outcome::done(),
+                            report::Proof::ExitAndOutputs => Outcome::done().with_weak_proof(),
+                        }
+                    }
+                    Err(e) => {
+                        // Without its manifest a published output is not vouched for: take it
+                        // back, so the record and the folder agree that it is not done.
+                        granule::unpublish(&plan.out, &outputs);
+                        let why = format!(
+                            "cannot write its outputs manifest into {}: {e}; its outputs were \
+                             removed again",
+                            reports.display()
+                        );
+                        progress.say(&format!("FAILED: {why}"));
+                        summary.failed.push((granule.path.clone(), why.clone()));
+                        storage_failed = true;
+                        Outcome::failed(FailureKind::Storage, why)
+                    }
+                }
+            }
+            GranuleResult::Storage { message } => {
+                progress.say(&format!("FAILED: {message}"));
+                summary.failed.push((granule.path.clone(), message.clone()));
+                storage_failed = true;
+                Outcome::failed(FailureKind::Storage, message)
             }
             GranuleResult::Failed {
                 message,
@@ -337,11 +403,26 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         );
         return Ok(128u8.saturating_add(sig as u8));
     }
-    Ok(summary.close())
+    let status = summary.close();
+    if storage_failed {
+        eprintln!(
+            "pseg-step: stopped: a folder refused a write (see the failure above); free space \
+             or fix it, then run again: the granule is redone without using its retry budget"
+        );
+        return Ok(STORAGE_EXIT);
+    }
+    Ok(status)
 }
+
+/// The exit status of a step stopped by a storage failure; the same as a folder found not
+/// writable at the start.
+pub const STORAGE_EXIT: u8 = 9;
 
 /// The ledger's view of a failed granule: what kind of failure, for its retry budget.
 fn failure_outcome(f: &Failure, oom: bool, message: String) -> Outcome {
+    if f.kind == machine::FailureKind::NotProcessed {
+        return Outcome::failed(FailureKind::NotProcessed, message);
+    }
     let (signal, exit) = match f.kind {
         machine::FailureKind::Died(Exit::Signal(s))
         | machine::FailureKind::EndedEarly(Exit::Signal(s)) => (Some(s), None),

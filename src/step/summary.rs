@@ -93,9 +93,12 @@ impl Summary {
 }
 
 /// The line that ends a granule's progress.
-pub fn done_line(r: &GranuleReport, serial: bool) -> String {
-    if serial {
-        return format!("done in {:.1} s", r.wall_seconds);
+pub fn done_line(r: &GranuleReport) -> String {
+    if r.proof == Some(report::Proof::ExitAndOutputs) {
+        return format!(
+            "done in {:.1} s (weaker proof: exit 0 and outputs non-empty; no tracer)",
+            r.wall_seconds
+        );
     }
     format!(
         "done in {:.1} s ({} segments, {} lines; peak {}, up to {} workers, bound by {})",

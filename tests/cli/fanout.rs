@@ -358,21 +358,6 @@ fn bad_input_gets_a_clear_error_and_its_own_exit_status() {
 }
 
 #[test]
-fn serial_mode_runs_a_program_without_tracer_symbols() {
-    // --serial is the fallback for builds without the tracer: it never reads symbols.
-    let case = Case::new(Link::Pie);
-    case.granule("g.gran", 10, &[]);
-    case.list(&["g.gran"]);
-    case.options(10);
-    let out = case
-        .step("o")
-        .args(["--serial", "--exe", "/bin/true"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-}
-
-#[test]
 fn a_killed_pseg_step_leaves_no_clavrxorb_behind() {
     // SIGKILL gives pseg-step no chance to clean up: its watchdog must. Under nohup (as on a
     // login node) SIGHUP is ignored, so the kernel's SIGHUP to an orphaned stopped group does

@@ -13,4 +13,5 @@ mod out_of_box;
 mod report_html;
 mod slurm;
 mod support;
+mod trust;
 mod verify;

@@ -288,3 +288,16 @@ pub fn needs_cgroups(test: &str) -> bool {
     eprintln!("{msg}");
     false
 }
+
+/// Skips a test that needs root (to mount a filesystem), loudly; under CI that is a failure.
+pub fn needs_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let msg = format!("######## SKIPPED {test}: needs root ########");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg} (CI=true: a skip is a failure)");
+    }
+    eprintln!("{msg}");
+    false
+}

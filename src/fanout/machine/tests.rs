@@ -64,6 +64,8 @@ struct Sim {
     full_length_array: bool,
     /// Lines reported as written, per segment.
     written: HashMap<u32, i32>,
+    /// `CLAVRX_TRACER_CLONES` is 1 (else 0: the parent reads no clone into being).
+    clones: bool,
 }
 
 const PARENT: Pid = 100;
@@ -100,6 +102,7 @@ impl Sim {
             memory_allows: None,
             full_length_array: true,
             written: HashMap::new(),
+            clones: true,
         }
     }
 
@@ -151,7 +154,10 @@ impl Sim {
             self.procs.insert(pid, p);
             return Some(Ok(pid));
         }
-        if target == L1B && !p.clone {
+        if target == L1B && !p.clone && !self.clones {
+            p.segment += 1;
+            p.lines = self.lines_of(p.segment);
+        } else if target == L1B && !p.clone {
             // The parent reads the next segment and makes its clone.
             p.segment += 1;
             p.lines = self.lines_of(p.segment);
@@ -532,4 +538,124 @@ fn a_short_last_segment_with_a_full_length_array_counts_only_its_own_lines() {
         (machine.written_lines(), machine.segments_written()),
         (50, 1)
     );
+}
+
+fn serial_limits() -> Limits {
+    Limits {
+        max_workers: 1,
+        max_lead: 1,
+    }
+}
+
+#[test]
+fn a_serial_tracer_run_is_followed_and_proven_segment_by_segment() {
+    for (total, scan) in [(1, 1), (10, 10), (237, 100), (50, 100), (64, 16)] {
+        let mut sim = Sim::new(total, scan, serial_limits());
+        sim.clones = false;
+        let mut machine = Fanout::with_mode(PARENT, serial_limits(), Mode::Serial);
+        assert_eq!(
+            run_with(&mut sim, &mut machine, 5),
+            Status::Done,
+            "{total}/{scan}"
+        );
+        assert_eq!(machine.written_lines(), i64::from(total));
+        assert_eq!(machine.segments_written(), sim.segments());
+        let expected: HashMap<u32, i32> =
+            (1..=sim.segments()).map(|k| (k, sim.lines_of(k))).collect();
+        assert_eq!(sim.written, expected, "{total}/{scan}: lines per segment");
+        assert!(sim.procs.len() == 1, "no clone was ever made");
+    }
+}
+
+/// Drives `machine` with the parent stopped at waitpoint `at` (no segment read yet).
+fn stop_parent_at(sim: &mut Sim, machine: &mut Fanout, at: i32) -> Status {
+    sim.procs.get_mut(&PARENT).unwrap().at = Where::Stopped(at);
+    // Stops put in place by hand: the write turn was never used.
+    sim.writing = None;
+    machine.on_stop(PARENT, sim)
+}
+
+#[test]
+fn a_granule_clavrxorb_skipped_is_not_processed_never_done() {
+    for mode in [Mode::Clones, Mode::Serial] {
+        // It reached waitpoint 7 without reading a segment, then exited 0.
+        let mut sim = Sim::new(10, 10, serial_limits());
+        let mut machine = Fanout::with_mode(PARENT, serial_limits(), mode);
+        assert_eq!(
+            stop_parent_at(&mut sim, &mut machine, ALL_FINISH),
+            Status::Running
+        );
+        let Status::Failed(f) = machine.on_exit(PARENT, Exit::Code(0)) else {
+            panic!("{mode:?}: a granule with no segment read was not failed")
+        };
+        assert_eq!(f.kind, FailureKind::NotProcessed, "{mode:?}");
+        assert!(f.to_string().contains("no segment read"), "{f}");
+
+        // It exited 0 without even reaching waitpoint 7.
+        let mut machine = Fanout::with_mode(PARENT, serial_limits(), mode);
+        let Status::Failed(f) = machine.on_exit(PARENT, Exit::Code(0)) else {
+            panic!()
+        };
+        assert_eq!(f.kind, FailureKind::NotProcessed, "{mode:?}");
+
+        // Exit 1 is its answer to anyone's SIGTERM: ended early, not bad input.
+        let mut machine = Fanout::with_mode(PARENT, serial_limits(), mode);
+        let Status::Failed(f) = machine.on_exit(PARENT, Exit::Code(1)) else {
+            panic!()
+        };
+        assert_eq!(f.kind, FailureKind::EndedEarly(Exit::Code(1)), "{mode:?}");
+    }
+}
+
+#[test]
+fn a_serial_run_ended_from_outside_mid_granule_is_not_done() {
+    // clavrxorb handles an outside SIGTERM by exiting 1: before waitpoint 7 that is never
+    // an end, whatever it had written.
+    let mut sim = Sim::new(30, 10, serial_limits());
+    sim.clones = false;
+    let mut machine = Fanout::with_mode(PARENT, serial_limits(), Mode::Serial);
+    let mut stops = 0;
+    while machine.segments_written() < 1 {
+        let pid = match sim.step(PARENT) {
+            Some(Ok(pid)) => pid,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(machine.on_stop(pid, &mut sim), Status::Running);
+        stops += 1;
+        assert!(stops < 20);
+    }
+    let Status::Failed(f) = machine.on_exit(PARENT, Exit::Code(1)) else {
+        panic!("an outside SIGTERM passed for success")
+    };
+    assert_eq!(f.kind, FailureKind::EndedEarly(Exit::Code(1)));
+    assert_eq!(f.segment, Some(2), "it was on its second segment");
+}
+
+#[test]
+fn without_the_tracer_only_exit_0_ends_a_run() {
+    let mut m = Fanout::with_mode(PARENT, serial_limits(), Mode::Untraced);
+    let Status::Failed(f) = m.on_exit(PARENT, Exit::Code(1)) else {
+        panic!("exit 1 of an untraced run passed for success")
+    };
+    assert_eq!(f.kind, FailureKind::EndedEarly(Exit::Code(1)));
+}
+
+#[test]
+fn a_segment_written_twice_breaks_the_protocol() {
+    let mut sim = Sim::new(20, 10, serial_limits());
+    sim.clones = false;
+    let mut machine = Fanout::with_mode(PARENT, serial_limits(), Mode::Serial);
+    // Segment 1 read, processed, written...
+    for at in [L1B, FINAL, SAVE] {
+        assert_eq!(stop_parent_at(&mut sim, &mut machine, at), Status::Running);
+    }
+    // ...then reported written again without being read again.
+    assert_eq!(
+        stop_parent_at(&mut sim, &mut machine, FINAL),
+        Status::Running
+    );
+    let Status::Failed(f) = stop_parent_at(&mut sim, &mut machine, SAVE) else {
+        panic!("a second write of segment 1 passed")
+    };
+    assert!(f.to_string().contains("segment 1 was written twice"), "{f}");
 }

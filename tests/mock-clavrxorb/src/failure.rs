@@ -7,7 +7,9 @@ use std::io::Write;
 /// Exit statuses (besides 0, and 1 for a clone that cannot reopen a
 /// descriptor or for SIGTERM/SIGINT).
 pub mod code {
-    /// Usage error, bad `clavrx_options`, `file_list` or granule.
+    /// Usage error, bad `clavrx_options` or `file_list`, or a granule that cannot be read
+    /// past its header. (A granule that cannot be opened is skipped with an error line, as
+    /// clavrxorb does, and the run ends with 0.)
     pub const INPUT: i32 = 2;
     /// Fault `parent-exit3`.
     pub const PARENT_EXIT3: i32 = 3;

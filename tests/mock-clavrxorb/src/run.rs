@@ -51,7 +51,15 @@ struct Current {
 impl Process {
     fn granules(&mut self, list: &FileList) -> Result<(), Failure> {
         for name in &list.granules {
-            let granule = Granule::open(&list.input_path(name))?;
+            // Like clavrxorb: a file it cannot read is skipped with an error line, and the
+            // run goes on to the next name (and exits 0 after the last).
+            let granule = match Granule::open(&list.input_path(name)) {
+                Ok(granule) => granule,
+                Err(why) => {
+                    crate::failure::report(format_args!("ERROR: {why}; skipping it"));
+                    continue;
+                }
+            };
             tracer::set_number_of_lines(granule.header.lines);
             tracer::set_num_scans_level2_hdf(0);
             let segments = granule.header.lines.div_ceil(self.scan_lines);
