@@ -285,6 +285,26 @@ impl Ledger {
         Ok(claims)
     }
 
+    /// Of `names`, those whose claim file cannot be read (empty, garbage, a dangling link):
+    /// (name, claim path, why). Such a claim names no holder, so nothing ever takes it over.
+    pub fn unreadable_claims(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<(String, std::path::PathBuf, String)>, LedgerError> {
+        let mut found = Vec::new();
+        for name in names {
+            let path = self.claim_path(&key::encode(name));
+            let why = match read_claim(&path) {
+                Ok(ClaimState::Unreadable(why)) => why,
+                Err(LedgerError::Read { source, .. }) => source.to_string(),
+                Ok(_) => continue,
+                Err(e) => return Err(e),
+            };
+            found.push((name.clone(), path, why));
+        }
+        Ok(found)
+    }
+
     /// `retry --failed`: a failed granule goes back to `pending` with a fresh retry budget,
     /// under its claim like every record write. False if it is held or not failed.
     pub fn reset_for_retry(&self, name: &str, me: &Holder) -> Result<bool, LedgerError> {

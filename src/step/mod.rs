@@ -270,10 +270,20 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         }
         let Some(mut claim) = ledger.claim_next(&mut queue, &me)? else {
             if !queue.is_done() {
-                eprintln!(
-                    "pseg-step: {} granule(s) are being processed by other tasks",
-                    queue.waiting().len()
-                );
+                let blocked = ledger.unreadable_claims(queue.waiting())?;
+                for (name, path, why) in &blocked {
+                    eprintln!(
+                        "pseg-step: {} is blocked by an unreadable claim {} ({why}): no \
+                         process holds it; free it with `pseg-slurm release --granule {} --yes`",
+                        crate::escape::controls(name),
+                        path.display(),
+                        crate::escape::controls(name)
+                    );
+                }
+                let held = queue.waiting().len() - blocked.len();
+                if held > 0 {
+                    eprintln!("pseg-step: {held} granule(s) are being processed by other tasks");
+                }
             }
             break;
         };

@@ -205,6 +205,16 @@ fn unreadable_claims_are_shown_and_released_and_a_killed_holder_is_lost() {
         case.outputs("out").keys().collect::<Vec<_>>(),
         ["slow.gran.level2.bin"]
     );
+    // pseg-step says what blocks them and how to free them, not "another task has them".
+    let said = text(&run.stderr);
+    for name in ["a.gran", "b.gran"] {
+        assert!(
+            said.contains(&format!("{name} is blocked by an unreadable claim"))
+                && said.contains(&format!("pseg-slurm release --granule {name} --yes")),
+            "{said}"
+        );
+    }
+    assert!(!said.contains("being processed by other tasks"), "{said}");
 
     let dry = pseg_slurm(case.dir.path(), &["release", "out", "--all-unproven"]);
     let dry = text(&dry.stdout);
