@@ -605,6 +605,11 @@ fn detail(
             ),
         ));
     }
+    if scale.cgroup_max == 0
+        && let Some(note) = &m.cgroup_note
+    {
+        memory_legend.push(legend("plain", format!("no cgroup line: {note}")));
+    }
     if scale.limit_drawn {
         memory_legend.push(legend("limit", "the limit admission works against"));
     }

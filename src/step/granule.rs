@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::memwatch::MemorySetup;
+use super::memwatch::{Estimate, MemorySetup, Source};
 use super::progress::Progress;
 use super::watch::Watch;
 use crate::fanout::machine::{Exit, Failure, FailureKind, Fanout, Limits, Role};
@@ -65,6 +65,10 @@ impl Drop for GroupGuard {
 }
 
 /// Runs one granule to its end; the report describes the run whatever the result.
+///
+/// A run the cgroup's OOM killer ends is redone here, from scratch, with the worker cap
+/// lowered below the workers that ran at once, down to one: only a run killed with one
+/// worker fails the granule. The report is the last run's, with the earlier ones listed.
 pub fn run(
     plan: &Plan,
     signals: &mut Signals,
@@ -72,6 +76,57 @@ pub fn run(
     granule: &Granule,
     progress: Progress,
 ) -> io::Result<(GranuleResult, GranuleReport)> {
+    let started = Instant::now();
+    let started_unix = report::unix_now();
+    let cpu_before = unix::children_cpu_seconds();
+    let mut cap = plan.limits.max_workers.max(1);
+    let mut retries = Vec::new();
+    loop {
+        let this_run = Instant::now();
+        let (result, mut r) = match attempt(plan, signals, watchdog, granule, &progress, cap)? {
+            Attempt::Ended(result, r) => (result, *r),
+            Attempt::OutOfMemory { max_busy, message } => {
+                let next = max_busy.saturating_sub(1).clamp(1, cap.saturating_sub(1).max(1));
+                progress.say(&format!(
+                    "out of memory with {max_busy} worker(s) at once ({message}); redoing it                      with at most {next}"
+                ));
+                retries.push(report::OomRetry {
+                    cap,
+                    max_busy,
+                    wall_seconds: this_run.elapsed().as_secs_f64(),
+                    error: message,
+                });
+                cap = next;
+                continue;
+            }
+        };
+        r.started_unix = started_unix;
+        r.wall_seconds = started.elapsed().as_secs_f64();
+        r.cpu_seconds = unix::children_cpu_seconds() - cpu_before;
+        if !retries.is_empty() {
+            r.workers.bound_by = "memory".into();
+        }
+        r.oom_retries = retries;
+        return Ok((result, r));
+    }
+}
+
+/// How one run of a granule ended.
+enum Attempt {
+    Ended(GranuleResult, Box<GranuleReport>),
+    /// The OOM killer ended it while more than one worker ran: worth redoing with fewer.
+    OutOfMemory { max_busy: usize, message: String },
+}
+
+/// One run of clavrxorb over the granule with at most `cap` workers.
+fn attempt(
+    plan: &Plan,
+    signals: &mut Signals,
+    watchdog: &mut Watchdog,
+    granule: &Granule,
+    progress: &Progress,
+    cap: usize,
+) -> io::Result<Attempt> {
     let started = Instant::now();
     let started_unix = report::unix_now();
     let cpu_before = unix::children_cpu_seconds();
@@ -102,12 +157,24 @@ pub fn run(
         ));
     }
 
-    let mut fanout = Fanout::new(leader, plan.limits, plan.symbols.is_some());
-    let mut watch = Watch::new(progress, &plan.memory, leader, started);
+    let limits = Limits {
+        max_workers: cap,
+        ..plan.limits
+    };
+    let mut fanout = Fanout::new(leader, limits, plan.symbols.is_some());
+    let mut watch = Watch::new(progress.clone(), &plan.memory, leader, started);
     let mut ctl = ProcControl::new(plan.symbols.as_ref(), &mut watch);
     let outcome = supervise(signals, leader, &mut fanout, &mut ctl, &plan.policy)?;
     guard.0 = None;
     let _ = watchdog.unwatch(leader);
+    // Whatever the end, what this run measured guides the next granules (and a redo).
+    if let Some(e) = watch.memory.measured() {
+        plan.memory.learn(Estimate {
+            bytes: e.bytes,
+            source: Source::Step,
+        });
+    }
+    let workers = watch.timeline.workers(cap, fanout.memory_bound());
 
     let exit = match &outcome {
         Outcome::Failed(f) => match f.kind {
@@ -128,6 +195,15 @@ pub fn run(
             (GranuleResult::Done { outputs }, report::Status::Done, None)
         }
         Outcome::Failed(f) => {
+            let oom = oom_kills(plan) > oom_before;
+            let killed = matches!(f.kind, FailureKind::Died(Exit::Signal(9)));
+            if oom && killed && workers.max_busy > 1 {
+                let message = format!("{f}");
+                return Ok(Attempt::OutOfMemory {
+                    max_busy: workers.max_busy,
+                    message,
+                });
+            }
             let kept = match &plan.keep_failed {
                 Some(dir) => keep(&wd, &dir.join(&name)).unwrap_or_else(|e| {
                     eprintln!(
@@ -139,12 +215,23 @@ pub fn run(
                 }),
                 None => wd.clone(),
             };
-            let message = describe(&f, &kept);
+            let mut message = describe(&f, &kept);
+            if oom {
+                message.push_str(&format!(
+                    "; out of memory with {} worker(s) at once{}",
+                    workers.max_busy,
+                    plan.memory.limit.as_ref().map_or_else(String::new, |l| format!(
+                        " under the memory limit {} ({})",
+                        crate::size::Size(l.bytes),
+                        l.source
+                    ))
+                ));
+            }
             let error = Some(message.clone());
             let failed = GranuleResult::Failed {
                 message,
                 failure: f,
-                oom: oom_kills(plan) > oom_before,
+                oom,
             };
             (failed, report::Status::Failed, error)
         }
@@ -177,13 +264,12 @@ pub fn run(
         scan_lines: plan.scan_lines,
         segments: fanout.segments_written(),
         lines: fanout.written_lines(),
-        workers: watch
-            .timeline
-            .workers(plan.limits.max_workers, fanout.memory_bound()),
+        workers,
         memory: watch.memory.report(),
         segment_times: watch.timeline.segment_times(),
+        oom_retries: Vec::new(),
     };
-    Ok((result, granule_report))
+    Ok(Attempt::Ended(result, Box::new(granule_report)))
 }
 
 /// Copies a failed granule's working directory (logs, options, file_list; not its partial

@@ -123,6 +123,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         args.mem_budget.map(|s| s.bytes()),
         crate::cpus::available(),
     );
+    memory.learn_from_campaign(&reports);
     let plan = Plan {
         exe: std::path::absolute(&exe).map_err(StepError::os("resolving the executable"))?,
         symbols,

@@ -13,6 +13,8 @@ pub struct Watch<'a> {
     pub progress: Progress,
     pub timeline: Timeline,
     pub memory: MemWatch<'a>,
+    /// Whether the line saying memory held a worker back was printed.
+    said_held: bool,
 }
 
 impl<'a> Watch<'a> {
@@ -21,6 +23,7 @@ impl<'a> Watch<'a> {
             progress,
             timeline: Timeline::new(start),
             memory: MemWatch::new(memory, parent),
+            said_held: false,
         }
     }
 }
@@ -39,8 +42,22 @@ impl Monitor for Watch<'_> {
         self.memory.gone(pid);
     }
 
-    fn may_start_worker(&mut self, _busy: usize) -> bool {
-        self.memory.may_start_worker()
+    fn may_start_worker(&mut self, busy: usize) -> bool {
+        let fits = self.memory.may_start_worker();
+        if !fits && !self.said_held {
+            self.said_held = true;
+            let why = match self.memory.held_by {
+                Some(Some(e)) => format!(
+                    "one more would not fit: {} a worker ({} estimate)",
+                    crate::size::Size(e.bytes),
+                    e.source.as_str()
+                ),
+                _ => "no estimate of a worker's memory yet".into(),
+            };
+            self.progress
+                .say(&format!("memory holds workers at {busy}: {why}"));
+        }
+        fits
     }
 
     fn tick(&mut self, fanout: &Fanout) {
