@@ -151,7 +151,7 @@ pub struct Memory {
     /// Admission's estimate of one worker's private memory at the end of the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_estimate: Option<WorkerEstimate>,
-    /// What held a worker back, when memory did: the estimate admission used.
+    /// What first held a worker back, when memory did: the estimate admission used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
     /// The memory limit admission worked against, and where it came from.

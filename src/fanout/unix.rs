@@ -327,8 +327,11 @@ mod tests {
         let proc = std::path::Path::new("/proc");
         let mut cmd = Command::new("sh");
         // Builds an 8 MiB string, drops it, then waits: its peak stays, its RSS falls.
-        cmd.args(["-c", r#"x=$(head -c 8388608 /dev/zero | tr '\0' a); x=; read _"#])
-            .stdin(std::process::Stdio::piped());
+        cmd.args([
+            "-c",
+            r#"x=$(head -c 8388608 /dev/zero | tr '\0' a); x=; read _"#,
+        ])
+        .stdin(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let pid = child.id() as i32;
         let mut before = read_status(proc, pid).unwrap();
@@ -342,7 +345,10 @@ mod tests {
         assert!(before.hwm > before.rss + (4 << 20), "{before:?}");
         reset_peak_rss(proc, pid).unwrap();
         let after = read_status(proc, pid).unwrap();
-        assert!(after.hwm < before.hwm - (4 << 20), "{before:?} then {after:?}");
+        assert!(
+            after.hwm < before.hwm - (4 << 20),
+            "{before:?} then {after:?}"
+        );
         drop(child.stdin.take());
         child.wait().unwrap();
         let e = reset_peak_rss(proc, i32::MAX).unwrap_err();

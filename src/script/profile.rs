@@ -124,7 +124,9 @@ pub fn parse_report(text: &str, path: &Path) -> Result<Report, ProfileError> {
         path: path.to_path_buf(),
         message,
     };
-    let kind = head.kind.ok_or_else(|| invalid("missing field `kind`".into()))?;
+    let kind = head
+        .kind
+        .ok_or_else(|| invalid("missing field `kind`".into()))?;
     if kind != "granule" {
         return Ok(Report::Other { kind });
     }

@@ -86,9 +86,11 @@ pub fn run(
         let (result, mut r) = match attempt(plan, signals, watchdog, granule, &progress, cap)? {
             Attempt::Ended(result, r) => (result, *r),
             Attempt::OutOfMemory { max_busy, message } => {
-                let next = max_busy.saturating_sub(1).clamp(1, cap.saturating_sub(1).max(1));
+                let next = max_busy
+                    .saturating_sub(1)
+                    .clamp(1, cap.saturating_sub(1).max(1));
                 progress.say(&format!(
-                    "out of memory with {max_busy} worker(s) at once ({message}); redoing it                      with at most {next}"
+                    "out of memory with {max_busy} worker(s) at once ({message}); redoing it with at most {next}"
                 ));
                 retries.push(report::OomRetry {
                     cap,
@@ -115,7 +117,10 @@ pub fn run(
 enum Attempt {
     Ended(GranuleResult, Box<GranuleReport>),
     /// The OOM killer ended it while more than one worker ran: worth redoing with fewer.
-    OutOfMemory { max_busy: usize, message: String },
+    OutOfMemory {
+        max_busy: usize,
+        message: String,
+    },
 }
 
 /// One run of clavrxorb over the granule with at most `cap` workers.
@@ -220,11 +225,14 @@ fn attempt(
                 message.push_str(&format!(
                     "; out of memory with {} worker(s) at once{}",
                     workers.max_busy,
-                    plan.memory.limit.as_ref().map_or_else(String::new, |l| format!(
-                        " under the memory limit {} ({})",
-                        crate::size::Size(l.bytes),
-                        l.source
-                    ))
+                    plan.memory
+                        .limit
+                        .as_ref()
+                        .map_or_else(String::new, |l| format!(
+                            " under the memory limit {} ({})",
+                            crate::size::Size(l.bytes),
+                            l.source
+                        ))
                 ));
             }
             let error = Some(message.clone());

@@ -192,7 +192,9 @@ fn campaign_estimate(dir: &Path, newest: usize) -> Option<u64> {
         .take(newest)
         .filter_map(|(_, p)| {
             let s: Step = serde_yaml::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
-            (s.kind == "step").then_some(s.worker_estimate_bytes).flatten()
+            (s.kind == "step")
+                .then_some(s.worker_estimate_bytes)
+                .flatten()
         })
         .max()
 }
@@ -249,7 +251,7 @@ pub struct MemWatch<'a> {
     /// What this granule measured: the parent's growth (RSS high-water mark since it read
     /// segment 1) while it processed segment 1 alone, then the most a worker reached.
     measured: Option<Estimate>,
-    /// The estimate of the last admission decision that held a worker back (or `None` for
+    /// The estimate of the first admission decision that held a worker back (or `None` for
     /// "no estimate yet: one worker only").
     pub held_by: Option<Option<Estimate>>,
     parent_rss_at_read: Option<u64>,
@@ -481,7 +483,7 @@ impl<'a> MemWatch<'a> {
             return true;
         }
         let Some(estimate) = self.estimate() else {
-            self.held_by = Some(None);
+            self.held_by.get_or_insert(None);
             return false;
         };
         let growth: u64 = self
@@ -510,7 +512,7 @@ impl<'a> MemWatch<'a> {
             }
         }
         if !fit {
-            self.held_by = Some(Some(estimate));
+            self.held_by.get_or_insert(Some(estimate));
         }
         fit
     }
@@ -531,7 +533,7 @@ impl<'a> MemWatch<'a> {
         });
         let cgroup_note = match (&self.setup.own, limit_at) {
             (Some(own), None) => Some(format!(
-                "no memory limit on cgroup {} or above it: its usage counts whatever else runs                  there, and nothing enforces it, so it is not plotted",
+                "no memory limit on cgroup {} or above it: its usage counts whatever else runs there, and nothing enforces it, so it is not plotted",
                 own.dir.display()
             )),
             (None, _) => Some("no memory cgroup found for this process".into()),
