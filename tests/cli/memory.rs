@@ -273,3 +273,113 @@ fn an_oom_kill_is_redone_in_the_step_with_fewer_workers() {
     assert!(listing.contains("oom"), "{listing}");
     case.assert_no_process_left();
 }
+
+/// `pseg-slurm ARGS` from the test's directory.
+fn pseg_slurm(case: &Case, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin!("pseg-slurm"))
+        .args(args)
+        .current_dir(case.dir.path())
+        .output()
+        .unwrap()
+}
+
+/// The `--mem-per-cpu` a script asks for, in MiB.
+fn mem_per_cpu(script: &str) -> u64 {
+    script
+        .lines()
+        .find_map(|l| l.strip_prefix("#SBATCH --mem-per-cpu="))
+        .and_then(|v| v.strip_suffix('M'))
+        .unwrap_or_else(|| panic!("no --mem-per-cpu in:\n{script}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn gen_and_retry_size_jobs_from_what_pseg_step_wrote() {
+    let case = Case::new(Link::Static);
+    heavy(&case, "h.gran", 30, 40, "0");
+    case.granule("bad.gran", 30, &["--fault", "clone-segv:2"]);
+    case.list(&["h.gran", "bad.gran"]);
+    case.options(10);
+    let run = case
+        .step("out")
+        .args(["--max-workers", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+    let reports = case.path("out/pseg-reports");
+    let summaries: Vec<_> = std::fs::read_dir(&reports)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+        .collect();
+    assert_eq!(
+        summaries.len(),
+        1,
+        "the step wrote its summary beside the reports"
+    );
+    let peak = num(&case.report("out", "h.gran"), &["memory", "peak_bytes"]);
+    // 15 % headroom on one CPU, rounded up to whole MiB.
+    let sized = (peak * 1.15 / MIB as f64).ceil() as u64;
+    let mock = case.mock().to_str().unwrap();
+    let gen_args = |out: &str, profile: &str| -> Vec<String> {
+        [
+            "gen",
+            "--files",
+            "data/list.txt",
+            "--exe",
+            mock,
+            "--options",
+            "clavrx_options",
+            "--max-array-size",
+            "1001",
+            "--out",
+            out,
+            "--profile",
+            profile,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    for profile in [
+        "out",
+        "out/pseg-reports",
+        "out/pseg-reports/h.gran.pseg.yaml",
+    ] {
+        let args = gen_args("next", profile);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let made = pseg_slurm(&case, &args);
+        let err = text(&made.stderr);
+        assert!(made.status.success(), "--profile {profile}: {err}");
+        let script = text(&made.stdout);
+        assert_eq!(
+            mem_per_cpu(&script),
+            sized,
+            "--profile {profile}:\n{script}"
+        );
+        assert!(
+            script.contains("maximum of 1 done granule report"),
+            "{script}"
+        );
+    }
+
+    // A campaign sized from that folder, whose own step then adds a summary to it: retry
+    // reads the stored --profile again, step summary and all.
+    let args = gen_args("again", "out/pseg-reports");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let made = pseg_slurm(&case, &args);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let run = case
+        .step("again")
+        .args(["--max-workers", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+    std::fs::copy(summaries[0].path(), reports.join("step-local-0.pseg.yaml")).unwrap();
+    let retry = pseg_slurm(&case, &["retry", "again", "--failed"]);
+    let err = text(&retry.stderr);
+    assert!(retry.status.success(), "{err}");
+    let script = text(&retry.stdout);
+    assert_eq!(mem_per_cpu(&script), sized, "{script}");
+    assert!(script.contains("list-retry-1.txt"), "{script}");
+}
