@@ -186,7 +186,7 @@ fn campaign_estimate(dir: &Path, newest: usize) -> Option<u64> {
         })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    steps.sort_by(|a, b| b.0.cmp(&a.0));
+    steps.sort_by_key(|s| std::cmp::Reverse(s.0));
     steps
         .iter()
         .take(newest)
@@ -596,5 +596,92 @@ mod tests {
         assert_eq!(slurm_limit(None, Some("512"), 4).unwrap().bytes, 2 << 30);
         assert_eq!(slurm_limit(Some("junk"), None, 4), None);
         assert_eq!(slurm_limit(Some("0"), None, 4), None);
+    }
+
+    fn setup(task_limit: Option<u64>) -> MemorySetup {
+        MemorySetup {
+            interval: None,
+            admission: true,
+            limit: None,
+            task_limit: task_limit.map(|bytes| MemLimit {
+                bytes,
+                source: "--mem-budget".into(),
+            }),
+            own: None,
+            limit_cgroup: None,
+            in_slurm: false,
+            prior: Cell::new(None),
+        }
+    }
+
+    #[test]
+    fn without_an_estimate_one_worker_runs_alone_then_the_estimate_admits() {
+        let mib = 1u64 << 20;
+        let s = setup(Some(1000 * mib));
+        // No process of ours is read: pid 0 has no /proc entry.
+        let mut w = MemWatch::new(&s, 0);
+        assert!(!w.may_start_worker(), "slow start");
+        assert_eq!(w.held_by, Some(None));
+        s.learn(Estimate {
+            bytes: 100 * mib,
+            source: Source::Campaign,
+        });
+        let mut w = MemWatch::new(&s, 0);
+        assert!(w.may_start_worker());
+        assert_eq!(w.estimate().unwrap().source, Source::Campaign);
+        // This granule's own, larger measurement takes over, and it does not fit.
+        w.measure(990 * mib, Source::FirstSegment);
+        assert!(!w.may_start_worker());
+        assert_eq!(
+            w.held_by,
+            Some(Some(Estimate {
+                bytes: 990 * mib,
+                source: Source::FirstSegment
+            }))
+        );
+        // Without a limit admission has nothing to hold against.
+        let free = setup(None);
+        assert!(MemWatch::new(&free, 0).may_start_worker());
+    }
+
+    #[test]
+    fn the_campaign_prior_is_the_largest_of_the_newest_step_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let step = |name: &str, estimate: Option<u64>| {
+            let r = report::StepReport {
+                schema: report::SCHEMA.into(),
+                kind: "step".into(),
+                host: "node1".into(),
+                slurm: None,
+                started_unix: 0.0,
+                wall_seconds: 1.0,
+                driver_cpu_seconds: 0.1,
+                granules: 1,
+                done: 1,
+                failed: 0,
+                interrupted: 0,
+                peak_bytes: 1,
+                worker_estimate_bytes: estimate,
+                cgroup_kernel_peak_bytes: None,
+                reports: Vec::new(),
+            };
+            report::write(dir.path(), name, &r).unwrap();
+        };
+        assert_eq!(campaign_estimate(dir.path(), 64), None);
+        step("step-1.0.pseg.yaml", Some(5));
+        step("step-2.0.pseg.yaml", Some(9));
+        step("step-3.0.pseg.yaml", None);
+        std::fs::write(dir.path().join("g.pseg.yaml"), "not read").unwrap();
+        assert_eq!(campaign_estimate(dir.path(), 64), Some(9));
+        let s = setup(None);
+        s.learn_from_campaign(dir.path());
+        assert_eq!(
+            s.prior.get(),
+            Some(Estimate {
+                bytes: 9,
+                source: Source::Campaign
+            })
+        );
+        assert_eq!(campaign_estimate(&dir.path().join("missing"), 64), None);
     }
 }
