@@ -20,6 +20,8 @@ use crate::report;
 /// Where the estimate of one worker's private memory came from, most trusted last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// Reports given with `--profile`.
+    Profile,
     /// Step summaries of earlier runs of this campaign (`OUT/pseg-reports/step-*`).
     Campaign,
     /// Earlier granules of this step.
@@ -33,6 +35,7 @@ pub enum Source {
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
+            Source::Profile => "profile",
             Source::Campaign => "campaign",
             Source::Step => "step",
             Source::FirstSegment => "first-segment",
@@ -157,6 +160,38 @@ impl MemorySetup {
         });
     }
 
+    /// Takes the largest private memory of one worker that the `--profile` reports record:
+    /// done granules' sampled or high-water figures, step summaries' estimates.
+    pub fn learn_from_profile(&self, paths: &[std::path::PathBuf]) -> Result<(), String> {
+        let mut best = None;
+        for path in paths {
+            let mut files = Vec::new();
+            report_files(path, &mut files)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            if files.is_empty() {
+                return Err(format!(
+                    "no {} reports under {}",
+                    report::SUFFIX,
+                    path.display()
+                ));
+            }
+            for file in files {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                let bytes = worker_bytes(&text)
+                    .map_err(|e| format!("{} is not a pseg report: {e}", file.display()))?;
+                best = best.max(bytes);
+            }
+        }
+        if let Some(bytes) = best {
+            self.learn(Estimate {
+                bytes,
+                source: Source::Profile,
+            });
+        }
+        Ok(())
+    }
+
     /// Keeps the larger of the prior and `e`.
     pub fn learn(&self, e: Estimate) {
         self.prior.set(Estimate::max(self.prior.get(), Some(e)));
@@ -166,6 +201,55 @@ impl MemorySetup {
     fn limited(&self) -> bool {
         self.limit_cgroup.is_some() || self.task_limit.is_some()
     }
+}
+
+/// `path` if it is a file, else every `*.pseg.yaml` under it.
+fn report_files(path: &Path, found: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    if !path.is_dir() {
+        std::fs::metadata(path)?;
+        found.push(path.to_path_buf());
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(path)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            report_files(&p, found)?;
+        } else if p.to_string_lossy().ends_with(report::SUFFIX) {
+            found.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// One worker's private memory as a report records it: a done granule's larger of the sampled
+/// and high-water figures, a step summary's estimate; `None` for anything else.
+fn worker_bytes(text: &str) -> Result<Option<u64>, serde_yaml::Error> {
+    #[derive(serde::Deserialize)]
+    struct Any {
+        kind: String,
+        #[serde(default)]
+        status: Option<String>,
+        #[serde(default)]
+        worker_estimate_bytes: Option<u64>,
+        #[serde(default)]
+        memory: Option<Mem>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Mem {
+        #[serde(default)]
+        worker_private_peak_bytes: u64,
+        #[serde(default)]
+        worker_private_hwm_bytes: u64,
+    }
+    let r: Any = serde_yaml::from_str(text)?;
+    Ok(match r.kind.as_str() {
+        "step" => r.worker_estimate_bytes,
+        "granule" if r.status.as_deref().is_none_or(|s| s == "done") => r
+            .memory
+            .map(|m| m.worker_private_peak_bytes.max(m.worker_private_hwm_bytes))
+            .filter(|&b| b > 0),
+        _ => None,
+    })
 }
 
 /// The largest `worker_estimate_bytes` of the `newest` most recent step summaries in `dir`.
@@ -683,5 +767,34 @@ mod tests {
             })
         );
         assert_eq!(campaign_estimate(&dir.path().join("missing"), 64), None);
+    }
+
+    #[test]
+    fn profile_reports_give_the_larger_worker_figure_of_done_granules() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut done = crate::render::testing::report("a.gran");
+        done.memory.worker_private_peak_bytes = 70;
+        done.memory.worker_private_hwm_bytes = 80;
+        report::write(&dir.path().join("r"), "a.gran.pseg.yaml", &done).unwrap();
+        let mut failed = crate::render::testing::report("b.gran");
+        failed.status = report::Status::Failed;
+        failed.memory.worker_private_hwm_bytes = 500;
+        report::write(&dir.path().join("r"), "b.gran.pseg.yaml", &failed).unwrap();
+        let s = setup(None);
+        s.learn_from_profile(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(
+            s.prior.get(),
+            Some(Estimate {
+                bytes: 80,
+                source: Source::Profile
+            })
+        );
+        let e = s
+            .learn_from_profile(&[dir.path().join("nothing-here")])
+            .unwrap_err();
+        assert!(e.contains("nothing-here"), "{e}");
+        std::fs::write(dir.path().join("r/junk.pseg.yaml"), "[1, 2]").unwrap();
+        let e = s.learn_from_profile(&[dir.path().join("r")]).unwrap_err();
+        assert!(e.contains("junk.pseg.yaml is not a pseg report"), "{e}");
     }
 }
