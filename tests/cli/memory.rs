@@ -140,7 +140,7 @@ fn a_memory_budget_caps_workers_below_the_cpu_cap_and_the_report_says_so() {
 /// only a high-water mark sees them. 150 MiB holds clavrxorb, pseg-step and one worker, not
 /// two.
 fn spiky(case: &Case) {
-    heavy(case, "s.gran", 50, 80, "3000000");
+    heavy(case, "s.gran", 30, 80, "3000000");
     case.list(&["s.gran"]);
     case.options(10);
     let out = case.step("serial").arg("--serial").output().unwrap();
@@ -213,7 +213,9 @@ fn an_oom_kill_is_redone_in_the_step_with_fewer_workers() {
     spiky(&case);
     let cg = case.fresh_cgroup("redone", Some(TWO_DO_NOT_FIT));
     let mut step = case.step("redone");
-    step.env("MOCK_CLAVRX_SPIKE", "1");
+    // Each worker holds its memory a second: the two overlap however loaded the machine is.
+    step.env("MOCK_CLAVRX_SPIKE", "1")
+        .env("MOCK_CLAVRX_SLEEP_MS", "1000");
     let run = case.run_in_cgroup(
         &cg,
         &step,
