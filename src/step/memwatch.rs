@@ -479,6 +479,11 @@ impl<'a> MemWatch<'a> {
         } else if at == SAVE {
             // Writing can peak too; the mark holds it, and reading it costs no page walk.
             self.read_mark(pid);
+            if pid == self.parent {
+                // Once a granule: clavrxorb has freed segment 1's working memory, and a
+                // sample from before would hold the first workers back.
+                self.read(pid);
+            }
         } else {
             self.procs.entry(pid).or_default();
         }
@@ -570,12 +575,19 @@ impl<'a> MemWatch<'a> {
             self.held_by.get_or_insert(None);
             return false;
         };
+        // What each running worker holds now: its last sample may predate its growth, which
+        // the cgroup's usage (read live) already counts, so its RSS growth since it was
+        // cloned (cheap to read) is taken when larger.
         let growth: u64 = self
             .running
             .iter()
-            .map(|p| {
-                let now = self.procs.get(p).map_or(0, |s| s.last.private);
-                estimate.bytes.saturating_sub(now)
+            .map(|&p| {
+                let seen = self.procs.get(&p).copied().unwrap_or_default();
+                let grown = match (seen.rss_at_clone, read_status(Path::new("/proc"), p)) {
+                    (Some(at_clone), Ok(mark)) => mark.rss.saturating_sub(at_clone),
+                    _ => 0,
+                };
+                estimate.bytes.saturating_sub(seen.last.private.max(grown))
             })
             .sum();
         let need = estimate.bytes + growth;

@@ -345,7 +345,8 @@ fn memory_admission_keeps_a_job_inside_its_limit() {
 }
 
 /// What `pseg-step` measured sizes the next job: `gen --profile OUT/pseg-reports | sbatch`
-/// asks for no more than 1.3x the peak the job then really reaches, and is not OOM-killed.
+/// asks for no more than 1.3x the peak the measured job really reached, and the sized job
+/// completes without an OOM kill.
 #[test]
 fn a_job_sized_from_pseg_steps_own_reports_fits_its_measured_peak() {
     if !slurm_available("a_job_sized_from_pseg_steps_own_reports_fits_its_measured_peak") {
@@ -422,13 +423,20 @@ fn a_job_sized_from_pseg_steps_own_reports_fits_its_measured_peak() {
     assert_eq!(case.outputs("sized"), case.outputs("first"));
     let r = case.report("sized", "heavy.gran");
     assert!(r["oom_retries"].is_null(), "{log}");
+    // Measured: the peak the kernel charged the first job's task (what the reports sized).
+    let first = case.report("first", "heavy.gran");
+    let measured = first["memory"]["cgroup"]["kernel_peak_bytes"]
+        .as_u64()
+        .unwrap();
     let requested = (per_cpu * 2) << 20;
-    let measured = r["memory"]["cgroup"]["kernel_peak_bytes"].as_u64().unwrap();
     eprintln!(
-        "requested {} MiB, the job's kernel peak {} MiB: {:.2}x",
+        "requested {} MiB for a measured peak of {} MiB: {:.2}x; the sized job peaked at {} MiB \
+         with up to {} workers",
         requested >> 20,
         measured >> 20,
-        requested as f64 / measured as f64
+        requested as f64 / measured as f64,
+        r["memory"]["cgroup"]["kernel_peak_bytes"].as_u64().unwrap() >> 20,
+        r["workers"]["max_busy"].as_u64().unwrap()
     );
     assert!(
         requested as f64 <= measured as f64 * 1.3 && requested > measured,
