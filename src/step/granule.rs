@@ -1,5 +1,6 @@
 //! One granule, start to finish: its working directory (options copy, file_list, logs),
-//! the clavrxorb run, and moving its outputs into place only when it succeeded.
+//! the clavrxorb run (redone with fewer workers after an OOM kill), and moving its outputs
+//! into place only when it succeeded.
 
 use std::fs::File;
 use std::io;

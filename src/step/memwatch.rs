@@ -1,6 +1,8 @@
 //! Memory of one granule while it runs: PSS and RSS of every process, sampled on a timer
-//! and at the waitpoints where memory peaks, the cgroup's usage, and the admission rule that
-//! starts a worker only while memory allows one more.
+//! and at the waitpoints where memory peaks, RSS high-water marks (peaks between samples),
+//! the cgroup's usage, and the admission rule that starts a worker only while memory allows
+//! one more, by an estimate of one worker's memory that exists before the first clone runs
+//! (clavrxorb's own first segment; priors from earlier granules, steps and `--profile`).
 //!
 //! Summing RSS counts the parent's shared pages once per clone; PSS charges each shared
 //! page in shares, and the cgroup (what Slurm enforces) counts each page once. Reading is
@@ -17,7 +19,8 @@ use crate::memory::cgroup::{Limit, MemoryCgroup, Version};
 use crate::memory::proc::{Rollup, read_smaps_rollup, read_status};
 use crate::report;
 
-/// Where the estimate of one worker's private memory came from, most trusted last.
+/// Where the estimate of one worker's private memory came from, from the farthest to the
+/// nearest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// Reports given with `--profile`.
