@@ -116,19 +116,57 @@ pub struct Cgroup {
     pub limit_at: Option<PathBuf>,
 }
 
+/// Private memory one worker was expected to reach, and where that figure came from:
+/// `campaign` (earlier steps' summaries), `step` (earlier granules of this step),
+/// `first-segment` (clavrxorb processing segment 1 alone) or `worker` (a worker measured).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerEstimate {
+    pub bytes: u64,
+    pub source: String,
+}
+
+/// A run of a granule that the cgroup's OOM killer ended, redone in the same step with
+/// fewer workers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OomRetry {
+    /// The worker cap of the killed run, and how many workers ran at once in it.
+    pub cap: usize,
+    pub max_busy: usize,
+    pub wall_seconds: f64,
+    /// What was killed.
+    pub error: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
-    /// The figure to size a job by: the summed PSS peak, or under Slurm the task cgroup's
-    /// working-set peak when that is higher.
+    /// The figure to size a job by: the larger of the sampled peak (summed PSS, or under
+    /// Slurm the task cgroup's working-set peak when that is higher) and `hwm_peak_bytes`.
     pub peak_bytes: u64,
     /// Peak over time of PSS summed over the granule's processes.
     pub pss_peak_bytes: u64,
+    /// The summed PSS peak plus, for each worker that ran at once, what its high-water mark
+    /// shows it reached between samples.
+    #[serde(default)]
+    pub hwm_peak_bytes: u64,
     /// Peak over time of RSS summed over the same processes: counts shared pages once per
     /// process, so it overstates what the kernel charges.
     pub rss_peak_bytes: u64,
     pub parent_pss_peak_bytes: u64,
-    /// The largest private (unshared) memory one worker reached.
+    /// clavrxorb's own RSS high-water mark (from segment 1 on).
+    #[serde(default)]
+    pub parent_hwm_bytes: u64,
+    /// The largest private (unshared) memory one worker reached, as sampled.
     pub worker_private_peak_bytes: u64,
+    /// The same from the workers' RSS high-water marks (mark less RSS at clone time), which
+    /// catch a peak between samples; side by side with the sampled figure.
+    #[serde(default)]
+    pub worker_private_hwm_bytes: u64,
+    /// Admission's estimate of one worker's private memory at the end of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_estimate: Option<WorkerEstimate>,
+    /// What first held a worker back, when memory did: the estimate admission used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
     /// The memory limit admission worked against, and where it came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_bytes: Option<u64>,
@@ -136,11 +174,14 @@ pub struct Memory {
     pub limit_source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<Cgroup>,
+    /// Why `over_time` holds no cgroup usage, when it holds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_note: Option<String>,
     pub samples: u64,
     pub sample_interval_seconds: f64,
     /// (seconds since the granule started, PSS summed over its processes, cgroup usage) at
-    /// every timed sample. The cgroup is the one holding the limit (`cgroup.limit_at`) when
-    /// there is one, else the process's own (`cgroup.dir`); 0 when none could be read. Long
+    /// every timed sample. The cgroup is the one holding the limit (`cgroup.limit_at`; under
+    /// Slurm, the job's); 0 when no cgroup has a limit (see `cgroup_note`) or none was read. Long
     /// runs keep at most 1024 points: neighbours are merged, keeping the higher of each
     /// value, so peaks survive. Waitpoint samples count in the peaks above, not here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -183,6 +224,10 @@ pub struct GranuleReport {
     /// `kept: ...` (projected to finish in time) or `ended: ...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_limit_warning: Option<String>,
+    /// Earlier runs of this granule in this step that the OOM killer ended; this report is
+    /// of the run after them, at `workers.cap`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oom_retries: Vec<OomRetry>,
 }
 
 /// One `pseg-step` run.
@@ -203,6 +248,10 @@ pub struct StepReport {
     pub interrupted: usize,
     /// Highest `memory.peak_bytes` of this step's granules.
     pub peak_bytes: u64,
+    /// The largest private memory one worker of this step's done granules reached (sampled
+    /// or high-water mark): the next steps of the campaign admit workers by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_estimate_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_kernel_peak_bytes: Option<u64>,
     /// Granule reports of this step, relative to the report folder.
@@ -266,6 +315,7 @@ mod tests {
             failed: 1,
             interrupted: 0,
             peak_bytes: 1 << 30,
+            worker_estimate_bytes: Some(1 << 20),
             cgroup_kernel_peak_bytes: None,
             reports: vec!["a.pseg.yaml".into()],
         };

@@ -283,6 +283,12 @@ pub fn is_stopped(pid: i32) -> bool {
     read_stat(pid).and_then(|s| parse_state(&s)) == Some('T')
 }
 
+/// Resets a process's RSS high-water mark (`VmHWM`) to its RSS now (`clear_refs` 5, Linux
+/// 4.0+), so the mark read later is the peak since this moment. Allowed for our own children.
+pub fn reset_peak_rss(proc_root: &std::path::Path, pid: i32) -> io::Result<()> {
+    std::fs::write(proc_root.join(pid.to_string()).join("clear_refs"), "5")
+}
+
 fn read_stat(pid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
 }
@@ -333,6 +339,40 @@ mod tests {
     #[test]
     fn our_own_cpu_time_is_readable() {
         assert!(cpu_ticks(std::process::id() as i32).is_some());
+    }
+
+    #[test]
+    fn a_childs_peak_rss_resets_to_its_rss_now() {
+        use crate::memory::read_status;
+        let proc = std::path::Path::new("/proc");
+        let mut cmd = Command::new("sh");
+        // Builds an 8 MiB string, drops it, then waits: its peak stays, its RSS falls.
+        cmd.args([
+            "-c",
+            r#"x=$(head -c 8388608 /dev/zero | tr '\0' a); x=; read _"#,
+        ])
+        .stdin(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let pid = child.id() as i32;
+        let mut before = read_status(proc, pid).unwrap();
+        for _ in 0..200 {
+            if before.hwm > before.rss + (4 << 20) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            before = read_status(proc, pid).unwrap();
+        }
+        assert!(before.hwm > before.rss + (4 << 20), "{before:?}");
+        reset_peak_rss(proc, pid).unwrap();
+        let after = read_status(proc, pid).unwrap();
+        assert!(
+            after.hwm < before.hwm - (4 << 20),
+            "{before:?} then {after:?}"
+        );
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        let e = reset_peak_rss(proc, i32::MAX).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

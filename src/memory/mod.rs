@@ -13,7 +13,7 @@ pub mod proc;
 use std::path::{Path, PathBuf};
 
 pub use cgroup::{CgroupError, Limit, MemoryCgroup, Version};
-pub use proc::{Rollup, parse_smaps_rollup, read_smaps_rollup};
+pub use proc::{Rollup, RssMark, parse_smaps_rollup, parse_status, read_smaps_rollup, read_status};
 
 /// What is wrong with the text of a `/proc` or cgroup file; the reader adds the path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

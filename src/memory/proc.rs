@@ -1,5 +1,6 @@
-//! One process's memory from `/proc/PID/smaps_rollup`: RSS, PSS and the private/shared split
-//! that tells a clavrxorb parent's pages from those its copy-on-write clones share.
+//! One process's memory from `/proc/PID/smaps_rollup` (RSS, PSS and the private/shared split
+//! that tells a clavrxorb parent's pages from those its copy-on-write clones share) and from
+//! `/proc/PID/status` (RSS now and its high-water mark, which catches a peak between samples).
 //!
 //! Reads and parses only; summing over processes, and deciding what to report, belong to the
 //! sampler. Takes the proc root so tests read fixtures.
@@ -81,6 +82,46 @@ pub fn read_smaps_rollup(proc_root: &Path, pid: i32) -> std::io::Result<Rollup> 
         }
         other => Ok(other?),
     }
+}
+
+/// RSS now and its high-water mark, from `/proc/PID/status`, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RssMark {
+    pub rss: u64,
+    /// `VmHWM`: the most RSS the process ever had (or since its mark was reset).
+    pub hwm: u64,
+}
+
+/// Parses `VmRSS` and `VmHWM` of `/proc/PID/status`; both must be there (a kernel thread or
+/// a process that is exiting has neither).
+pub fn parse_status(text: &str) -> Result<RssMark, ParseError> {
+    let (mut rss, mut hwm) = (None, None);
+    for (index, line) in text.lines().enumerate() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let field = match key {
+            "VmRSS" => &mut rss,
+            "VmHWM" => &mut hwm,
+            _ => continue,
+        };
+        *field = Some(parse_kib(value).ok_or_else(|| ParseError::BadLine {
+            line: index + 1,
+            text: line.to_string(),
+            expected: "`Key: N kB`",
+        })?);
+    }
+    Ok(RssMark {
+        rss: rss.ok_or(ParseError::MissingField { field: "VmRSS" })?,
+        hwm: hwm.ok_or(ParseError::MissingField { field: "VmHWM" })?,
+    })
+}
+
+/// Reads `PROC_ROOT/PID/status`: a few hundred bytes the kernel fills without walking page
+/// tables, so it is cheap enough to read at every waitpoint. Errors name the file.
+pub fn read_status(proc_root: &Path, pid: i32) -> std::io::Result<RssMark> {
+    let path = proc_root.join(pid.to_string()).join("status");
+    Ok(read_parsed(&path, parse_status)?)
 }
 
 #[cfg(test)]
@@ -188,6 +229,37 @@ mod tests {
         let r = read_smaps_rollup(Path::new("/proc"), std::process::id() as i32).unwrap();
         assert!(r.rss >= r.pss && r.pss > 0, "{r:?}");
         assert!(r.private + r.shared <= r.rss, "{r:?}");
+    }
+
+    #[test]
+    fn status_gives_rss_and_its_high_water_mark() {
+        // A python process that touched 64 MiB and freed it again: the mark keeps the peak.
+        let text = std::fs::read_to_string(fixture("proc/status-after-peak.txt")).unwrap();
+        assert_eq!(
+            parse_status(&text).unwrap(),
+            RssMark {
+                rss: 13532 * KIB,
+                hwm: 78936 * KIB
+            }
+        );
+        let text = std::fs::read_to_string(fixture("proc/status-kernel-thread.txt")).unwrap();
+        assert_eq!(
+            parse_status(&text),
+            Err(ParseError::MissingField { field: "VmRSS" })
+        );
+        assert!(matches!(
+            parse_status("VmHWM:\t12 pages\nVmRSS:\t1 kB\n"),
+            Err(ParseError::BadLine { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn live_status_of_this_process_has_its_mark_at_or_above_rss() {
+        let m = read_status(Path::new("/proc"), std::process::id() as i32).unwrap();
+        assert!(m.hwm >= m.rss && m.rss > 0, "{m:?}");
+        let e = read_status(Path::new("/proc"), i32::MAX).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("/proc/2147483647/status"), "{e}");
     }
 
     #[test]

@@ -171,6 +171,8 @@ pub fn memory(r: &GranuleReport) -> String {
             fmt::size(scale.cgroup_min),
             fmt::size(cg_max)
         ));
+    } else if m.cgroup_note.is_some() && !m.over_time.is_empty() {
+        notes.push("no cgroup line: no memory limit applies (see below)".into());
     }
     if m.pss_peak_bytes > pss_max {
         // Waitpoint samples (where memory peaks) count in the reported peak, not the series.
@@ -451,6 +453,22 @@ mod tests {
         assert!(svg.contains("limit 1 TiB: far above, not drawn"));
         r.memory.over_time.clear();
         assert!(memory(&r).contains("no memory over time in this report"));
+    }
+
+    #[test]
+    fn without_a_limited_cgroup_there_is_no_cgroup_line_and_a_note_says_why() {
+        let mut r = testing::report("g.gran");
+        for p in &mut r.memory.over_time {
+            p.2 = 0;
+        }
+        r.memory.limit_bytes = None;
+        r.memory.cgroup_note = Some("no memory limit on cgroup /x or above it".into());
+        let svg = memory(&r);
+        assert!(!svg.contains("cgroup-line"));
+        assert!(
+            svg.contains("no cgroup line: no memory limit applies"),
+            "{svg}"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod markup;
 pub mod page;
 pub mod svg;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod timeline;
 
 use std::path::{Path, PathBuf};

@@ -560,7 +560,27 @@ fn detail(
                 fmt::size(m.rss_peak_bytes)
             ),
         ),
+        fact(
+            "one worker's private peak",
+            format!(
+                "{} sampled / {} high-water mark",
+                fmt::size(m.worker_private_peak_bytes),
+                fmt::size(m.worker_private_hwm_bytes)
+            ),
+        ),
     ];
+    if let Some(held) = &m.held_by {
+        facts.push(fact("memory held workers back", held.clone()));
+    }
+    for retry in &r.oom_retries {
+        facts.push(fact(
+            "redone after an OOM kill",
+            format!(
+                "{} worker(s) at once under a cap of {}: {}",
+                retry.max_busy, retry.cap, retry.error
+            ),
+        ));
+    }
     if let Some(l) = m.limit_bytes {
         facts.push(fact(
             "memory limit",
@@ -612,6 +632,11 @@ fn detail(
                 charts::FAR
             ),
         ));
+    }
+    if scale.cgroup_max == 0
+        && let Some(note) = &m.cgroup_note
+    {
+        memory_legend.push(legend("plain", format!("no cgroup line: {note}")));
     }
     if scale.limit_drawn {
         memory_legend.push(legend("limit", "the limit admission works against"));
@@ -774,5 +799,24 @@ mod tests {
         let page = build(out.path(), &loaded, &asked).unwrap();
         assert_eq!(page.details, 1);
         assert!(page.html.contains("asked for"));
+    }
+
+    #[test]
+    fn a_granule_redone_after_an_oom_kill_says_so_with_what_held_memory() {
+        let out = tempfile::tempdir().unwrap();
+        let mut r = testing::report("redone.gran");
+        r.memory.held_by = Some("80 MiB a worker (first-segment estimate)".into());
+        r.oom_retries.push(report::OomRetry {
+            cap: 2,
+            max_busy: 2,
+            wall_seconds: 1.0,
+            error: "clavrxorb clone (pid 9) was killed by signal 9 (SIGKILL) on segment 2".into(),
+        });
+        let file =
+            report::write(&out.path().join(report::DIR), "redone.gran.pseg.yaml", &r).unwrap();
+        let html = render(&file, &Options::default()).unwrap().html;
+        assert!(html.contains("redone after an OOM kill"), "{html}");
+        assert!(html.contains("2 worker(s) at once under a cap of 2: clavrxorb clone (pid 9)"));
+        assert!(html.contains("80 MiB a worker (first-segment estimate)"));
     }
 }

@@ -72,11 +72,13 @@ pub enum ProfileError {
 #[derive(Deserialize)]
 struct Head {
     schema: Option<String>,
+    /// Read before the rest: only a granule report must have the fields below (a step
+    /// summary has `peak_bytes` at its top level, no `memory`).
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Body {
-    kind: String,
     /// `done`, `failed`, `interrupted`; absent in reports older than the field.
     #[serde(default)]
     status: Option<String>,
@@ -118,13 +120,17 @@ pub fn parse_report(text: &str, path: &Path) -> Result<Report, ProfileError> {
             found: head.schema,
         });
     }
-    let body: Body = serde_yaml::from_str(text).map_err(|e| ProfileError::Invalid {
+    let invalid = |message: String| ProfileError::Invalid {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    if body.kind != "granule" {
-        return Ok(Report::Other { kind: body.kind });
+        message,
+    };
+    let kind = head
+        .kind
+        .ok_or_else(|| invalid("missing field `kind`".into()))?;
+    if kind != "granule" {
+        return Ok(Report::Other { kind });
     }
+    let body: Body = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     if let Some(status) = body.status.filter(|s| s != "done") {
         return Ok(Report::NotDone { status });
     }
@@ -261,13 +267,33 @@ mod tests {
         assert!(e.to_string().contains("wall_seconds is -1"), "{e}");
     }
 
+    /// A step summary as pseg-step writes it (its own writer, its own struct).
+    fn step_summary(dir: &Path) -> PathBuf {
+        let step = crate::report::StepReport {
+            schema: crate::report::SCHEMA.into(),
+            kind: "step".into(),
+            host: "node1".into(),
+            slurm: None,
+            started_unix: 1.0,
+            wall_seconds: 2.0,
+            driver_cpu_seconds: 0.1,
+            granules: 1,
+            done: 1,
+            failed: 0,
+            interrupted: 0,
+            peak_bytes: 9,
+            worker_estimate_bytes: Some(4),
+            cgroup_kernel_peak_bytes: None,
+            reports: vec!["a.pseg.yaml".into()],
+        };
+        crate::report::write(dir, "step-local-1.pseg.yaml", &step).unwrap()
+    }
+
     #[test]
     fn other_kinds_are_skipped() {
-        let r = parse_report(
-            "schema: pseg-report/1\nkind: step\nwall_seconds: 1\nmemory: {peak_bytes: 1}\n",
-            Path::new("s"),
-        )
-        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = step_summary(dir.path());
+        let r = parse_report(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
         assert_eq!(
             r,
             Report::Other {
@@ -337,11 +363,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(d.join("a/b/notes.yaml"), "not: a report").unwrap();
-        std::fs::write(
-            d.join("step.pseg.yaml"),
-            "schema: pseg-report/1\nkind: step\nwall_seconds: 1\nmemory: {peak_bytes: 9}\n",
-        )
-        .unwrap();
+        let step = step_summary(d);
         let m = read_all(&[d.to_path_buf()]).unwrap();
         let peaks: Vec<_> = m.granules.iter().map(|g| g.peak_bytes).collect();
         // Sorted by path: a/b/two.pseg.yaml before a/one.pseg.yaml.
@@ -351,7 +373,7 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let e = read_all(&[empty.path().to_path_buf()]).unwrap_err();
         assert!(matches!(e, ProfileError::NoReports { .. }));
-        let e = read_all(&[d.join("step.pseg.yaml")]).unwrap_err();
+        let e = read_all(&[step]).unwrap_err();
         assert!(matches!(
             e,
             ProfileError::NoGranules {

@@ -116,6 +116,11 @@ pub struct StepArgs {
     #[arg(long, value_name = "SIZE")]
     pub mem_budget: Option<crate::size::Size>,
 
+    /// Reports of earlier runs (granule reports, step summaries, or folders of them): their
+    /// workers' private memory is admission's estimate until this step measures its own.
+    #[arg(long, value_name = "PATH")]
+    pub profile: Vec<std::path::PathBuf>,
+
     /// Start a worker only while memory allows one more (needs a known limit).
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
     pub mem_admission: String,

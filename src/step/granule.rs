@@ -1,5 +1,6 @@
 //! One granule, start to finish: its working directory (options copy, file_list, logs),
-//! the clavrxorb run, and moving its outputs into place only when it succeeded.
+//! the clavrxorb run (redone with fewer workers after an OOM kill), and moving its outputs
+//! into place only when it succeeded.
 
 use std::fs::File;
 use std::io;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::drain;
-use super::memwatch::MemorySetup;
+use super::memwatch::{Estimate, MemorySetup, Source};
 use super::progress::Progress;
 use super::storage;
 use super::watch::{Drain, DrainPolicy, Watch};
@@ -83,6 +84,10 @@ impl Drop for GroupGuard {
 }
 
 /// Runs one granule to its end; the report describes the run whatever the result.
+///
+/// A run the cgroup's OOM killer ends is redone here, from scratch, with the worker cap
+/// lowered below the workers that ran at once, down to one: only a run killed with one
+/// worker fails the granule. The report is the last run's, with the earlier ones listed.
 pub fn run(
     plan: &Plan,
     signals: &mut Signals,
@@ -91,6 +96,65 @@ pub fn run(
     progress: Progress,
     prior_wall: Option<f64>,
 ) -> io::Result<(GranuleResult, GranuleReport)> {
+    let started = Instant::now();
+    let started_unix = report::unix_now();
+    let cpu_before = unix::children_cpu_seconds();
+    let mut cap = plan.limits.max_workers.max(1);
+    let mut retries = Vec::new();
+    loop {
+        let this_run = Instant::now();
+        let (result, mut r) = match attempt(
+            plan, signals, watchdog, granule, &progress, cap, prior_wall,
+        )? {
+            Attempt::Ended(result, r) => (result, *r),
+            Attempt::OutOfMemory { max_busy, message } => {
+                let next = max_busy
+                    .saturating_sub(1)
+                    .clamp(1, cap.saturating_sub(1).max(1));
+                progress.say(&format!(
+                    "out of memory with {max_busy} worker(s) at once ({message}); redoing it with at most {next}"
+                ));
+                retries.push(report::OomRetry {
+                    cap,
+                    max_busy,
+                    wall_seconds: this_run.elapsed().as_secs_f64(),
+                    error: message,
+                });
+                cap = next;
+                continue;
+            }
+        };
+        r.started_unix = started_unix;
+        r.wall_seconds = started.elapsed().as_secs_f64();
+        r.cpu_seconds = unix::children_cpu_seconds() - cpu_before;
+        if !retries.is_empty() {
+            r.workers.bound_by = "memory".into();
+        }
+        r.oom_retries = retries;
+        return Ok((result, r));
+    }
+}
+
+/// How one run of a granule ended.
+enum Attempt {
+    Ended(GranuleResult, Box<GranuleReport>),
+    /// The OOM killer ended it while more than one worker ran: worth redoing with fewer.
+    OutOfMemory {
+        max_busy: usize,
+        message: String,
+    },
+}
+
+/// One run of clavrxorb over the granule with at most `cap` workers.
+fn attempt(
+    plan: &Plan,
+    signals: &mut Signals,
+    watchdog: &mut Watchdog,
+    granule: &Granule,
+    progress: &Progress,
+    cap: usize,
+    prior_wall: Option<f64>,
+) -> io::Result<Attempt> {
     let started = Instant::now();
     let started_unix = report::unix_now();
     let cpu_before = unix::children_cpu_seconds();
@@ -130,8 +194,12 @@ pub fn run(
         ));
     }
 
-    let mut fanout = Fanout::with_mode(leader, plan.limits, mode);
-    let mut watch = Watch::new(progress, &plan.memory, leader, started);
+    let limits = Limits {
+        max_workers: cap,
+        ..plan.limits
+    };
+    let mut fanout = Fanout::with_mode(leader, limits, mode);
+    let mut watch = Watch::new(progress.clone(), &plan.memory, leader, started);
     watch.drain = Drain::new(
         DrainPolicy {
             prior_wall,
@@ -160,6 +228,14 @@ pub fn run(
         },
         other => other,
     };
+    // Whatever the end, what this run measured guides the next granules (and a redo).
+    if let Some(e) = watch.memory.measured() {
+        plan.memory.learn(Estimate {
+            bytes: e.bytes,
+            source: Source::Step,
+        });
+    }
+    let workers = watch.timeline.workers(cap, fanout.memory_bound());
 
     let exit = match &outcome {
         Outcome::Failed(f) => match f.kind {
@@ -198,6 +274,15 @@ pub fn run(
             }
         },
         Outcome::Failed(f) => {
+            let oom = oom_kills(plan) > oom_before;
+            let killed = matches!(f.kind, FailureKind::Died(Exit::Signal(9)));
+            if oom && killed && workers.max_busy > 1 {
+                let message = format!("{f}");
+                return Ok(Attempt::OutOfMemory {
+                    max_busy: workers.max_busy,
+                    message,
+                });
+            }
             // Before its partial output is dropped: that is what fills a full disk.
             let full = storage::refuses_writes(&wd);
             let kept = match &plan.keep_failed {
@@ -219,6 +304,20 @@ pub fn run(
                     wd.display()
                 );
             }
+            if oom {
+                message.push_str(&format!(
+                    "; out of memory with {} worker(s) at once{}",
+                    workers.max_busy,
+                    plan.memory
+                        .limit
+                        .as_ref()
+                        .map_or_else(String::new, |l| format!(
+                            " under the memory limit {} ({})",
+                            crate::size::Size(l.bytes),
+                            l.source
+                        ))
+                ));
+            }
             let error = Some(message.clone());
             let failed = if full.is_some() || said.as_deref().is_some_and(storage::mentions_storage)
             {
@@ -227,7 +326,7 @@ pub fn run(
                 GranuleResult::Failed {
                     message,
                     failure: f,
-                    oom: oom_kills(plan) > oom_before,
+                    oom,
                 }
             };
             (failed, report::Status::Failed, error)
@@ -274,14 +373,13 @@ pub fn run(
         segments: fanout.segments_written(),
         lines: fanout.written_lines(),
         proof: (status == report::Status::Done).then_some(proof),
-        workers: watch
-            .timeline
-            .workers(plan.limits.max_workers, fanout.memory_bound()),
+        workers,
         memory: watch.memory.report(),
         segment_times: watch.timeline.segment_times(),
         time_limit_warning,
+        oom_retries: Vec::new(),
     };
-    Ok((result, granule_report))
+    Ok(Attempt::Ended(result, Box::new(granule_report)))
 }
 
 /// Removes an earlier failure's kept copy of this granule as a new attempt starts: whether

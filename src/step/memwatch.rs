@@ -1,19 +1,76 @@
 //! Memory of one granule while it runs: PSS and RSS of every process, sampled on a timer
-//! and at the waitpoints where memory peaks, the cgroup's usage, and the admission rule that
-//! starts a worker only while memory allows one more.
+//! and at the waitpoints where memory peaks, RSS high-water marks (peaks between samples),
+//! the cgroup's usage, and the admission rule that starts a worker only while memory allows
+//! one more, by an estimate of one worker's memory that exists before the first clone runs
+//! (clavrxorb's own first segment; priors from earlier granules, steps and `--profile`).
 //!
 //! Summing RSS counts the parent's shared pages once per clone; PSS charges each shared
 //! page in shares, and the cgroup (what Slurm enforces) counts each page once. Reading is
 //! done by `crate::memory`; this module only decides what to read when.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::fanout::machine::{FINAL, L1B, Pid, SegmentEvent};
+use crate::fanout::machine::{FINAL, L1B, Pid, SAVE, SegmentEvent};
+use crate::fanout::unix;
 use crate::memory::cgroup::{Limit, MemoryCgroup, Version};
-use crate::memory::proc::{Rollup, read_smaps_rollup};
+use crate::memory::proc::{Rollup, read_smaps_rollup, read_status};
 use crate::report;
+
+/// Where the estimate of one worker's private memory came from, from the farthest to the
+/// nearest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Reports given with `--profile`.
+    Profile,
+    /// Step summaries of earlier runs of this campaign (`OUT/pseg-reports/step-*`).
+    Campaign,
+    /// Earlier granules of this step.
+    Step,
+    /// This granule's clavrxorb, processing its first segment alone before any clone ran.
+    FirstSegment,
+    /// A worker of this granule, measured.
+    Worker,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Profile => "profile",
+            Source::Campaign => "campaign",
+            Source::Step => "step",
+            Source::FirstSegment => "first-segment",
+            Source::Worker => "worker",
+        }
+    }
+}
+
+/// Private memory one worker is expected to reach, and who said so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    pub bytes: u64,
+    pub source: Source,
+}
+
+impl Estimate {
+    /// The larger of two estimates (the safer one to admit by); on a tie, the measured one.
+    fn max(a: Option<Estimate>, b: Option<Estimate>) -> Option<Estimate> {
+        match (a, b) {
+            (Some(a), Some(b)) if a.bytes > b.bytes => Some(a),
+            (Some(_), Some(b)) => Some(b),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn to_report(self) -> report::WorkerEstimate {
+        report::WorkerEstimate {
+            bytes: self.bytes,
+            source: self.source.as_str().into(),
+        }
+    }
+}
 
 /// Where the memory limit that admission works against came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +95,9 @@ pub struct MemorySetup {
     pub limit_cgroup: Option<(MemoryCgroup, Limit)>,
     /// Under Slurm the own cgroup is the task's: its usage is the figure to size by.
     pub in_slurm: bool,
+    /// What earlier granules (of this campaign, then of this step) say one worker needs:
+    /// admission's estimate until this granule has measured its own.
+    pub prior: Cell<Option<Estimate>>,
 }
 
 impl MemorySetup {
@@ -86,8 +146,144 @@ impl MemorySetup {
             own,
             limit_cgroup,
             in_slurm: env("SLURM_JOB_ID").is_some(),
+            prior: Cell::new(None),
         }
     }
+
+    /// Takes the largest worker estimate recorded by earlier steps of the campaign in the
+    /// report folder `dir` (their `step-*` summaries; the newest few only, so a campaign of
+    /// thousands of steps does not slow every start).
+    pub fn learn_from_campaign(&self, dir: &Path) {
+        let Some(bytes) = campaign_estimate(dir, 64) else {
+            return;
+        };
+        self.learn(Estimate {
+            bytes,
+            source: Source::Campaign,
+        });
+    }
+
+    /// Takes the largest private memory of one worker that the `--profile` reports record:
+    /// done granules' sampled or high-water figures, step summaries' estimates.
+    pub fn learn_from_profile(&self, paths: &[std::path::PathBuf]) -> Result<(), String> {
+        let mut best = None;
+        for path in paths {
+            let mut files = Vec::new();
+            report_files(path, &mut files)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            if files.is_empty() {
+                return Err(format!(
+                    "no {} reports under {}",
+                    report::SUFFIX,
+                    path.display()
+                ));
+            }
+            for file in files {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                let bytes = worker_bytes(&text)
+                    .map_err(|e| format!("{} is not a pseg report: {e}", file.display()))?;
+                best = best.max(bytes);
+            }
+        }
+        if let Some(bytes) = best {
+            self.learn(Estimate {
+                bytes,
+                source: Source::Profile,
+            });
+        }
+        Ok(())
+    }
+
+    /// Keeps the larger of the prior and `e`.
+    pub fn learn(&self, e: Estimate) {
+        self.prior.set(Estimate::max(self.prior.get(), Some(e)));
+    }
+
+    /// Whether admission has a limit to work against.
+    fn limited(&self) -> bool {
+        self.limit_cgroup.is_some() || self.task_limit.is_some()
+    }
+}
+
+/// `path` if it is a file, else every `*.pseg.yaml` under it.
+fn report_files(path: &Path, found: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    if !path.is_dir() {
+        std::fs::metadata(path)?;
+        found.push(path.to_path_buf());
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(path)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            report_files(&p, found)?;
+        } else if p.to_string_lossy().ends_with(report::SUFFIX) {
+            found.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// One worker's private memory as a report records it: a done granule's larger of the sampled
+/// and high-water figures, a step summary's estimate; `None` for anything else.
+fn worker_bytes(text: &str) -> Result<Option<u64>, serde_yaml::Error> {
+    #[derive(serde::Deserialize)]
+    struct Any {
+        kind: String,
+        #[serde(default)]
+        status: Option<String>,
+        #[serde(default)]
+        worker_estimate_bytes: Option<u64>,
+        #[serde(default)]
+        memory: Option<Mem>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Mem {
+        #[serde(default)]
+        worker_private_peak_bytes: u64,
+        #[serde(default)]
+        worker_private_hwm_bytes: u64,
+    }
+    let r: Any = serde_yaml::from_str(text)?;
+    Ok(match r.kind.as_str() {
+        "step" => r.worker_estimate_bytes,
+        "granule" if r.status.as_deref().is_none_or(|s| s == "done") => r
+            .memory
+            .map(|m| m.worker_private_peak_bytes.max(m.worker_private_hwm_bytes))
+            .filter(|&b| b > 0),
+        _ => None,
+    })
+}
+
+/// The largest `worker_estimate_bytes` of the `newest` most recent step summaries in `dir`.
+fn campaign_estimate(dir: &Path, newest: usize) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Step {
+        kind: String,
+        #[serde(default)]
+        worker_estimate_bytes: Option<u64>,
+    }
+    let mut steps: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("step-") && n.ends_with(report::SUFFIX)
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    steps.sort_by_key(|s| std::cmp::Reverse(s.0));
+    steps
+        .iter()
+        .take(newest)
+        .filter_map(|(_, p)| {
+            let s: Step = serde_yaml::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
+            (s.kind == "step")
+                .then_some(s.worker_estimate_bytes)
+                .flatten()
+        })
+        .max()
 }
 
 /// CPU time this thread has used.
@@ -115,6 +311,11 @@ fn slurm_limit(per_node: Option<&str>, per_cpu: Option<&str>, cpus: usize) -> Op
 struct Seen {
     last: Rollup,
     private_peak: u64,
+    /// RSS when it stopped at waitpoint 1, all of it shared with clavrxorb then.
+    rss_at_clone: Option<u64>,
+    /// Its RSS high-water mark less `rss_at_clone`: the private memory it reached, even
+    /// between samples (pages it copied on write do not raise RSS, which `private_peak` sees).
+    hwm_private: u64,
 }
 
 /// The memory watch of one granule.
@@ -130,10 +331,18 @@ pub struct MemWatch<'a> {
     rss_peak: u64,
     parent_pss_peak: u64,
     worker_private_peak: u64,
-    /// Private memory one worker is expected to reach: first from the parent's own first
-    /// segment (its RSS growth while processing), then the largest a worker really reached.
-    estimate: Option<u64>,
+    worker_private_hwm: u64,
+    parent_hwm: u64,
+    /// What earlier granules said one worker needs.
+    prior: Option<Estimate>,
+    /// What this granule measured: the parent's growth (RSS high-water mark since it read
+    /// segment 1) while it processed segment 1 alone, then the most a worker reached.
+    measured: Option<Estimate>,
+    /// The estimate of the first admission decision that held a worker back (or `None` for
+    /// "no estimate yet: one worker only").
+    pub held_by: Option<Option<Estimate>>,
     parent_rss_at_read: Option<u64>,
+    max_running: usize,
     own_usage_peak: u64,
     limit_usage_peak: u64,
     /// The report's `memory.over_time`, in seconds since this watch began.
@@ -155,8 +364,13 @@ impl<'a> MemWatch<'a> {
             rss_peak: 0,
             parent_pss_peak: 0,
             worker_private_peak: 0,
-            estimate: None,
+            worker_private_hwm: 0,
+            parent_hwm: 0,
+            prior: setup.prior.get(),
+            measured: None,
+            held_by: None,
             parent_rss_at_read: None,
+            max_running: 0,
             own_usage_peak: 0,
             limit_usage_peak: 0,
             born: Instant::now(),
@@ -204,30 +418,75 @@ impl<'a> MemWatch<'a> {
         Some(u)
     }
 
+    /// The estimate admission works with: the larger of the prior and this granule's own.
+    pub fn estimate(&self) -> Option<Estimate> {
+        Estimate::max(self.prior, self.measured)
+    }
+
+    /// This granule's own measurement, for the next granules of the step.
+    pub fn measured(&self) -> Option<Estimate> {
+        self.measured
+    }
+
+    fn measure(&mut self, bytes: u64, source: Source) {
+        self.measured = Estimate::max(self.measured, Some(Estimate { bytes, source }));
+    }
+
+    /// Reads a stopped process's RSS high-water mark: a worker's private peak is its mark
+    /// less what it held (all shared) when cloned; clavrxorb's growth since it read segment
+    /// 1 is one worker's private memory, measured before any clone runs.
+    fn read_mark(&mut self, pid: Pid) {
+        let mark = read_status(Path::new("/proc"), pid).ok();
+        if pid == self.parent {
+            let Some(mark) = mark else { return };
+            self.parent_hwm = self.parent_hwm.max(mark.hwm);
+            if let Some(before) = self.parent_rss_at_read {
+                self.measure(mark.hwm.saturating_sub(before), Source::FirstSegment);
+            }
+            return;
+        }
+        let seen = self.procs.entry(pid).or_default();
+        if let (Some(mark), Some(at_clone)) = (mark, seen.rss_at_clone) {
+            seen.hwm_private = seen.hwm_private.max(mark.hwm.saturating_sub(at_clone));
+        }
+        let (hwm, peak) = (seen.hwm_private, seen.hwm_private.max(seen.private_peak));
+        self.worker_private_hwm = self.worker_private_hwm.max(hwm);
+        self.measure(peak, Source::Worker);
+    }
+
     /// A process stopped at a waitpoint: sample it where its memory peaks.
     pub fn stopped(&mut self, pid: Pid, at: i32) {
         if pid == self.parent && at == L1B {
             // Only the first read matters (the baseline for the worker estimate); the timed
             // sampler covers the parent after that, off the per-segment path.
             if self.parent_rss_at_read.is_none() {
-                self.parent_rss_at_read = self.read(pid).map(|r| r.rss);
+                // From here on the mark is segment 1's peak, not start-up's.
+                let _ = unix::reset_peak_rss(Path::new("/proc"), pid);
+                self.parent_rss_at_read = read_status(Path::new("/proc"), pid).ok().map(|m| m.rss);
+                self.read(pid);
                 let pss = self.update_sums();
                 let usage = self.read_cgroups();
                 self.push_point(pss, usage);
             }
+        } else if at == L1B {
+            let rss = read_status(Path::new("/proc"), pid).ok().map(|m| m.rss);
+            self.procs.entry(pid).or_default().rss_at_clone = rss;
         } else if at == FINAL {
-            let Some(r) = self.read(pid) else { return };
-            if pid == self.parent {
-                if let Some(before) = self.parent_rss_at_read {
-                    self.estimate.get_or_insert(r.rss.saturating_sub(before));
-                }
-            } else {
-                let peak = self.procs[&pid].private_peak;
-                self.estimate = Some(self.estimate.map_or(peak, |e| e.max(peak)));
+            if self.read(pid).is_none() {
+                return;
             }
+            self.read_mark(pid);
             let pss = self.update_sums();
             let usage = self.read_cgroups();
             self.push_point(pss, usage);
+        } else if at == SAVE {
+            // Writing can peak too; the mark holds it, and reading it costs no page walk.
+            self.read_mark(pid);
+            if pid == self.parent {
+                // Once a granule: clavrxorb has freed segment 1's working memory, and a
+                // sample from before would hold the first workers back.
+                self.read(pid);
+            }
         } else {
             self.procs.entry(pid).or_default();
         }
@@ -237,6 +496,7 @@ impl<'a> MemWatch<'a> {
         match event {
             SegmentEvent::Started => {
                 self.running.insert(pid);
+                self.max_running = self.max_running.max(self.running.len());
             }
             SegmentEvent::Written { .. } => {
                 self.running.remove(&pid);
@@ -284,12 +544,11 @@ impl<'a> MemWatch<'a> {
         self.next_sample = Instant::now() + interval;
     }
 
-    /// Adds a point to the memory series: summed PSS and the cgroup's usage (at the level
-    /// of the limit, else this process's own cgroup).
+    /// Adds a point to the memory series: summed PSS and the working set of the cgroup
+    /// whose limit applies (under Slurm, the job's). A cgroup without a limit above it holds
+    /// whatever else runs there and enforces nothing: 0, not plotted.
     fn push_point(&mut self, pss: u64, limit_usage: Option<u64>) {
-        let usage = limit_usage
-            .or_else(|| self.setup.own.as_ref()?.working_set().ok())
-            .unwrap_or(0);
+        let usage = limit_usage.unwrap_or(0);
         self.over_time
             .push((self.born.elapsed().as_secs_f64(), pss, usage));
         if self.over_time.len() >= 1024 {
@@ -309,70 +568,110 @@ impl<'a> MemWatch<'a> {
     /// its own scope: the cgroup's limit with that cgroup's working set (every task of the
     /// job counts there), a per-task limit with the PSS of this task's processes. What is
     /// added: the estimate for the new worker and what running workers are still expected
-    /// to grow; 5 % of each limit stays free.
+    /// to grow; 5 % of each limit stays free. With no estimate yet, one worker runs alone
+    /// until one exists (slow start).
     pub fn may_start_worker(&mut self) -> bool {
-        if !self.setup.admission {
+        if !self.setup.admission || !self.setup.limited() {
             return true;
         }
-        let estimate = self.estimate.unwrap_or(0);
+        let Some(estimate) = self.estimate() else {
+            self.held_by.get_or_insert(None);
+            return false;
+        };
+        // What each running worker holds now: its last sample may predate its growth, which
+        // the cgroup's usage (read live) already counts, so its RSS growth since it was
+        // cloned (cheap to read) is taken when larger.
         let growth: u64 = self
             .running
             .iter()
-            .map(|p| {
-                let now = self.procs.get(p).map_or(0, |s| s.last.private);
-                estimate.saturating_sub(now)
+            .map(|&p| {
+                let seen = self.procs.get(&p).copied().unwrap_or_default();
+                let grown = match (seen.rss_at_clone, read_status(Path::new("/proc"), p)) {
+                    (Some(at_clone), Ok(mark)) => mark.rss.saturating_sub(at_clone),
+                    _ => 0,
+                };
+                estimate.bytes.saturating_sub(seen.last.private.max(grown))
             })
             .sum();
-        let need = estimate + growth;
+        let need = estimate.bytes + growth;
         let fits = |used: u64, limit: u64| used + need + limit / 20 <= limit;
+        let mut fit = true;
         if let Some((_, l)) = &self.setup.limit_cgroup {
             let limit = l.bytes;
             if let Some(used) = self.read_cgroups()
                 && !fits(used, limit)
             {
-                return false;
+                fit = false;
             }
         }
         if let Some(l) = &self.setup.task_limit {
             let pss: u64 = self.procs.values().map(|s| s.last.pss).sum();
             if !fits(pss, l.bytes) {
-                return false;
+                fit = false;
             }
         }
-        true
+        if !fit {
+            self.held_by.get_or_insert(Some(estimate));
+        }
+        fit
     }
 
     /// The report's memory section.
     pub fn report(&self) -> report::Memory {
-        let cgroup = self.setup.own.as_ref().map(|own| {
-            let limit = self.setup.limit_cgroup.as_ref().map(|(_, l)| l);
-            report::Cgroup {
-                version: match own.version {
-                    Version::V1 => "v1".into(),
-                    Version::V2 => "v2".into(),
-                },
-                dir: own.dir.clone(),
-                usage_peak_bytes: self.own_usage_peak,
-                kernel_peak_bytes: own.peak().ok().flatten(),
-                limit_bytes: limit.map(|l| l.bytes),
-                limit_at: limit.map(|l| l.at.clone()),
-            }
+        let limit_at = self.setup.limit_cgroup.as_ref().map(|(_, l)| l);
+        let cgroup = self.setup.own.as_ref().map(|own| report::Cgroup {
+            version: match own.version {
+                Version::V1 => "v1".into(),
+                Version::V2 => "v2".into(),
+            },
+            dir: own.dir.clone(),
+            usage_peak_bytes: self.own_usage_peak,
+            kernel_peak_bytes: own.peak().ok().flatten(),
+            limit_bytes: limit_at.map(|l| l.bytes),
+            limit_at: limit_at.map(|l| l.at.clone()),
         });
-        let peak_bytes = if self.setup.in_slurm {
+        let cgroup_note = match (&self.setup.own, limit_at) {
+            (Some(own), None) => Some(format!(
+                "no memory limit on cgroup {} or above it: its usage counts whatever else runs there, and nothing enforces it, so it is not plotted",
+                own.dir.display()
+            )),
+            (None, _) => Some("no memory cgroup found for this process".into()),
+            (Some(_), Some(_)) => None,
+        };
+        // A worker's spike between samples shows in its high-water mark only: add what the
+        // samples missed, once for each worker that ran at the same time.
+        let missed = self
+            .worker_private_hwm
+            .saturating_sub(self.worker_private_peak);
+        let hwm_peak = self.pss_peak + missed * self.max_running as u64;
+        let sampled_peak = if self.setup.in_slurm {
             self.pss_peak.max(self.own_usage_peak)
         } else {
             self.pss_peak
         };
         let mean_interval = self.interval.unwrap_or_default().as_secs_f64();
         report::Memory {
-            peak_bytes,
+            peak_bytes: sampled_peak.max(hwm_peak),
             pss_peak_bytes: self.pss_peak,
+            hwm_peak_bytes: hwm_peak,
             rss_peak_bytes: self.rss_peak,
             parent_pss_peak_bytes: self.parent_pss_peak,
+            parent_hwm_bytes: self.parent_hwm,
             worker_private_peak_bytes: self.worker_private_peak,
+            worker_private_hwm_bytes: self.worker_private_hwm,
+            worker_estimate: self.estimate().map(Estimate::to_report),
+            held_by: self.held_by.map(|e| match e {
+                Some(e) => format!(
+                    "{} a worker ({} estimate)",
+                    crate::size::Size(e.bytes),
+                    e.source.as_str()
+                ),
+                None => "no estimate of a worker's memory yet: one worker at a time".into(),
+            }),
             limit_bytes: self.setup.limit.as_ref().map(|l| l.bytes),
             limit_source: self.setup.limit.as_ref().map(|l| l.source.clone()),
             cgroup,
+            cgroup_note,
             samples: self.samples,
             sample_interval_seconds: mean_interval,
             over_time: self.over_time.clone(),
@@ -396,5 +695,121 @@ mod tests {
         assert_eq!(slurm_limit(None, Some("512"), 4).unwrap().bytes, 2 << 30);
         assert_eq!(slurm_limit(Some("junk"), None, 4), None);
         assert_eq!(slurm_limit(Some("0"), None, 4), None);
+    }
+
+    fn setup(task_limit: Option<u64>) -> MemorySetup {
+        MemorySetup {
+            interval: None,
+            admission: true,
+            limit: None,
+            task_limit: task_limit.map(|bytes| MemLimit {
+                bytes,
+                source: "--mem-budget".into(),
+            }),
+            own: None,
+            limit_cgroup: None,
+            in_slurm: false,
+            prior: Cell::new(None),
+        }
+    }
+
+    #[test]
+    fn without_an_estimate_one_worker_runs_alone_then_the_estimate_admits() {
+        let mib = 1u64 << 20;
+        let s = setup(Some(1000 * mib));
+        // No process of ours is read: pid 0 has no /proc entry.
+        let mut w = MemWatch::new(&s, 0);
+        assert!(!w.may_start_worker(), "slow start");
+        assert_eq!(w.held_by, Some(None));
+        s.learn(Estimate {
+            bytes: 100 * mib,
+            source: Source::Campaign,
+        });
+        let mut w = MemWatch::new(&s, 0);
+        assert!(w.may_start_worker());
+        assert_eq!(w.estimate().unwrap().source, Source::Campaign);
+        // This granule's own, larger measurement takes over, and it does not fit.
+        w.measure(990 * mib, Source::FirstSegment);
+        assert!(!w.may_start_worker());
+        assert_eq!(
+            w.held_by,
+            Some(Some(Estimate {
+                bytes: 990 * mib,
+                source: Source::FirstSegment
+            }))
+        );
+        // Without a limit admission has nothing to hold against.
+        let free = setup(None);
+        assert!(MemWatch::new(&free, 0).may_start_worker());
+    }
+
+    #[test]
+    fn the_campaign_prior_is_the_largest_of_the_newest_step_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let step = |name: &str, estimate: Option<u64>| {
+            let r = report::StepReport {
+                schema: report::SCHEMA.into(),
+                kind: "step".into(),
+                host: "node1".into(),
+                slurm: None,
+                started_unix: 0.0,
+                wall_seconds: 1.0,
+                driver_cpu_seconds: 0.1,
+                granules: 1,
+                done: 1,
+                failed: 0,
+                interrupted: 0,
+                peak_bytes: 1,
+                worker_estimate_bytes: estimate,
+                cgroup_kernel_peak_bytes: None,
+                reports: Vec::new(),
+            };
+            report::write(dir.path(), name, &r).unwrap();
+        };
+        assert_eq!(campaign_estimate(dir.path(), 64), None);
+        step("step-1.0.pseg.yaml", Some(5));
+        step("step-2.0.pseg.yaml", Some(9));
+        step("step-3.0.pseg.yaml", None);
+        std::fs::write(dir.path().join("g.pseg.yaml"), "not read").unwrap();
+        assert_eq!(campaign_estimate(dir.path(), 64), Some(9));
+        let s = setup(None);
+        s.learn_from_campaign(dir.path());
+        assert_eq!(
+            s.prior.get(),
+            Some(Estimate {
+                bytes: 9,
+                source: Source::Campaign
+            })
+        );
+        assert_eq!(campaign_estimate(&dir.path().join("missing"), 64), None);
+    }
+
+    #[test]
+    fn profile_reports_give_the_larger_worker_figure_of_done_granules() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut done = crate::render::testing::report("a.gran");
+        done.memory.worker_private_peak_bytes = 70;
+        done.memory.worker_private_hwm_bytes = 80;
+        report::write(&dir.path().join("r"), "a.gran.pseg.yaml", &done).unwrap();
+        let mut failed = crate::render::testing::report("b.gran");
+        failed.status = report::Status::Failed;
+        failed.memory.worker_private_hwm_bytes = 500;
+        report::write(&dir.path().join("r"), "b.gran.pseg.yaml", &failed).unwrap();
+        let s = setup(None);
+        s.learn_from_profile(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(
+            s.prior.get(),
+            Some(Estimate {
+                bytes: 80,
+                source: Source::Profile
+            })
+        );
+        let e = s
+            .learn_from_profile(&[dir.path().join("nothing-here")])
+            .unwrap_err();
+        assert!(e.contains("nothing-here"), "{e}");
+        std::fs::write(dir.path().join("r/junk.pseg.yaml"), "[1, 2]").unwrap();
+        let e = s.learn_from_profile(&[dir.path().join("r")]).unwrap_err();
+        assert!(e.contains("junk.pseg.yaml is not a pseg report"), "{e}");
     }
 }

@@ -213,6 +213,10 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         args.mem_budget.map(|s| s.bytes()),
         crate::cpus::available(),
     );
+    memory.learn_from_campaign(&reports);
+    if let Err(e) = memory.learn_from_profile(&args.profile) {
+        eprintln!("pseg-step: warning: --profile: {e}; admitting workers without it");
+    }
     let plan = Plan {
         exe: std::path::absolute(&exe).map_err(StepError::os("resolving the executable"))?,
         symbols,

@@ -31,6 +31,7 @@ impl Summary {
                 failed: 0,
                 interrupted: 0,
                 peak_bytes: 0,
+                worker_estimate_bytes: None,
                 cgroup_kernel_peak_bytes: None,
                 reports: Vec::new(),
             },
@@ -42,6 +43,14 @@ impl Summary {
     pub fn add(&mut self, r: &GranuleReport, file: Option<PathBuf>) {
         self.report.granules += 1;
         self.report.peak_bytes = self.report.peak_bytes.max(r.memory.peak_bytes);
+        let worker = r
+            .memory
+            .worker_private_peak_bytes
+            .max(r.memory.worker_private_hwm_bytes);
+        if r.status == report::Status::Done && worker > 0 {
+            self.report.worker_estimate_bytes =
+                Some(self.report.worker_estimate_bytes.unwrap_or(0).max(worker));
+        }
         match r.status {
             report::Status::Done => self.report.done += 1,
             report::Status::Failed => self.report.failed += 1,

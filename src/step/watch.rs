@@ -15,6 +15,8 @@ pub struct Watch<'a> {
     pub timeline: Timeline,
     pub memory: MemWatch<'a>,
     pub drain: Drain,
+    /// Whether the line saying memory held a worker back was printed.
+    said_held: bool,
 }
 
 /// What the step knows for judging a granule on the time-limit warning.
@@ -95,6 +97,7 @@ impl<'a> Watch<'a> {
                 },
                 start,
             ),
+            said_held: false,
         }
     }
 }
@@ -113,8 +116,22 @@ impl Monitor for Watch<'_> {
         self.memory.gone(pid);
     }
 
-    fn may_start_worker(&mut self, _busy: usize) -> bool {
-        self.memory.may_start_worker()
+    fn may_start_worker(&mut self, busy: usize) -> bool {
+        let fits = self.memory.may_start_worker();
+        if !fits && !self.said_held {
+            self.said_held = true;
+            let why = match self.memory.held_by {
+                Some(Some(e)) => format!(
+                    "one more would not fit: {} a worker ({} estimate)",
+                    crate::size::Size(e.bytes),
+                    e.source.as_str()
+                ),
+                _ => "no estimate of a worker's memory yet".into(),
+            };
+            self.progress
+                .say(&format!("memory holds workers at {busy}: {why}"));
+        }
+        fits
     }
 
     fn tick(&mut self, fanout: &Fanout) {

@@ -135,3 +135,252 @@ fn a_memory_budget_caps_workers_below_the_cpu_cap_and_the_report_says_so() {
     );
     assert_eq!(case.outputs("capped"), case.outputs("free"));
 }
+
+/// Workers of 80 MiB that the mock frees before its next waitpoint (`MOCK_CLAVRX_SPIKE`):
+/// only a high-water mark sees them. 150 MiB holds clavrxorb, pseg-step and one worker, not
+/// two.
+fn spiky(case: &Case) {
+    heavy(case, "s.gran", 30, 80, "3000000");
+    case.list(&["s.gran"]);
+    case.options(10);
+    let out = case.step("serial").arg("--serial").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+const TWO_DO_NOT_FIT: u64 = 150 * MIB;
+
+#[test]
+fn admission_from_the_first_segment_keeps_a_fresh_step_inside_a_limit_two_workers_exceed() {
+    if !needs_cgroups("admission_from_the_first_segment_keeps_a_fresh_step_inside_a_limit") {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    spiky(&case);
+    let cg = case.fresh_cgroup("admitted", Some(TWO_DO_NOT_FIT));
+    let mut step = case.step("admitted");
+    step.env("MOCK_CLAVRX_SPIKE", "1");
+    // Samples only at the waitpoints, where the spike is already gone: the high-water marks
+    // alone see it.
+    let run = case.run_in_cgroup(
+        &cg,
+        &step,
+        &["--max-workers", "2", "--sample-interval", "0"],
+    );
+    let err = text(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert_eq!(cg.oom_kills(), 0, "no OOM kill: {err}");
+    assert!(
+        err.contains("memory holds workers at 1: one more would not fit")
+            && err.contains("(first-segment estimate)"),
+        "{err}"
+    );
+    let r = case.report("admitted", "s.gran");
+    assert_eq!(r["workers"]["bound_by"].as_str(), Some("memory"), "{err}");
+    assert_eq!(num(&r, &["workers", "max_busy"]), 1.0);
+    assert!(r["oom_retries"].is_null(), "no redo was needed: {r:?}");
+    // Known before any clone ran: clavrxorb's own first segment, seen by its high-water mark.
+    assert!(
+        r["memory"]["held_by"]
+            .as_str()
+            .unwrap()
+            .contains("first-segment"),
+        "{r:?}"
+    );
+    let hwm = num(&r, &["memory", "worker_private_hwm_bytes"]);
+    let sampled = num(&r, &["memory", "worker_private_peak_bytes"]);
+    assert!(
+        hwm >= (75 * MIB) as f64 && hwm < (90 * MIB) as f64,
+        "a worker's high-water mark shows its 80 MiB: {hwm}"
+    );
+    assert!(
+        sampled < (20 * MIB) as f64,
+        "the samples miss it: {sampled}"
+    );
+    assert!(
+        num(&r, &["memory", "peak_bytes"]) >= num(&r, &["memory", "pss_peak_bytes"]) + hwm * 0.9,
+        "sized by the high-water figure, the larger: {r:?}"
+    );
+    assert_eq!(case.outputs("admitted"), case.outputs("serial"));
+    case.assert_no_process_left();
+}
+
+#[test]
+fn an_oom_kill_is_redone_in_the_step_with_fewer_workers() {
+    if !needs_cgroups("an_oom_kill_is_redone_in_the_step_with_fewer_workers") {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    spiky(&case);
+    let cg = case.fresh_cgroup("redone", Some(TWO_DO_NOT_FIT));
+    let mut step = case.step("redone");
+    // Each worker holds its memory a second: the two overlap however loaded the machine is.
+    step.env("MOCK_CLAVRX_SPIKE", "1")
+        .env("MOCK_CLAVRX_SLEEP_MS", "1000");
+    let run = case.run_in_cgroup(
+        &cg,
+        &step,
+        &["--max-workers", "2", "--mem-admission", "off"],
+    );
+    let err = text(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(cg.oom_kills() >= 1, "two workers do not fit: {err}");
+    assert!(
+        err.contains("out of memory with 2 worker(s) at once")
+            && err.contains("redoing it with at most 1"),
+        "{err}"
+    );
+    let r = case.report("redone", "s.gran");
+    assert_eq!(r["status"].as_str(), Some("done"));
+    let retries = r["oom_retries"]
+        .as_sequence()
+        .expect("the redo is recorded");
+    assert_eq!(retries.len(), 1, "{r:?}");
+    assert_eq!(num(&retries[0], &["cap"]), 2.0);
+    assert_eq!(num(&retries[0], &["max_busy"]), 2.0);
+    assert!(
+        retries[0]["error"].as_str().unwrap().contains("SIGKILL"),
+        "{retries:?}"
+    );
+    assert_eq!(num(&r, &["workers", "cap"]), 1.0, "the cap that held");
+    assert_eq!(r["workers"]["bound_by"].as_str(), Some("memory"));
+    assert_eq!(case.outputs("redone"), case.outputs("serial"));
+    assert!(
+        !case.path("redone/pseg-failed").exists(),
+        "nothing kept as failed"
+    );
+    case.assert_no_process_left();
+
+    // Segment 1 alone does not fit: OOM-killed with one worker, recorded failed as `oom`.
+    let cg = case.fresh_cgroup("starved", Some(60 * MIB));
+    let mut step = case.step("starved");
+    step.env("MOCK_CLAVRX_SPIKE", "1");
+    let run = case.run_in_cgroup(
+        &cg,
+        &step,
+        &["--max-workers", "2", "--mem-admission", "off"],
+    );
+    let err = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("FAILED") && err.contains("SIGKILL") && err.contains("out of memory"),
+        "{err}"
+    );
+    assert!(case.outputs("starved").is_empty(), "no partial output");
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin!("pseg-slurm"))
+        .args(["status", "--format", "yaml"])
+        .arg(case.path("starved"))
+        .output()
+        .unwrap();
+    let listing = text(&status.stdout);
+    assert!(listing.contains("oom"), "{listing}");
+    case.assert_no_process_left();
+}
+
+/// `pseg-slurm ARGS` from the test's directory.
+fn pseg_slurm(case: &Case, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin!("pseg-slurm"))
+        .args(args)
+        .current_dir(case.dir.path())
+        .output()
+        .unwrap()
+}
+
+/// The `--mem-per-cpu` a script asks for, in MiB.
+fn mem_per_cpu(script: &str) -> u64 {
+    script
+        .lines()
+        .find_map(|l| l.strip_prefix("#SBATCH --mem-per-cpu="))
+        .and_then(|v| v.strip_suffix('M'))
+        .unwrap_or_else(|| panic!("no --mem-per-cpu in:\n{script}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn gen_and_retry_size_jobs_from_what_pseg_step_wrote() {
+    let case = Case::new(Link::Static);
+    heavy(&case, "h.gran", 30, 40, "0");
+    case.granule("bad.gran", 30, &["--fault", "clone-segv:2"]);
+    case.list(&["h.gran", "bad.gran"]);
+    case.options(10);
+    let run = case
+        .step("out")
+        .args(["--max-workers", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+    let reports = case.path("out/pseg-reports");
+    let summaries: Vec<_> = std::fs::read_dir(&reports)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+        .collect();
+    assert_eq!(
+        summaries.len(),
+        1,
+        "the step wrote its summary beside the reports"
+    );
+    let peak = num(&case.report("out", "h.gran"), &["memory", "peak_bytes"]);
+    // 15 % headroom on one CPU, rounded up to whole MiB.
+    let sized = (peak * 1.15 / MIB as f64).ceil() as u64;
+    let mock = case.mock().to_str().unwrap();
+    let gen_args = |out: &str, profile: &str| -> Vec<String> {
+        [
+            "gen",
+            "--files",
+            "data/list.txt",
+            "--exe",
+            mock,
+            "--options",
+            "clavrx_options",
+            "--max-array-size",
+            "1001",
+            "--out",
+            out,
+            "--profile",
+            profile,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    for profile in [
+        "out",
+        "out/pseg-reports",
+        "out/pseg-reports/h.gran.pseg.yaml",
+    ] {
+        let args = gen_args("next", profile);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let made = pseg_slurm(&case, &args);
+        let err = text(&made.stderr);
+        assert!(made.status.success(), "--profile {profile}: {err}");
+        let script = text(&made.stdout);
+        assert_eq!(
+            mem_per_cpu(&script),
+            sized,
+            "--profile {profile}:\n{script}"
+        );
+        assert!(
+            script.contains("maximum of 1 done granule report"),
+            "{script}"
+        );
+    }
+
+    // A campaign sized from that folder: retry reads the stored --profile again, step
+    // summary and all.
+    let args = gen_args("again", "out/pseg-reports");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let made = pseg_slurm(&case, &args);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let run = case
+        .step("again")
+        .args(["--max-workers", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+    let retry = pseg_slurm(&case, &["retry", "again", "--failed"]);
+    let err = text(&retry.stderr);
+    assert!(retry.status.success(), "{err}");
+    let script = text(&retry.stdout);
+    assert_eq!(mem_per_cpu(&script), sized, "{script}");
+    assert!(script.contains("list-retry-1.txt"), "{script}");
+}

@@ -332,14 +332,116 @@ fn memory_admission_keeps_a_job_inside_its_limit() {
     assert!(r["workers"]["max_busy"].as_u64().unwrap() < 4, "{log}");
     assert_eq!(r["workers"]["cap"].as_u64(), Some(4));
 
-    let states = submit("unadmitted", "\"--mem-admission\", \"off\"");
+    // Without admission the cgroup kills a worker; pseg-step redoes the granule with fewer
+    // workers in the same job, so it still ends done.
+    let _ = submit("unadmitted", "\"--mem-admission\", \"off\"");
     let log = logs(&case, "unadmitted");
-    assert_ne!(states[0].0, "COMPLETED", "{log}");
-    assert!(
-        log.contains("oom-kill") || log.contains("Out Of Memory"),
-        "the cgroup killed it: {log}"
+    assert!(log.contains("out of memory with"), "{log}");
+    assert!(log.contains("redoing it with at most"), "{log}");
+    let r = case.report("unadmitted", "heavy.gran");
+    assert_eq!(r["status"].as_str(), Some("done"), "{log}");
+    assert!(!r["oom_retries"].as_sequence().unwrap().is_empty(), "{log}");
+    assert_eq!(case.outputs("unadmitted"), case.outputs("admitted"));
+}
+
+/// What `pseg-step` measured sizes the next job: `gen --profile OUT/pseg-reports | sbatch`
+/// asks for no more than 1.3x the peak the measured job really reached, and the sized job
+/// completes without an OOM kill.
+#[test]
+fn a_job_sized_from_pseg_steps_own_reports_fits_its_measured_peak() {
+    if !slurm_available("a_job_sized_from_pseg_steps_own_reports_fits_its_measured_peak") {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    // 10-line segments: 10 MiB read (shared with the clone), 80 MiB private per worker.
+    let memory = [
+        "--work",
+        "2000000",
+        "--read-mem",
+        "1048576",
+        "--work-mem",
+        "8388608",
+    ];
+    case.granule("heavy.gran", 40, &memory);
+    case.list(&["heavy.gran"]);
+    case.options(10);
+    let first = case.path("first");
+    let id = gen_and_submit(
+        &case,
+        &[
+            "--cpus-per-task",
+            "2",
+            "--peak-mem",
+            "1G",
+            "--time",
+            "5",
+            "--out",
+            first.to_str().unwrap(),
+        ],
     );
-    assert!(case.outputs("unadmitted").is_empty());
+    let states = wait_job(&id, Duration::from_secs(180));
+    assert_eq!(states[0].0, "COMPLETED", "{}", logs(&case, "first"));
+
+    let sized = case.path("sized");
+    let args = [
+        "--cpus-per-task",
+        "2",
+        "--time",
+        "5",
+        "--profile",
+        &format!("{}/pseg-reports", first.display()),
+        "--out",
+        sized.to_str().unwrap(),
+    ];
+    let script = Command::new(cargo_bin!("pseg-slurm"))
+        .arg("gen")
+        .arg("--files")
+        .arg(case.path("data/list.txt"))
+        .arg("--exe")
+        .arg(case.mock())
+        .arg("--options")
+        .arg(case.path("clavrx_options"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(script.status.success(), "{}", text(&script.stderr));
+    let script = text(&script.stdout);
+    let per_cpu: u64 = script
+        .lines()
+        .find_map(|l| l.strip_prefix("#SBATCH --mem-per-cpu="))
+        .and_then(|v| v.strip_suffix('M'))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no --mem-per-cpu:\n{script}"));
+    let id = gen_and_submit(&case, &args);
+    let states = wait_job(&id, Duration::from_secs(180));
+    let log = logs(&case, "sized");
+    assert_eq!(states[0].0, "COMPLETED", "{log}");
+    assert!(
+        !log.contains("out of memory") && !log.contains("oom-kill"),
+        "{log}"
+    );
+    assert_eq!(case.outputs("sized"), case.outputs("first"));
+    let r = case.report("sized", "heavy.gran");
+    assert!(r["oom_retries"].is_null(), "{log}");
+    // Measured: the peak the kernel charged the first job's task (what the reports sized).
+    let first = case.report("first", "heavy.gran");
+    let measured = first["memory"]["cgroup"]["kernel_peak_bytes"]
+        .as_u64()
+        .unwrap();
+    let requested = (per_cpu * 2) << 20;
+    eprintln!(
+        "requested {} MiB for a measured peak of {} MiB: {:.2}x; the sized job peaked at {} MiB \
+         with up to {} workers",
+        requested >> 20,
+        measured >> 20,
+        requested as f64 / measured as f64,
+        r["memory"]["cgroup"]["kernel_peak_bytes"].as_u64().unwrap() >> 20,
+        r["workers"]["max_busy"].as_u64().unwrap()
+    );
+    assert!(
+        requested as f64 <= measured as f64 * 1.3 && requested > measured,
+        "requested {requested} bytes for a measured peak of {measured}\n{script}"
+    );
 }
 
 /// The campaign's counts from `pseg-slurm status --format yaml`.

@@ -220,42 +220,91 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A cgroup v1 memory controller of a test's own, removed when dropped (once its processes
+/// are gone). Needs root and cgroup v1 (as on the test bed).
+pub struct TestCgroup {
+    pub dir: PathBuf,
+}
+
+impl TestCgroup {
+    /// `memory.max_usage_in_bytes`: the peak the kernel charged, the figure Slurm enforces.
+    pub fn peak(&self) -> u64 {
+        self.read("memory.max_usage_in_bytes")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Processes the OOM killer killed here (`oom_kill` of `memory.oom_control`).
+    pub fn oom_kills(&self) -> u64 {
+        self.read("memory.oom_control")
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .expect("the kernel counts OOM kills (Linux 4.13+)")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
 impl Case {
-    /// Runs `pseg-step` into `out` inside a fresh cgroup v1 memory controller and returns
-    /// the kernel's `max_usage_in_bytes` for the whole run: the figure Slurm enforces. Needs
-    /// root and cgroup v1 (as on the test bed).
-    pub fn run_in_fresh_cgroup(&self, out: &str, extra: &[&str]) -> u64 {
-        let cg = Path::new("/sys/fs/cgroup/memory").join(format!(
+    /// A fresh memory cgroup for the run into `out`, limited to `limit` bytes if given.
+    pub fn fresh_cgroup(&self, out: &str, limit: Option<u64>) -> TestCgroup {
+        let dir = Path::new("/sys/fs/cgroup/memory").join(format!(
             "pseg-test-{}-{}-{out}",
             std::process::id(),
             self.dir.path().file_name().unwrap().to_string_lossy()
         ));
-        std::fs::create_dir(&cg).expect("root can create a memory cgroup (cgroup v1)");
-        let step = self.step(out);
-        let run = wrapped(&step, "sh")
+        std::fs::create_dir(&dir).expect("root can create a memory cgroup (cgroup v1)");
+        if let Some(bytes) = limit {
+            std::fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string()).unwrap();
+        }
+        TestCgroup { dir }
+    }
+
+    /// Runs `step` (with `extra` arguments) inside `cg`.
+    pub fn run_in_cgroup(
+        &self,
+        cg: &TestCgroup,
+        step: &Command,
+        extra: &[&str],
+    ) -> std::process::Output {
+        wrapped(step, "sh")
             .arg("-c")
             .arg(r#"echo $$ > "$0/cgroup.procs" && shift && exec "$@""#)
-            .arg(&cg)
+            .arg(&cg.dir)
             .arg("--")
             .arg(step.get_program())
             .args(step.get_args())
             .args(extra)
             .current_dir(self.dir.path())
             .output()
-            .unwrap();
-        assert!(run.status.success(), "{}", text(&run.stderr));
-        let peak: u64 = std::fs::read_to_string(cg.join("memory.max_usage_in_bytes"))
             .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        for _ in 0..50 {
-            if std::fs::remove_dir(&cg).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        peak
+    }
+
+    /// Runs `pseg-step` into `out` inside a fresh cgroup v1 memory controller and returns
+    /// the kernel's `max_usage_in_bytes` for the whole run: the figure Slurm enforces. Needs
+    /// root and cgroup v1 (as on the test bed).
+    pub fn run_in_fresh_cgroup(&self, out: &str, extra: &[&str]) -> u64 {
+        let cg = self.fresh_cgroup(out, None);
+        let run = self.run_in_cgroup(&cg, &self.step(out), extra);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        cg.peak()
     }
 
     /// The granule report `pseg-step` wrote for `name` into `out`.

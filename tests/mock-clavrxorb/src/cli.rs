@@ -19,7 +19,9 @@ environment (besides clavrxorb's CLAVRX_* switches):
            scan_line_number past a short segment's lines: -999 (default,
            like CLAVR-x's generic readers), numbered on past the granule's
            end (like its VIIRS/FY readers), or no entries (not CLAVR-x)
-       MOCK_CLAVRX_SLEEP_MS=N   wall time added per processed segment";
+       MOCK_CLAVRX_SLEEP_MS=N   wall time added per processed segment
+       MOCK_CLAVRX_SPIKE=1      free the work memory before waitpoint 2
+           (a peak between waitpoints)";
 
 /// What to do.
 #[derive(Debug, PartialEq, Eq)]

@@ -116,6 +116,13 @@ impl Process {
             // its output, so a reference run without the variable stays fast.
             std::thread::sleep(pause);
         }
+        let work_ballast = if spike() {
+            // Freed before the next waitpoint: a peak only a high-water mark can see.
+            drop(work_ballast);
+            None
+        } else {
+            Some(work_ballast)
+        };
         self.tracer.waitpoint(wp::ECM2);
         self.tracer.waitpoint(wp::TYPE);
         self.tracer.waitpoint(wp::FINAL);
@@ -195,6 +202,12 @@ fn say(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// `MOCK_CLAVRX_SPIKE=1`: the work memory is freed as soon as the segment is computed,
+/// before waitpoint 2, so no waitpoint sees it held.
+fn spike() -> bool {
+    std::env::var("MOCK_CLAVRX_SPIKE").as_deref() == Ok("1")
 }
 
 /// `MOCK_CLAVRX_SLEEP_MS` (milliseconds per processed segment), for tests that need a run to
