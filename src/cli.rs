@@ -76,6 +76,18 @@ pub enum Command {
     /// Exit status: 0 written, 1 nothing to report there (or it cannot be read or written),
     /// 2 a usage error.
     Report(ReportArgs),
+    /// How many CPUs per granule: projected wall time, speedup, efficiency and core-hours
+    /// at each count, from measured granules: `pseg-slurm plan --profile OUT`.
+    ///
+    /// Replays the granule reports pseg-step wrote (each segment's read, processing and
+    /// write, clavrxorb's start-up, the cost of each clone) through pseg-step's own fan-out
+    /// logic on a virtual clock: the first segment processed by clavrxorb itself, at most
+    /// --max-lead segments read ahead, one writer at a time, the CPUs shared by everything
+    /// runnable. Also projected: two granules in flight at once, sharing the CPUs (pseg-step
+    /// runs one at a time today). Memory is not modelled: gen sizes it from the reports.
+    ///
+    /// Exit status: 0 printed, 1 the reports cannot be read or replayed, 2 a usage error.
+    Plan(PlanArgs),
     /// Site configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -110,6 +122,34 @@ pub struct StatusArgs {
     /// The campaign: the output folder given to gen (`--out`), or its `pseg-state` folder.
     #[arg(value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
+
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// pseg-step reports: the output folder (`--out`), its pseg-reports folder, or report
+    /// files (`NAME.pseg.yaml`) of done fan-out runs. Repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub profile: Vec<PathBuf>,
+
+    /// CPU counts to project, comma-separated.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16,32,64"
+    )]
+    pub cpus: Vec<NonZeroUsize>,
+
+    /// Granules in the campaign, for its wall time.
+    #[arg(long, value_name = "N")]
+    pub granules: Option<NonZeroUsize>,
+
+    /// Array elements (tasks) running at once, for the campaign's wall time.
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::MIN, requires = "granules")]
+    pub array_concurrency: NonZeroUsize,
 
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -72,11 +72,12 @@ pub enum ProfileError {
 #[derive(Deserialize)]
 struct Head {
     schema: Option<String>,
+    /// Read before the body: other kinds (a step summary) lack the granule's fields.
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Body {
-    kind: String,
     /// `done`, `failed`, `interrupted`; absent in reports older than the field.
     #[serde(default)]
     status: Option<String>,
@@ -118,13 +119,20 @@ pub fn parse_report(text: &str, path: &Path) -> Result<Report, ProfileError> {
             found: head.schema,
         });
     }
+    match head.kind {
+        None => {
+            return Err(ProfileError::Invalid {
+                path: path.to_path_buf(),
+                message: "missing field `kind`".into(),
+            });
+        }
+        Some(kind) if kind != "granule" => return Ok(Report::Other { kind }),
+        Some(_) => {}
+    }
     let body: Body = serde_yaml::from_str(text).map_err(|e| ProfileError::Invalid {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    if body.kind != "granule" {
-        return Ok(Report::Other { kind: body.kind });
-    }
     if let Some(status) = body.status.filter(|s| s != "done") {
         return Ok(Report::NotDone { status });
     }
@@ -189,7 +197,7 @@ pub fn read_all(args: &[PathBuf]) -> Result<Measurements, ProfileError> {
 }
 
 /// Collects `*.pseg.yaml` files under `dir`, following no symlinked folders.
-fn find_reports(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ProfileError> {
+pub fn find_reports(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ProfileError> {
     let unreadable = |source| ProfileError::Unreadable {
         path: dir.to_path_buf(),
         source,
@@ -259,6 +267,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("wall_seconds is -1"), "{e}");
+    }
+
+    #[test]
+    fn a_step_summary_without_memory_is_skipped() {
+        let step = crate::report::StepReport {
+            schema: SCHEMA.into(),
+            kind: "step".into(),
+            host: "n1".into(),
+            slurm: None,
+            started_unix: 0.0,
+            wall_seconds: 3.0,
+            driver_cpu_seconds: 0.1,
+            granules: 1,
+            done: 1,
+            failed: 0,
+            interrupted: 0,
+            peak_bytes: 1,
+            cgroup_kernel_peak_bytes: None,
+            reports: vec![],
+        };
+        let text = serde_yaml::to_string(&step).unwrap();
+        assert_eq!(
+            parse_report(&text, Path::new("step-local-1.pseg.yaml")).unwrap(),
+            Report::Other {
+                kind: "step".into()
+            }
+        );
     }
 
     #[test]

@@ -182,6 +182,7 @@ pub fn run(
             .workers(plan.limits.max_workers, fanout.memory_bound()),
         memory: watch.memory.report(),
         segment_times: watch.timeline.segment_times(),
+        run: Some(watch.timeline.run_times(crate::cpus::available())),
     };
     Ok((result, granule_report))
 }

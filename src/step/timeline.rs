@@ -1,41 +1,136 @@
 //! When each segment went through each phase, and how many workers were busy over time:
-//! the timing half of a granule report.
+//! the timing half of a granule report. Besides the fan-out's segment events it follows
+//! every waitpoint stop and continue, so the report holds each phase's start and end (read,
+//! clone, process, write) that `pseg-slurm plan` replays.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use crate::fanout::machine::{Pid, SegmentEvent};
-use crate::report::{SegmentTimes, Workers};
+use crate::fanout::machine::{ALL_FINISH, FINAL, L1B, Pid, SAVE, SegmentEvent};
+use crate::report::{RunTimes, SegmentTimes, Workers};
 
 pub struct Timeline {
     start: Instant,
+    parent: Pid,
     segments: BTreeMap<u32, SegmentTimes>,
     busy: usize,
     busy_over_time: Vec<(f64, usize)>,
     max_busy: usize,
+    /// The waitpoint each process last stopped at.
+    last_stop: HashMap<Pid, i32>,
+    /// The segment each clone was made for.
+    clone_segment: HashMap<Pid, u32>,
+    /// Segments the parent has read.
+    reads: u32,
+    /// When the parent was last continued to read on, until it stops with the next segment.
+    reading_since: Option<f64>,
+    run: RunTimes,
 }
 
 impl Timeline {
-    pub fn new(start: Instant) -> Timeline {
+    /// The timeline of a clavrxorb process `parent` that was just started.
+    pub fn new(start: Instant, parent: Pid) -> Timeline {
+        let spawned = start.elapsed().as_secs_f64();
         Timeline {
             start,
+            parent,
             segments: BTreeMap::new(),
             busy: 0,
             busy_over_time: vec![(0.0, 0)],
             max_busy: 0,
+            last_stop: HashMap::new(),
+            clone_segment: HashMap::new(),
+            reads: 0,
+            reading_since: Some(spawned),
+            run: RunTimes {
+                spawned,
+                ..RunTimes::default()
+            },
         }
     }
 
-    pub fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent) {
-        let t = self.start.elapsed().as_secs_f64();
-        let s = self
-            .segments
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn entry(&mut self, segment: u32, pid: Pid) -> &mut SegmentTimes {
+        self.segments
             .entry(segment)
             .or_insert_with(|| SegmentTimes {
                 segment,
                 pid,
                 ..SegmentTimes::default()
-            });
+            })
+    }
+
+    /// A process stopped at waitpoint `at`.
+    pub fn stopped(&mut self, pid: Pid, at: i32) {
+        let t = self.now();
+        self.last_stop.insert(pid, at);
+        if pid == self.parent {
+            match at {
+                L1B => {
+                    self.reads += 1;
+                    let from = self.reading_since.take();
+                    let s = self.entry(self.reads, pid);
+                    s.read_from = from;
+                    s.read = Some(t);
+                }
+                // Only the segment the parent keeps, the first, is processed by it.
+                FINAL => self.entry(1, pid).own_processed = Some(t),
+                ALL_FINISH => {
+                    self.run.finish_from = self.reading_since.take();
+                    self.run.finish_reached = Some(t);
+                }
+                _ => {}
+            }
+        } else if at == L1B && !self.clone_segment.contains_key(&pid) {
+            let segment = self.reads;
+            self.clone_segment.insert(pid, segment);
+            self.entry(segment, pid).cloned = Some(t);
+        }
+    }
+
+    /// A stopped process was continued.
+    pub fn resumed(&mut self, pid: Pid) {
+        let t = self.now();
+        let Some(at) = self.last_stop.get(&pid).copied() else {
+            return;
+        };
+        if pid == self.parent {
+            match at {
+                L1B if self.reads == 1 => self.entry(1, pid).own_started = Some(t),
+                L1B | SAVE => self.reading_since = Some(t),
+                FINAL => self.entry(1, pid).write_from = Some(t),
+                ALL_FINISH => self.run.finish_released = Some(t),
+                _ => {}
+            }
+        } else if at == FINAL
+            && let Some(&segment) = self.clone_segment.get(&pid)
+        {
+            self.entry(segment, pid).write_from = Some(t);
+        }
+    }
+
+    /// A process exited and was reaped.
+    pub fn gone(&mut self, pid: Pid) {
+        if pid == self.parent {
+            self.run.exited = Some(self.now());
+        }
+        self.last_stop.remove(&pid);
+    }
+
+    /// The report's run section; `cpus` is what this step could use.
+    pub fn run_times(&self, cpus: usize) -> RunTimes {
+        RunTimes {
+            cpus,
+            ..self.run.clone()
+        }
+    }
+
+    pub fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent) {
+        let t = self.now();
+        let s = self.entry(segment, pid);
         s.pid = pid;
         match event {
             SegmentEvent::Queued => s.queued = Some(t),
@@ -94,7 +189,7 @@ mod tests {
 
     #[test]
     fn busy_workers_and_ready_waits_follow_the_events() {
-        let mut t = Timeline::new(Instant::now());
+        let mut t = Timeline::new(Instant::now(), 10);
         t.segment(1, 10, SegmentEvent::Written { lines: 5 });
         t.segment(2, 11, SegmentEvent::Queued);
         t.segment(3, 12, SegmentEvent::Queued);

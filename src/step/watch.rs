@@ -19,7 +19,7 @@ impl<'a> Watch<'a> {
     pub fn new(progress: Progress, memory: &'a MemorySetup, parent: Pid, start: Instant) -> Self {
         Watch {
             progress,
-            timeline: Timeline::new(start),
+            timeline: Timeline::new(start, parent),
             memory: MemWatch::new(memory, parent),
         }
     }
@@ -32,10 +32,16 @@ impl Monitor for Watch<'_> {
     }
 
     fn stopped(&mut self, pid: Pid, at: i32) {
+        self.timeline.stopped(pid, at);
         self.memory.stopped(pid, at);
     }
 
+    fn resumed(&mut self, pid: Pid) {
+        self.timeline.resumed(pid);
+    }
+
     fn gone(&mut self, pid: Pid) {
+        self.timeline.gone(pid);
         self.memory.gone(pid);
     }
 

@@ -1,0 +1,217 @@
+//! A measured granule as work to replay: each phase in seconds of one core, taken from a
+//! granule report's timestamps and corrected for the contention of the run that measured it.
+//!
+//! A phase's wall time overstates its work when more processes were runnable than the run
+//! had CPUs (two workers and the reading parent on two cores each got two thirds of a
+//! core). So each phase counts `min(1, cpus / runnable)` of every second it lasted, with
+//! `runnable` the phases of the same granule under way at that moment, as the report says.
+
+use crate::report::{GranuleReport, SegmentTimes, Status};
+
+/// One segment's work, in seconds of one core.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SegmentWork {
+    pub lines: i32,
+    /// The parent reading it (0 for the first segment: that read is in `startup`).
+    pub read: f64,
+    /// Its clone, from being made to stopping at waitpoint 1: what a clone costs beyond the
+    /// serial run (the kernel's copy of the process, reopening its files).
+    pub clone: f64,
+    /// Processing it, waitpoint 1 to 3.
+    pub process: f64,
+    /// Writing it, waitpoint 3 to 6, holding the one write turn.
+    pub write: f64,
+}
+
+/// One granule's work, in seconds of one core.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GranuleWork {
+    pub name: String,
+    /// pseg-step before clavrxorb starts (the working directory).
+    pub prepare: f64,
+    /// clavrxorb's start-up and the read of its first segment, up to waitpoint 1.
+    pub startup: f64,
+    pub segments: Vec<SegmentWork>,
+    /// After the last segment is handed off: reading on to waitpoint 7.
+    pub tail: f64,
+    /// From waitpoint 7 to its exit.
+    pub exit: f64,
+    /// pseg-step after clavrxorb ended (publishing the outputs).
+    pub publish: f64,
+    /// What the report measured, for comparison.
+    pub measured_wall: f64,
+    pub measured_cpus: usize,
+}
+
+impl GranuleWork {
+    /// A plain `--serial` run of the same granule: every phase one after the other, no clones.
+    pub fn serial_seconds(&self) -> f64 {
+        self.prepare
+            + self.startup
+            + self
+                .segments
+                .iter()
+                .map(|s| s.read + s.process + s.write)
+                .sum::<f64>()
+            + self.tail
+            + self.exit
+            + self.publish
+    }
+
+    /// Scan lines of the whole granule.
+    pub fn lines(&self) -> i64 {
+        self.segments.iter().map(|s| i64::from(s.lines)).sum()
+    }
+
+    /// Reads a done granule's report; the message says what is missing.
+    pub fn from_report(r: &GranuleReport) -> Result<GranuleWork, String> {
+        if r.status != Status::Done {
+            return Err("the granule did not finish (only done granules can be replayed)".into());
+        }
+        let Some(run) = &r.run else {
+            return Err("it has no phase timings (written by an older pseg-step)".into());
+        };
+        if r.segment_times.is_empty() {
+            return Err(
+                "it has no segment timings: a --serial run; measure with the fan-out (without \
+                 --serial)"
+                    .into(),
+            );
+        }
+        let need = |what: &str, v: Option<f64>| {
+            v.ok_or_else(|| format!("it has no `{what}` time (written by an older pseg-step?)"))
+        };
+        let exited = need("run.exited", run.exited)?;
+        let mut spans = Spans::default();
+        let startup = spans.add(run.spawned, need("read", first(r)?.read)?);
+        let mut ids = Vec::new();
+        for (i, s) in r.segment_times.iter().enumerate() {
+            if s.segment as usize != i + 1 {
+                return Err(format!(
+                    "segment_times lists segment {} where {} belongs",
+                    s.segment,
+                    i + 1
+                ));
+            }
+            let read = need("read", s.read)?;
+            let read_id = if i == 0 {
+                None
+            } else {
+                Some(spans.add(need("read_from", s.read_from)?, read))
+            };
+            let clone = spans.add(read, need("cloned", s.cloned)?);
+            let (from, to) = if i == 0 {
+                (
+                    need("own_started", s.own_started)?,
+                    need("own_processed", s.own_processed)?,
+                )
+            } else {
+                (need("started", s.started)?, need("processed", s.processed)?)
+            };
+            let process = spans.add(from, to);
+            let write = spans.add(
+                need("write_from", s.write_from)?,
+                need("written", s.written)?,
+            );
+            ids.push((s, read_id, clone, process, write));
+        }
+        let tail = spans.add(
+            need("run.finish_from", run.finish_from)?,
+            need("run.finish_reached", run.finish_reached)?,
+        );
+        let exit = spans.add(need("run.finish_released", run.finish_released)?, exited);
+        let work = spans.work(run.cpus.max(1));
+        let segments = ids
+            .into_iter()
+            .map(
+                |(s, read, clone, process, write): (&SegmentTimes, _, _, _, _)| SegmentWork {
+                    lines: s.lines,
+                    read: read.map_or(0.0, |id| work[id]),
+                    clone: work[clone],
+                    process: work[process],
+                    write: work[write],
+                },
+            )
+            .collect();
+        Ok(GranuleWork {
+            name: r.name.clone(),
+            prepare: run.spawned.max(0.0),
+            startup: work[startup],
+            segments,
+            tail: work[tail],
+            exit: work[exit],
+            publish: (r.wall_seconds - exited).max(0.0),
+            measured_wall: r.wall_seconds,
+            measured_cpus: run.cpus.max(1),
+        })
+    }
+}
+
+fn first(r: &GranuleReport) -> Result<&SegmentTimes, String> {
+    r.segment_times
+        .first()
+        .ok_or_else(|| "it has no segments".to_string())
+}
+
+/// Phases as time spans; their work once all are known.
+#[derive(Default)]
+struct Spans(Vec<(f64, f64)>);
+
+impl Spans {
+    fn add(&mut self, from: f64, to: f64) -> usize {
+        self.0.push((from, to.max(from)));
+        self.0.len() - 1
+    }
+
+    /// Each span's seconds of one core on `cpus` CPUs: `F(to) - F(from)` with `F` the
+    /// integral of `min(1, cpus / runnable)`, one sweep over the sorted ends.
+    fn work(&self, cpus: usize) -> Vec<f64> {
+        let mut ends: Vec<(f64, i32)> = Vec::with_capacity(self.0.len() * 2);
+        for &(a, b) in &self.0 {
+            ends.push((a, 1));
+            ends.push((b, -1));
+        }
+        ends.sort_by(|x, y| x.0.total_cmp(&y.0));
+        // (time, F(time)) at every end.
+        let mut cumulative: Vec<(f64, f64)> = Vec::with_capacity(ends.len());
+        let (mut f, mut runnable, mut last) = (0.0, 0i32, f64::NEG_INFINITY);
+        for (t, d) in ends {
+            if runnable > 0 {
+                f += (t - last) * (cpus as f64 / f64::from(runnable)).min(1.0);
+            }
+            cumulative.push((t, f));
+            runnable += d;
+            last = t;
+        }
+        let at = |t: f64| {
+            let i = cumulative.partition_point(|&(x, _)| x < t);
+            cumulative.get(i).map_or(f, |&(_, v)| v)
+        };
+        self.0.iter().map(|&(a, b)| at(b) - at(a)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contention_is_taken_out_of_a_phase() {
+        let mut s = Spans::default();
+        // Alone for 1 s, then three at once on 2 CPUs for 3 s: 2 s of work each.
+        let a = s.add(0.0, 4.0);
+        let b = s.add(1.0, 4.0);
+        let c = s.add(1.0, 4.0);
+        let lone = s.add(5.0, 6.0);
+        let w = s.work(2);
+        assert!((w[a] - 3.0).abs() < 1e-9, "{w:?}");
+        assert!(
+            (w[b] - 2.0).abs() < 1e-9 && (w[c] - 2.0).abs() < 1e-9,
+            "{w:?}"
+        );
+        assert!((w[lone] - 1.0).abs() < 1e-9, "{w:?}");
+        // On 4 CPUs nobody waited.
+        let w = s.work(4);
+        assert!((w[a] - 4.0).abs() < 1e-9 && (w[b] - 3.0).abs() < 1e-9);
+    }
+}
