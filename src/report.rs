@@ -89,6 +89,16 @@ pub struct SegmentTimes {
     /// It got the write turn (continued from waitpoint 3): `write_from -> written` is the write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_from: Option<f64>,
+    /// Seconds of each phase its process spent runnable but waiting for a CPU (the run-queue
+    /// delay of /proc/PID/schedstat), when the kernel keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_wait: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_wait: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_wait: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_wait: Option<f64>,
 }
 
 /// When clavrxorb passed the points no segment covers, in seconds since the granule started,
@@ -111,6 +121,12 @@ pub struct RunTimes {
     /// It exited and was reaped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exited: Option<f64>,
+    /// Seconds of start-up (to the first waitpoint) and of the tail (to waitpoint 7) spent
+    /// waiting for a CPU, like the segments' `*_wait`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_wait: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_wait: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

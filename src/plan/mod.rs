@@ -25,6 +25,51 @@ pub const IN_FLIGHT: usize = 2;
 /// Efficiency `gen` asks of a CPU count before choosing it, unless the site config says.
 pub const DEFAULT_MIN_EFFICIENCY: f64 = 0.8;
 
+/// A parallel efficiency in (0, 1]: speedup over serial divided by the CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Efficiency(f64);
+
+impl Efficiency {
+    pub fn new(e: f64) -> Option<Efficiency> {
+        (e > 0.0 && e <= 1.0).then_some(Efficiency(e))
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Efficiency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Efficiency;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a fraction between 0 and 1, such as 0.8")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Efficiency, E> {
+                Efficiency::new(v).ok_or_else(|| E::custom(not_efficiency(&v)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Efficiency, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Efficiency, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Efficiency, E> {
+                Err(E::custom(not_efficiency(&v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn not_efficiency(shown: &dyn std::fmt::Display) -> String {
+    format!(
+        "`{shown}` is not an efficiency; write a fraction between 0 and 1 (e.g. 0.8: above 0, at most 1)"
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
@@ -269,10 +314,8 @@ pub fn text(p: &Projection) -> String {
     let campaign = p.campaign.is_some();
     let width = 37 + if campaign { 10 } else { 0 };
     out.push_str(&format!(
-        "{:>5} | {:<width$} | {}\n",
-        "",
-        "one granule at a time",
-        format!("{} granules in flight", p.in_flight),
+        "{:>5} | {:<width$} | {} granules in flight\n",
+        "", "one granule at a time", p.in_flight,
     ));
     let head = |c: bool| {
         format!(

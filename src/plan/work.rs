@@ -1,10 +1,12 @@
 //! A measured granule as work to replay: each phase in seconds of one core, taken from a
 //! granule report's timestamps and corrected for the contention of the run that measured it.
 //!
-//! A phase's wall time overstates its work when more processes were runnable than the run
-//! had CPUs (two workers and the reading parent on two cores each got two thirds of a
-//! core). So each phase counts `min(1, cpus / runnable)` of every second it lasted, with
-//! `runnable` the phases of the same granule under way at that moment, as the report says.
+//! A phase's wall time overstates its work when its process waited for a CPU: held by the
+//! granule's other processes, or by anyone's on a busy node. Reports record that wait per
+//! phase (the kernel's run-queue delay) and it is taken out. A report without it (an older
+//! one, or a kernel without schedstats) is corrected by its own granule only: each phase
+//! counts `min(1, cpus / runnable)` of every second it lasted, with `runnable` the phases
+//! of the granule under way at that moment.
 
 use crate::report::{GranuleReport, SegmentTimes, Status};
 
@@ -83,7 +85,7 @@ impl GranuleWork {
         };
         let exited = need("run.exited", run.exited)?;
         let mut spans = Spans::default();
-        let startup = spans.add(run.spawned, need("read", first(r)?.read)?);
+        let startup = spans.add(run.spawned, need("read", first(r)?.read)?, run.startup_wait);
         let mut ids = Vec::new();
         for (i, s) in r.segment_times.iter().enumerate() {
             if s.segment as usize != i + 1 {
@@ -97,9 +99,9 @@ impl GranuleWork {
             let read_id = if i == 0 {
                 None
             } else {
-                Some(spans.add(need("read_from", s.read_from)?, read))
+                Some(spans.add(need("read_from", s.read_from)?, read, s.read_wait))
             };
-            let clone = spans.add(read, need("cloned", s.cloned)?);
+            let clone = spans.add(read, need("cloned", s.cloned)?, s.clone_wait);
             let (from, to) = if i == 0 {
                 (
                     need("own_started", s.own_started)?,
@@ -108,18 +110,24 @@ impl GranuleWork {
             } else {
                 (need("started", s.started)?, need("processed", s.processed)?)
             };
-            let process = spans.add(from, to);
+            let process = spans.add(from, to, s.process_wait);
             let write = spans.add(
                 need("write_from", s.write_from)?,
                 need("written", s.written)?,
+                s.write_wait,
             );
             ids.push((s, read_id, clone, process, write));
         }
         let tail = spans.add(
             need("run.finish_from", run.finish_from)?,
             need("run.finish_reached", run.finish_reached)?,
+            run.tail_wait,
         );
-        let exit = spans.add(need("run.finish_released", run.finish_released)?, exited);
+        let exit = spans.add(
+            need("run.finish_released", run.finish_released)?,
+            exited,
+            None,
+        );
         let work = spans.work(run.cpus.max(1));
         let segments = ids
             .into_iter()
@@ -153,19 +161,36 @@ fn first(r: &GranuleReport) -> Result<&SegmentTimes, String> {
         .ok_or_else(|| "it has no segments".to_string())
 }
 
-/// Phases as time spans; their work once all are known.
+/// Phases as time spans, with the time each waited for a CPU when known; their work once
+/// all are known.
 #[derive(Default)]
-struct Spans(Vec<(f64, f64)>);
+struct Spans(Vec<(f64, f64)>, Vec<Option<f64>>);
 
 impl Spans {
-    fn add(&mut self, from: f64, to: f64) -> usize {
+    fn add(&mut self, from: f64, to: f64, waited: Option<f64>) -> usize {
         self.0.push((from, to.max(from)));
+        self.1.push(waited);
         self.0.len() - 1
+    }
+
+    /// Each span's work: its wall time less its wait where the report has it, else
+    /// [`Spans::shared`].
+    fn work(&self, cpus: usize) -> Vec<f64> {
+        let shared = self.shared(cpus);
+        self.0
+            .iter()
+            .zip(&self.1)
+            .zip(shared)
+            .map(|((&(a, b), waited), shared)| match waited {
+                Some(w) => (b - a - w).max(0.0),
+                None => shared,
+            })
+            .collect()
     }
 
     /// Each span's seconds of one core on `cpus` CPUs: `F(to) - F(from)` with `F` the
     /// integral of `min(1, cpus / runnable)`, one sweep over the sorted ends.
-    fn work(&self, cpus: usize) -> Vec<f64> {
+    fn shared(&self, cpus: usize) -> Vec<f64> {
         let mut ends: Vec<(f64, i32)> = Vec::with_capacity(self.0.len() * 2);
         for &(a, b) in &self.0 {
             ends.push((a, 1));
@@ -199,10 +224,10 @@ mod tests {
     fn contention_is_taken_out_of_a_phase() {
         let mut s = Spans::default();
         // Alone for 1 s, then three at once on 2 CPUs for 3 s: 2 s of work each.
-        let a = s.add(0.0, 4.0);
-        let b = s.add(1.0, 4.0);
-        let c = s.add(1.0, 4.0);
-        let lone = s.add(5.0, 6.0);
+        let a = s.add(0.0, 4.0, None);
+        let b = s.add(1.0, 4.0, None);
+        let c = s.add(1.0, 4.0, None);
+        let lone = s.add(5.0, 6.0, None);
         let w = s.work(2);
         assert!((w[a] - 3.0).abs() < 1e-9, "{w:?}");
         assert!(
@@ -213,5 +238,8 @@ mod tests {
         // On 4 CPUs nobody waited.
         let w = s.work(4);
         assert!((w[a] - 4.0).abs() < 1e-9 && (w[b] - 3.0).abs() < 1e-9);
+        // A measured wait wins over the estimate: the node was busier than the granule.
+        let d = s.add(6.0, 9.0, Some(2.5));
+        assert!((s.work(4)[d] - 0.5).abs() < 1e-9);
     }
 }

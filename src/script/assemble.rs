@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::config::{Mode, Percent, Percentile};
 use crate::script::cluster;
 use crate::script::context::{ArrayVars, ContainerVars, ScriptContext};
+use crate::script::cores;
 use crate::script::error::GenError;
 use crate::script::layout;
 use crate::script::paths::Paths;
@@ -28,6 +29,8 @@ pub struct Inputs<'a> {
     pub peak_mem: Option<Size>,
     /// What renders the script (for the header).
     pub template: &'a str,
+    /// How gen chose `--cpus-per-task`, when neither a flag nor the config gave it.
+    pub cores: Option<&'a cores::Choice>,
 }
 
 /// How the list is spread: the array or the tasks, with notes.
@@ -62,10 +65,10 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
     };
     notes.extend(spread.notes);
     let cpus = s.cpus_per_task.value;
-    notes.push(format!(
-        "--cpus-per-task={cpus}: {}",
-        s.cpus_per_task.source
-    ));
+    notes.push(match inputs.cores {
+        Some(choice) => format!("--cpus-per-task={cpus}: {}", choice.note),
+        None => format!("--cpus-per-task={cpus}: {}", s.cpus_per_task.source),
+    });
     let (mem_per_cpu_mib, mem_note) = memory(inputs, warnings);
     notes.push(mem_note);
     let (time, time_note) = time(inputs, spread.granules_per_task, warnings);
@@ -377,11 +380,13 @@ fn time(
     warnings: &mut Vec<String>,
 ) -> (Option<String>, String) {
     let s = inputs.settings;
+    // Measured at another CPU count than the one chosen: stretched to the projection.
+    let scale = inputs.cores.map_or(1.0, |c| c.wall_scale);
     let walls: Vec<f64> = inputs
         .measurements
         .granules
         .iter()
-        .map(|g| g.wall_seconds)
+        .map(|g| g.wall_seconds * scale)
         .collect();
     if let Some(t) = s
         .time
@@ -398,13 +403,21 @@ fn time(
         return (
             Some(limit.to_string()),
             format!(
-                "--time={limit}: wall {wall:.1} s per granule ({}) x {granules_per_task} \
+                "--time={limit}: wall {wall:.1} s per granule ({}{}) x {granules_per_task} \
                  granule{} per task + {} headroom, rounded up to whole minutes (at least {})",
                 statistic(
                     s.percentile.value,
                     walls.len(),
                     inputs.measurements.not_done
                 ),
+                if scale > 1.0 {
+                    format!(
+                        ", x {scale:.2}: projected at {} CPUs against the measured run",
+                        s.cpus_per_task.value
+                    )
+                } else {
+                    String::new()
+                },
                 plural(granules_per_task),
                 s.headroom.value,
                 sizing::MIN_TIME_SECONDS / 60

@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod context;
+pub mod cores;
 pub mod error;
 pub mod layout;
 pub mod profile;
@@ -57,7 +58,7 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
     let list_path = paths::absolute(&cwd, &args.files);
     let list = read_list(&list_path)?;
     list.check()?;
-    let settings = settings::resolve(args, &config, &cwd)?;
+    let mut settings = settings::resolve(args, &config, &cwd)?;
     let reports: Vec<PathBuf> = args
         .sizing
         .profile
@@ -66,6 +67,11 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
         .collect();
     let measurements = profile::read_all(&reports)?;
     let mut warnings = Vec::new();
+    let cores = (settings.cpus_per_task.source == settings::Source::Default).then(|| {
+        let choice = cores::choose(&settings, config.min_efficiency, &reports, &mut warnings);
+        settings.cpus_per_task.value = choice.cpus;
+        choice
+    });
     let paths = paths::resolve(&settings, &list, &list_path, &mut warnings)?;
     let templates = templates::Templates::load(
         settings.mode.value,
@@ -80,6 +86,7 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
         measurements: &measurements,
         peak_mem: args.sizing.peak_mem,
         template: &templates.what,
+        cores: cores.as_ref(),
     };
     let context = assemble::context(&inputs, &mut warnings)?;
     let script = templates.render(&context)?;

@@ -6,6 +6,7 @@ mod error;
 mod granule;
 mod memwatch;
 mod progress;
+mod schedstat;
 mod summary;
 mod timeline;
 mod watch;

@@ -20,6 +20,8 @@ pub struct Timeline {
     last_stop: HashMap<Pid, i32>,
     /// The segment each clone was made for.
     clone_segment: HashMap<Pid, u32>,
+    /// Each process's run-queue delay when its current phase began.
+    delay_mark: HashMap<Pid, f64>,
     /// Segments the parent has read.
     reads: u32,
     /// When the parent was last continued to read on, until it stops with the next segment.
@@ -40,6 +42,7 @@ impl Timeline {
             max_busy: 0,
             last_stop: HashMap::new(),
             clone_segment: HashMap::new(),
+            delay_mark: HashMap::new(),
             reads: 0,
             reading_since: Some(spawned),
             run: RunTimes {
@@ -63,31 +66,62 @@ impl Timeline {
             })
     }
 
-    /// A process stopped at waitpoint `at`.
-    pub fn stopped(&mut self, pid: Pid, at: i32) {
+    /// A process stopped at waitpoint `at`, having waited `delay` seconds for a CPU since
+    /// it started (`None` when the kernel does not say).
+    pub fn stopped(&mut self, pid: Pid, at: i32, delay: Option<f64>) {
         let t = self.now();
         self.last_stop.insert(pid, at);
+        // Waitpoints 5, 2 and 4 fall inside processing: a phase ends only at 1, 3, 6 or 7.
+        let waited = match (at, delay) {
+            (L1B | FINAL | SAVE | ALL_FINISH, Some(d)) => {
+                let before = self.delay_mark.insert(pid, d).unwrap_or(0.0);
+                Some((d - before).max(0.0))
+            }
+            _ => None,
+        };
         if pid == self.parent {
             match at {
                 L1B => {
                     self.reads += 1;
                     let from = self.reading_since.take();
+                    if self.reads == 1 {
+                        self.run.startup_wait = waited;
+                    }
+                    let first = self.reads == 1;
                     let s = self.entry(self.reads, pid);
                     s.read_from = from;
                     s.read = Some(t);
+                    if !first {
+                        s.read_wait = waited;
+                    }
                 }
                 // Only the segment the parent keeps, the first, is processed by it.
-                FINAL => self.entry(1, pid).own_processed = Some(t),
+                FINAL => {
+                    let s = self.entry(1, pid);
+                    s.own_processed = Some(t);
+                    s.process_wait = waited;
+                }
+                SAVE => self.entry(1, pid).write_wait = waited,
                 ALL_FINISH => {
                     self.run.finish_from = self.reading_since.take();
                     self.run.finish_reached = Some(t);
+                    self.run.tail_wait = waited;
                 }
                 _ => {}
             }
-        } else if at == L1B && !self.clone_segment.contains_key(&pid) {
-            let segment = self.reads;
-            self.clone_segment.insert(pid, segment);
-            self.entry(segment, pid).cloned = Some(t);
+            return;
+        }
+        match (at, self.clone_segment.get(&pid).copied()) {
+            (L1B, None) => {
+                let segment = self.reads;
+                self.clone_segment.insert(pid, segment);
+                let s = self.entry(segment, pid);
+                s.cloned = Some(t);
+                s.clone_wait = waited;
+            }
+            (FINAL, Some(segment)) => self.entry(segment, pid).process_wait = waited,
+            (SAVE, Some(segment)) => self.entry(segment, pid).write_wait = waited,
+            _ => {}
         }
     }
 
@@ -118,6 +152,7 @@ impl Timeline {
             self.run.exited = Some(self.now());
         }
         self.last_stop.remove(&pid);
+        self.delay_mark.remove(&pid);
     }
 
     /// The report's run section; `cpus` is what this step could use.
@@ -186,6 +221,52 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_and_their_cpu_waits_follow_the_stops() {
+        // Parent 10 reads segment 1 (0.5 s waited), its clone 11 is ended; the parent
+        // processes segment 1; reads segment 2, whose clone 12 processes it.
+        let mut t = Timeline::new(Instant::now(), 10);
+        t.stopped(10, L1B, Some(0.5));
+        t.stopped(11, L1B, Some(0.0));
+        t.resumed(10);
+        t.stopped(10, 5, Some(0.6));
+        t.resumed(10);
+        t.stopped(10, FINAL, Some(0.75));
+        t.resumed(10);
+        t.stopped(10, SAVE, Some(0.75));
+        t.resumed(10);
+        t.stopped(10, L1B, Some(1.0));
+        t.stopped(12, L1B, Some(0.25));
+        t.segment(2, 12, SegmentEvent::Queued);
+        t.segment(2, 12, SegmentEvent::Started);
+        t.resumed(12);
+        t.resumed(10);
+        t.stopped(12, 5, Some(0.5));
+        t.resumed(12);
+        t.stopped(12, FINAL, Some(2.25));
+        t.resumed(12);
+        t.stopped(10, ALL_FINISH, Some(1.5));
+        t.stopped(12, SAVE, Some(2.25));
+        t.gone(10);
+        let s = t.segment_times();
+        let r = t.run_times(2);
+        assert_eq!(r.startup_wait, Some(0.5));
+        assert_eq!(s[0].clone_wait, Some(0.0));
+        // 5 is inside processing: the wait runs from 1 to 3.
+        assert_eq!(s[0].process_wait, Some(0.25));
+        assert_eq!(s[0].write_wait, Some(0.0));
+        assert!(s[0].own_started.is_some() && s[0].write_from.is_some());
+        assert_eq!(s[1].read_wait, Some(0.25));
+        assert!(s[1].read_from.is_some() && s[1].read.is_some());
+        assert_eq!(s[1].clone_wait, Some(0.25));
+        assert_eq!(s[1].process_wait, Some(2.0));
+        assert_eq!(s[1].write_wait, Some(0.0));
+        assert!(s[1].write_from.is_some());
+        assert_eq!(r.tail_wait, Some(0.5));
+        assert!(r.finish_from.is_some() && r.finish_reached.is_some() && r.exited.is_some());
+        assert_eq!(r.cpus, 2);
+    }
 
     #[test]
     fn busy_workers_and_ready_waits_follow_the_events() {

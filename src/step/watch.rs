@@ -32,7 +32,8 @@ impl Monitor for Watch<'_> {
     }
 
     fn stopped(&mut self, pid: Pid, at: i32) {
-        self.timeline.stopped(pid, at);
+        let waited = super::schedstat::run_delay(std::path::Path::new("/proc"), pid).ok();
+        self.timeline.stopped(pid, at, waited);
         self.memory.stopped(pid, at);
     }
 

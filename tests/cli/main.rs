@@ -7,6 +7,7 @@ mod fanout;
 mod gen_script;
 mod ledger;
 mod memory;
+mod plan;
 mod report_html;
 mod slurm;
 mod support;
