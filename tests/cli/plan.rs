@@ -124,6 +124,30 @@ fn plan_projects_real_reports_as_text_and_json() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("Replayed 1 granule report(s)"));
+
+    // The report page draws the same projection: two bars per CPU count, each carrying its
+    // speedup, the JSON's for the same granules.
+    let o = slurm(&case, &["report", "out", "-o", "-"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let page = text(&o.stdout);
+    let chart = page
+        .split("data-chart=\"plan\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no plan chart in the page"));
+    let chart = &chart[..chart.find("</svg>").unwrap()];
+    let bars: Vec<&str> = chart.split("<rect ").skip(1).collect();
+    assert_eq!(bars.len(), 14, "{chart}");
+    let o = slurm(&case, &["plan", "--profile", "out", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for (bar, row) in bars.iter().step_by(2).zip(v["rows"].as_array().unwrap()) {
+        let attr = |k: &str| {
+            let from = bar.find(&format!("data-{k}=\"")).unwrap() + k.len() + 7;
+            bar[from..from + bar[from..].find('"').unwrap()].to_string()
+        };
+        assert_eq!(attr("cpus"), row["cpus"].to_string());
+        let speedup: f64 = attr("speedup").parse().unwrap();
+        assert!((speedup - row["speedup"].as_f64().unwrap()).abs() < 1e-9);
+    }
 }
 
 #[test]
