@@ -207,13 +207,10 @@ pub fn project(
         let r = sim::replay(granules, setup)?;
         Ok(r.walls.iter().sum::<f64>() / n)
     };
-    // Enough granules that the overlap's ramp up and down weigh little.
-    let stream: Vec<GranuleWork> = granules
-        .iter()
-        .cycle()
-        .take(granules.len().max(4 * IN_FLIGHT))
-        .cloned()
-        .collect();
+    // Enough granules that the overlap's ramp up and down weigh little; whole copies of
+    // the list, so each granule weighs the same as in the mean above.
+    let copies = (4 * IN_FLIGHT).div_ceil(granules.len().max(1));
+    let stream: Vec<GranuleWork> = (0..copies).flat_map(|_| granules.iter().cloned()).collect();
     let measured_cpus = most_common(granules.iter().map(|g| g.measured_cpus));
     let mut rows = Vec::new();
     for &c in cpus {

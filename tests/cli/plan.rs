@@ -106,8 +106,8 @@ fn plan_projects_real_reports_as_text_and_json() {
         assert!((num(r, "core_hours_per_1000") - wall * c * 1000.0 / 3600.0).abs() < 1e-9);
         // 95 granules, 10 at a time: 10 rounds.
         assert!((num(r, "campaign_hours") - 10.0 * wall / 3600.0).abs() < 1e-9);
-        // Overlapping granules never make a granule slower.
-        assert!(num(r, "overlap_wall_seconds") <= wall * 1.000001);
+        // Overlapping granules do not make a granule slower (beyond the ramp up and down).
+        assert!(num(r, "overlap_wall_seconds") <= wall * 1.01);
     }
     // More CPUs never make a granule slower.
     assert!(num(&rows[2], "wall_seconds") <= num(&rows[0], "wall_seconds"));
