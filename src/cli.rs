@@ -82,9 +82,11 @@ pub enum Command {
     /// Replays the granule reports pseg-step wrote (each segment's read, processing and
     /// write, clavrxorb's start-up, the cost of each clone) through pseg-step's own fan-out
     /// logic on a virtual clock: the first segment processed by clavrxorb itself, at most
-    /// --max-lead segments read ahead, one writer at a time, the CPUs shared by everything
-    /// runnable. Also projected: two granules in flight at once, sharing the CPUs (pseg-step
-    /// runs one at a time today). Memory is not modelled: gen sizes it from the reports.
+    /// two segments read ahead (pseg-step's default --max-lead), one writer at a time, the
+    /// CPUs shared by everything runnable. Time spent waiting for a CPU on a busy machine is
+    /// left out. Also projected: two granules in flight at once, sharing the CPUs
+    /// (pseg-step runs one at a time today). Memory is not modelled: gen sizes it from the
+    /// reports.
     ///
     /// Exit status: 0 printed, 1 the reports cannot be read or replayed, 2 a usage error.
     Plan(PlanArgs),
@@ -323,7 +325,9 @@ pub struct SlurmArgs {
     #[arg(long, short = 't', value_name = "TIME")]
     pub time: Option<TimeLimit>,
 
-    /// Cores for one pseg-step (one segment per core).
+    /// Cores for one pseg-step (one segment per core). Default: the config's
+    /// `cpus_per_task`, else the most cores `pseg-slurm plan` projects at `min_efficiency`
+    /// from --profile (within the partition's nodes), else 4.
     #[arg(long, value_name = "N")]
     pub cpus_per_task: Option<NonZeroU32>,
 
