@@ -153,7 +153,8 @@ pub struct PlanArgs {
     #[arg(long, value_name = "N", default_value_t = NonZeroUsize::MIN, requires = "granules")]
     pub array_concurrency: NonZeroUsize,
 
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// text (a table), yaml or json (every figure, as data).
+    #[arg(long, value_enum, default_value_t = Format::Text, hide_possible_values = true)]
     pub format: Format,
 }
 
