@@ -33,6 +33,13 @@ pub fn choose(
     reports: &[PathBuf],
     warnings: &mut Vec<String>,
 ) -> Choice {
+    if settings.serial {
+        return Choice {
+            cpus: 1,
+            note: "1: pseg-step runs --serial, clavrxorb alone on one core".into(),
+            wall_scale: 1.0,
+        };
+    }
     let partition = settings.partition.as_ref().map(|p| p.value.as_str());
     let node = node_cpus(partition);
     let (max_cpus, node_note) = match &node {

@@ -226,3 +226,40 @@ fn gen_fans_out_a_cpu_bound_granule_and_not_a_serial_one() {
     assert_eq!(cpus, 1, "{note}");
     assert!(note.contains("chosen by `pseg-slurm plan`"), "{note}");
 }
+
+#[test]
+fn gen_without_a_profile_fans_out_unless_the_step_is_serial() {
+    let case = Case::new(Link::Static);
+    case.granule("a.gran", 6, &[]);
+    case.list(&["a.gran"]);
+    case.options(3);
+    let script_for = |extra: &[&str]| {
+        let mut args = vec![
+            "gen",
+            "--files",
+            "data/list.txt",
+            "--exe",
+            case.mock().to_str().unwrap(),
+            "--options",
+            "clavrx_options",
+            "--out",
+            "campaign",
+            "--max-array-size",
+            "1001",
+        ];
+        args.extend(extra);
+        let o = slurm(&case, &args);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let script = script_for(&[]);
+    assert!(script.contains("#SBATCH --cpus-per-task=4\n"), "{script}");
+    assert!(
+        script.contains("# --cpus-per-task=4: default 4 (no --profile"),
+        "{script}"
+    );
+    std::fs::write(case.path("site.yaml"), "serial: true\n").unwrap();
+    let script = script_for(&["--config", "site.yaml"]);
+    assert!(script.contains("#SBATCH --cpus-per-task=1\n"), "{script}");
+    assert!(script.contains(" --serial"), "{script}");
+}
