@@ -292,8 +292,8 @@ pub fn candidates(max_cpus: Option<usize>) -> Vec<usize> {
 /// The projection as a table for people.
 pub fn text(p: &Projection) -> String {
     let mut out = format!(
-        "Replayed {} granule report(s), measured at {} CPU(s): {} per granule (the replay at \
-         {} CPU(s): {}).\n--serial: {} per granule.\n",
+        "Replayed {} granule report(s), measured at {} CPU(s): {} per granule; replayed at {} \
+         CPU(s) without the time they waited for a CPU: {}.\n--serial: {} per granule.\n",
         p.granules,
         p.measured_cpus,
         secs(p.measured_wall_seconds),
