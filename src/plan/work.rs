@@ -43,6 +43,10 @@ pub struct GranuleWork {
     /// What the report measured, for comparison.
     pub measured_wall: f64,
     pub measured_cpus: usize,
+    /// The most workers that ran at once, and the largest private memory one reached: what
+    /// more workers would add to the measured peak.
+    pub measured_workers: usize,
+    pub worker_private_bytes: u64,
 }
 
 impl GranuleWork {
@@ -58,6 +62,14 @@ impl GranuleWork {
             + self.tail
             + self.exit
             + self.publish
+    }
+
+    /// Memory `cpus` workers would add to the measured peak: each worker beyond those
+    /// measured (at most one per segment but the first) at the largest private memory one
+    /// reached. An estimate: shared pages are counted once already.
+    pub fn extra_peak_bytes(&self, cpus: usize) -> u64 {
+        let workers = cpus.min(self.segments.len().saturating_sub(1));
+        workers.saturating_sub(self.measured_workers) as u64 * self.worker_private_bytes
     }
 
     /// Scan lines of the whole granule.
@@ -151,6 +163,8 @@ impl GranuleWork {
             publish: (r.wall_seconds - exited).max(0.0),
             measured_wall: r.wall_seconds,
             measured_cpus: run.cpus.max(1),
+            measured_workers: r.workers.max_busy,
+            worker_private_bytes: r.memory.worker_private_peak_bytes,
         })
     }
 }
@@ -219,6 +233,21 @@ impl Spans {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_workers_add_their_private_memory() {
+        let g = GranuleWork {
+            segments: vec![SegmentWork::default(); 10],
+            measured_workers: 2,
+            worker_private_bytes: 100,
+            ..GranuleWork::default()
+        };
+        assert_eq!(g.extra_peak_bytes(1), 0);
+        assert_eq!(g.extra_peak_bytes(2), 0);
+        assert_eq!(g.extra_peak_bytes(8), 600);
+        // Nine segments go to workers; the first stays with clavrxorb.
+        assert_eq!(g.extra_peak_bytes(64), 700);
+    }
 
     #[test]
     fn contention_is_taken_out_of_a_phase() {

@@ -309,13 +309,23 @@ fn memory(inputs: &Inputs, warnings: &mut Vec<String>) -> (Option<u64>, String) 
         Some(peak) => Some((peak.bytes(), "--peak-mem flag".to_string())),
         None => {
             let peaks: Vec<u64> = m.iter().map(|g| g.peak_bytes).collect();
+            // Chosen by plan to run more workers than the reports had: theirs on top.
+            let extra = inputs.cores.map_or(0, |c| c.extra_peak_bytes);
             sizing::percentile(&peaks, s.percentile.value).map(|peak| {
+                let from = statistic(
+                    s.percentile.value,
+                    peaks.len(),
+                    inputs.measurements.not_done,
+                );
+                if extra == 0 {
+                    return (peak, from);
+                }
                 (
-                    peak,
-                    statistic(
-                        s.percentile.value,
-                        peaks.len(),
-                        inputs.measurements.not_done,
+                    peak + extra,
+                    format!(
+                        "{from}, {} plus {} for the workers {cpus} CPUs add",
+                        Size(peak),
+                        Size(extra)
                     ),
                 )
             })

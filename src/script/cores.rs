@@ -24,6 +24,9 @@ pub struct Choice {
     /// The projected wall time per granule at the chosen count over the replay at the
     /// measured one, when above 1: the measured wall times are stretched by it for `--time`.
     pub wall_scale: f64,
+    /// Memory the chosen count's extra workers add to the measured peak (the most over the
+    /// profile's granules), when it runs more workers than were measured.
+    pub extra_peak_bytes: u64,
 }
 
 /// Chooses; `min_efficiency` from the site config, `reports` the `--profile` paths.
@@ -38,6 +41,7 @@ pub fn choose(
             cpus: 1,
             note: "1: pseg-step runs --serial, clavrxorb alone on one core".into(),
             wall_scale: 1.0,
+            extra_peak_bytes: 0,
         };
     }
     let partition = settings.partition.as_ref().map(|p| p.value.as_str());
@@ -57,6 +61,7 @@ pub fn choose(
             cpus,
             note: format!("default {DEFAULT_CPUS_PER_TASK} ({why}){node_note}"),
             wall_scale: 1.0,
+            extra_peak_bytes: 0,
         }
     };
     if reports.is_empty() {
@@ -102,6 +107,12 @@ pub fn choose(
     note.push_str(&node_note);
     let scale = row.wall_seconds / p.replayed_wall_seconds;
     Choice {
+        extra_peak_bytes: profile
+            .granules
+            .iter()
+            .map(|g| g.extra_peak_bytes(row.cpus))
+            .max()
+            .unwrap_or(0),
         cpus: u32::try_from(row.cpus).unwrap_or(u32::MAX),
         note,
         wall_scale: if scale.is_finite() && scale > 1.0 {

@@ -35,7 +35,12 @@ fn slurm(case: &Case, args: &[&str]) -> std::process::Output {
 /// a clone's cost (a few milliseconds) and the serial first segment are small beside the
 /// rest, even when a busy disk stretches the serial parts.
 fn cpu_bound(case: &Case) {
-    case.granule("busy.gran", 128, &["--work", "3000000"]);
+    // Each worker holds 4 MiB of its own (1 MiB per line).
+    case.granule(
+        "busy.gran",
+        128,
+        &["--work", "3000000", "--work-mem", "1048576"],
+    );
     case.list(&["busy.gran"]);
     case.options(4);
 }
@@ -168,8 +173,13 @@ fn plan_refuses_serial_reports_saying_why() {
 }
 
 /// The `--cpus-per-task` gen prints for the case's list from the reports in `out`, with
-/// the header line that says why.
+/// the header lines that say why, and how memory was sized.
 fn gen_cpus(case: &Case, out: &str) -> (u32, String) {
+    let (cpus, note, _) = gen_script(case, out);
+    (cpus, note)
+}
+
+fn gen_script(case: &Case, out: &str) -> (u32, String, String) {
     let o = slurm(
         case,
         &[
@@ -201,7 +211,7 @@ fn gen_cpus(case: &Case, out: &str) -> (u32, String) {
         .find(|l| l.starts_with("# --cpus-per-task="))
         .unwrap()
         .to_string();
-    (cpus, note)
+    (cpus, note, script)
 }
 
 #[test]
@@ -209,8 +219,23 @@ fn gen_fans_out_a_cpu_bound_granule_and_not_a_serial_one() {
     let case = Case::new(Link::Static);
     cpu_bound(&case);
     step(&case, "busy", &[], &[]);
-    let (cpus, note) = gen_cpus(&case, "busy");
+    let (cpus, note, script) = gen_script(&case, "busy");
     assert!(cpus > 1, "{note}");
+    // More CPUs than the measured run had workers: their memory is added to the peak.
+    let report: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(case.path("busy/pseg-reports/busy.gran.pseg.yaml")).unwrap(),
+    )
+    .unwrap();
+    let measured = report["workers"]["max_busy"].as_u64().unwrap() as u32;
+    let mem = script
+        .lines()
+        .find(|l| l.starts_with("# --mem-per-cpu="))
+        .unwrap();
+    assert_eq!(
+        mem.contains(&format!("for the workers {cpus} CPUs add")),
+        cpus > measured,
+        "{mem}"
+    );
     assert!(note.contains("chosen by `pseg-slurm plan`"), "{note}");
     assert!(note.contains("at least 80%"), "{note}");
 
