@@ -91,6 +91,20 @@ pub enum Command {
     /// Exit status: 0 written, 1 nothing to report there (or it cannot be read or written),
     /// 2 a usage error.
     Report(ReportArgs),
+    /// How many CPUs per granule: projected wall time, speedup, efficiency and core-hours
+    /// at each count, from measured granules: `pseg-slurm plan --profile OUT`.
+    ///
+    /// Replays the granule reports pseg-step wrote (each segment's read, processing and
+    /// write, clavrxorb's start-up, the cost of each clone) through pseg-step's own fan-out
+    /// logic on a virtual clock: the first segment processed by clavrxorb itself, at most
+    /// two segments read ahead (pseg-step's default --max-lead), one writer at a time, the
+    /// CPUs shared by everything runnable. Time spent waiting for a CPU on a busy machine is
+    /// left out. Also projected: two granules in flight at once, sharing the CPUs
+    /// (pseg-step runs one at a time today). Memory is not modelled: gen sizes it from the
+    /// reports.
+    ///
+    /// Exit status: 0 printed, 1 the reports cannot be read or replayed, 2 a usage error.
+    Plan(PlanArgs),
     /// Site configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -139,6 +153,35 @@ pub struct VerifyArgs {
     /// The campaign's state folder, when not `OUT/pseg-state` (pseg-step's `--state`).
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// pseg-step reports: the output folder (`--out`), its pseg-reports folder, or report
+    /// files (`NAME.pseg.yaml`) of done fan-out runs. Repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub profile: Vec<PathBuf>,
+
+    /// CPU counts to project, comma-separated.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16,32,64"
+    )]
+    pub cpus: Vec<NonZeroUsize>,
+
+    /// Granules in the campaign, for its wall time.
+    #[arg(long, value_name = "N")]
+    pub granules: Option<NonZeroUsize>,
+
+    /// Array elements (tasks) running at once, for the campaign's wall time.
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::MIN, requires = "granules")]
+    pub array_concurrency: NonZeroUsize,
+
+    /// text (a table), yaml or json (every figure, as data).
+    #[arg(long, value_enum, default_value_t = Format::Text, hide_possible_values = true)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -311,7 +354,9 @@ pub struct SlurmArgs {
     #[arg(long, short = 't', value_name = "TIME")]
     pub time: Option<TimeLimit>,
 
-    /// Cores for one pseg-step (one segment per core).
+    /// Cores for one pseg-step (one segment per core). Default: the config's
+    /// `cpus_per_task`, else the most cores `pseg-slurm plan` projects at `min_efficiency`
+    /// from --profile (within the partition's nodes), else 4.
     #[arg(long, value_name = "N")]
     pub cpus_per_task: Option<NonZeroU32>,
 

@@ -57,6 +57,8 @@ pub struct SiteConfig {
 
     pub headroom: Option<Percent>,
     pub percentile: Option<Percentile>,
+    /// Efficiency a CPU count must keep for gen to choose it from `--profile`.
+    pub min_efficiency: Option<crate::plan::Efficiency>,
 
     pub mode: Option<Mode>,
     pub granules_per_task: Option<NonZeroUsize>,
@@ -509,7 +511,9 @@ mod tests {
     #[test]
     fn example_parses_and_is_the_shipped_file() {
         let c = parse(EXAMPLE).unwrap();
-        assert_eq!(c.cpus_per_task.map(NonZeroU32::get), Some(4));
+        // Left to gen: chosen from --profile measurements, else its default.
+        assert_eq!(c.cpus_per_task, None);
+        assert_eq!(c.min_efficiency.map(|e| e.get()), Some(0.8));
         let on_disk = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/slurm/site.example.yaml"
@@ -657,6 +661,24 @@ mod tests {
             parse("headroom: 10%\n").unwrap().headroom.unwrap(),
             Percent::from_basis_points(1000)
         );
+    }
+
+    #[test]
+    fn min_efficiency_is_a_fraction() {
+        assert_eq!(
+            parse("min_efficiency: 0.75\n")
+                .unwrap()
+                .min_efficiency
+                .map(|e| e.get()),
+            Some(0.75)
+        );
+        for bad in ["0", "1.5", "80%", "-0.1"] {
+            let e = parse(&format!("partition: a\nmin_efficiency: {bad}\n")).unwrap_err();
+            assert!(
+                e.to_string().contains("line 2") && e.to_string().contains("between 0 and 1"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

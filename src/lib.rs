@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod mapping;
 pub mod memory;
 pub mod options;
+pub mod plan;
 pub mod render;
 pub mod report;
 pub mod script;

@@ -8,7 +8,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pseg_slurm::cli::{Cli, Command, ConfigCommand, Format, ReleaseArgs, ReportArgs, VerifyArgs};
+use pseg_slurm::cli::{
+    Cli, Command, ConfigCommand, Format, PlanArgs, ReleaseArgs, ReportArgs, VerifyArgs,
+};
 use pseg_slurm::config::{EXAMPLE, SiteConfig};
 use pseg_slurm::ledger::claim::Marked;
 use pseg_slurm::ledger::regen::{self, Retried};
@@ -91,6 +93,7 @@ fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         Command::Release(args) => release(&args),
         Command::Verify(args) => verify(&args),
         Command::Report(args) => report(&args),
+        Command::Plan(args) => plan(&args),
         Command::Config(ConfigCommand::Init) => print(EXAMPLE),
         Command::Config(ConfigCommand::Check { config }) => {
             SiteConfig::load(&config)?;
@@ -293,6 +296,25 @@ fn report(args: &ReportArgs) -> Result<u8, Box<dyn std::error::Error>> {
         page.details
     );
     Ok(0)
+}
+
+/// `pseg-slurm plan`: the projection, as a table or as data.
+fn plan(args: &PlanArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    let profile = pseg_slurm::plan::load(&args.profile)?;
+    for (file, why) in &profile.unusable {
+        eprintln!("pseg-slurm: warning: {} left out: {why}", file.display());
+    }
+    let cpus: Vec<usize> = args.cpus.iter().map(|c| c.get()).collect();
+    let campaign = args.granules.map(|n| pseg_slurm::plan::Campaign {
+        granules: n.get(),
+        concurrency: args.array_concurrency.get(),
+    });
+    let p = pseg_slurm::plan::project(&profile.granules, &cpus, campaign)?;
+    print(&match args.format {
+        Format::Text => pseg_slurm::plan::text(&p),
+        Format::Yaml => serde_yaml::to_string(&p)?,
+        Format::Json => serde_json::to_string_pretty(&p)? + "\n",
+    })
 }
 
 fn warn(warnings: &[String]) {

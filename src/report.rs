@@ -83,6 +83,63 @@ pub struct SegmentTimes {
     pub processed: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub written: Option<f64>,
+    /// The reading process was continued to read it (for the first segment: clavrxorb was
+    /// started). What `pseg-slurm plan` replays; absent in reports older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_from: Option<f64>,
+    /// The reading process stopped at waitpoint 1 with it read (its clone made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<f64>,
+    /// Its clone stopped at waitpoint 1: `read -> cloned` is the cost of one clone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloned: Option<f64>,
+    /// The first segment only, which the reading process processes itself: when it was
+    /// continued to process it, and when it stopped at waitpoint 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_started: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_processed: Option<f64>,
+    /// It got the write turn (continued from waitpoint 3): `write_from -> written` is the write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_from: Option<f64>,
+    /// Seconds of each phase its process spent runnable but waiting for a CPU (the run-queue
+    /// delay of /proc/PID/schedstat), when the kernel keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_wait: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_wait: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_wait: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_wait: Option<f64>,
+}
+
+/// When clavrxorb passed the points no segment covers, in seconds since the granule started,
+/// and the CPUs the run had: with the segment times, what `pseg-slurm plan` replays.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunTimes {
+    /// CPUs this pseg-step could use (affinity, cgroup quota, Slurm's allocation).
+    pub cpus: usize,
+    /// clavrxorb was started (after the working directory was made).
+    pub spawned: f64,
+    /// It was continued after its last segment, to read on to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_from: Option<f64>,
+    /// It stopped at waitpoint 7 (all segments read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reached: Option<f64>,
+    /// It was continued from waitpoint 7, every segment written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_released: Option<f64>,
+    /// It exited and was reaped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited: Option<f64>,
+    /// Seconds of start-up (to the first waitpoint) and of the tail (to waitpoint 7) spent
+    /// waiting for a CPU, like the segments' `*_wait`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_wait: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_wait: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -228,6 +285,9 @@ pub struct GranuleReport {
     /// of the run after them, at `workers.cap`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub oom_retries: Vec<OomRetry>,
+    /// Absent in reports older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunTimes>,
 }
 
 /// One `pseg-step` run.

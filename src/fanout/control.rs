@@ -18,6 +18,8 @@ pub trait Monitor {
     fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent);
     /// A process is stopped at waitpoint `at`: its memory holds still.
     fn stopped(&mut self, pid: Pid, at: i32);
+    /// A stopped process was continued.
+    fn resumed(&mut self, _pid: Pid) {}
     /// A process has exited and been reaped.
     fn gone(&mut self, pid: Pid);
     /// Whether memory allows one more worker beside `busy` running ones.
@@ -114,7 +116,9 @@ impl<O: Monitor> Control for ProcControl<'_, O> {
     }
 
     fn cont(&mut self, pid: Pid) -> io::Result<()> {
-        unix::resume(pid)
+        unix::resume(pid)?;
+        self.monitor.resumed(pid);
+        Ok(())
     }
 
     fn end(&mut self, pid: Pid) -> io::Result<()> {

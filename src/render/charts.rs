@@ -9,6 +9,7 @@ use super::campaign::{Histogram, Throughput};
 use super::fmt;
 use super::svg::{self, Frame, YAxis, staircase};
 use super::timeline::chart_end;
+use crate::plan::Projection;
 use crate::report::GranuleReport;
 
 const SINCE_GRANULE: &str = "seconds since the granule started";
@@ -378,6 +379,78 @@ pub fn walls(h: &Histogram) -> String {
                 fmt::seconds(from + h.bin)
             ),
         );
+    }
+    s.close()
+}
+
+/// Speedup over `--serial` at each CPU count, one granule at a time and overlapping: what
+/// `pseg-slurm plan` projects from the reports.
+pub fn plan(p: &Projection) -> String {
+    let labels: Vec<String> = p.rows.iter().map(|r| r.cpus.to_string()).collect();
+    let top = p
+        .rows
+        .iter()
+        .map(|r| r.speedup.max(r.overlap_speedup))
+        .fold(1.0, f64::max);
+    let frame = Frame::categories(
+        200.0,
+        &labels,
+        YAxis::Count { top },
+        "CPUs per granule",
+        "speedup over --serial",
+    );
+    let mut s = frame.open(
+        "plan",
+        "projected speedup per CPU count",
+        &[
+            ("granules", p.granules.to_string()),
+            ("serial-seconds", p.serial_seconds.to_string()),
+        ],
+    );
+    let w = frame.x.per_unit() * 0.36;
+    for (i, r) in p.rows.iter().enumerate() {
+        for (k, (class, speedup, eff, wall, hours, how)) in [
+            (
+                "plan-one",
+                r.speedup,
+                r.efficiency,
+                r.wall_seconds,
+                r.core_hours_per_1000,
+                "one granule at a time",
+            ),
+            (
+                "plan-overlap",
+                r.overlap_speedup,
+                r.overlap_efficiency,
+                r.overlap_wall_seconds,
+                r.overlap_core_hours_per_1000,
+                "granules overlapping",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let y = frame.y.at(speedup);
+            s.rect(
+                frame.x.at(i as f64 + 0.14) + k as f64 * w,
+                y,
+                w,
+                frame.y.at(0.0) - y,
+                &format!("bin {class}"),
+                &[
+                    ("cpus", r.cpus.to_string()),
+                    ("speedup", speedup.to_string()),
+                    ("efficiency", eff.to_string()),
+                ],
+                &format!(
+                    "{} CPUs, {how}: {} per granule, {speedup:.2}x --serial, {:.0} % efficient, \
+                     {hours:.1} core-hours per 1000 granules",
+                    r.cpus,
+                    fmt::seconds(wall),
+                    eff * 100.0
+                ),
+            );
+        }
     }
     s.close()
 }

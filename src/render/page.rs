@@ -12,6 +12,7 @@ use super::campaign::{self, Summary};
 use super::load::{Entry, Loaded};
 use super::{Options, RenderError, Rendered, charts, fmt, timeline};
 use crate::ledger::store;
+use crate::plan;
 use crate::report::{self, GranuleReport};
 
 const TEMPLATE: &str = include_str!("page.html.tera");
@@ -254,10 +255,14 @@ pub fn build(path: &Path, loaded: &Loaded, options: &Options) -> Result<Rendered
         pending: c.pending,
         boxes: count_boxes(c),
         facts: if single { Vec::new() } else { facts(&summary) },
-        charts: if single {
-            Vec::new()
-        } else {
-            campaign_charts(&summary)
+        charts: {
+            let mut charts = if single {
+                Vec::new()
+            } else {
+                campaign_charts(&summary)
+            };
+            charts.extend(plan_chart(&reports));
+            charts
         },
         slowest: if single { Vec::new() } else { slowest },
         failed_more: summary.failed.len().saturating_sub(options.failed_rows),
@@ -458,6 +463,38 @@ fn campaign_charts(s: &Summary) -> Vec<Chart> {
         });
     }
     out
+}
+
+/// What more CPUs would buy, projected from the granules whose reports the page read.
+fn plan_chart(reports: &HashMap<usize, GranuleReport>) -> Option<Chart> {
+    let mut read: Vec<(&usize, &GranuleReport)> = reports.iter().collect();
+    read.sort_by_key(|(i, _)| **i);
+    let works: Vec<plan::work::GranuleWork> = read
+        .iter()
+        .filter_map(|(_, r)| plan::work::GranuleWork::from_report(r).ok())
+        .collect();
+    if works.is_empty() {
+        return None;
+    }
+    let p = plan::project(&works, &plan::DEFAULT_CPUS, None).ok()?;
+    Some(Chart {
+        title: "How many cores? Projected speedup per CPU count".into(),
+        caption: format!(
+            "`pseg-slurm plan` replaying {} granule report(s) read for this page (for a \
+             campaign, the slowest), measured on {} CPU(s): each bar's tooltip has the wall \
+             time, efficiency and core-hours per 1000 granules. `pseg-slurm plan --profile \
+             DIR` prints the table.",
+            p.granules, p.measured_cpus
+        ),
+        legend: vec![
+            legend("plan-one", "one granule at a time"),
+            legend(
+                "plan-overlap",
+                format!("{} granules in flight, sharing the CPUs", p.in_flight),
+            ),
+        ],
+        svg: charts::plan(&p),
+    })
 }
 
 fn slow_row(rank: usize, e: &Entry, anchor: Option<&String>, r: Option<&GranuleReport>) -> SlowRow {

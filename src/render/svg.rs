@@ -161,9 +161,30 @@ pub struct Frame {
     y_ticks: Vec<(f64, String)>,
     x_label: String,
     y_label: String,
+    /// Labels under the x axis at these domain values instead of time ticks.
+    x_categories: Option<Vec<(f64, String)>>,
 }
 
 impl Frame {
+    /// A frame over categories instead of time: `labels[i]` is centred on `[i, i + 1]`.
+    pub fn categories(
+        height: f64,
+        labels: &[String],
+        y: YAxis,
+        x_label: &str,
+        y_label: &str,
+    ) -> Frame {
+        let mut f = Frame::new(height, labels.len().max(1) as f64, y, x_label, y_label);
+        f.x_categories = Some(
+            labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i as f64 + 0.5, l.clone()))
+                .collect(),
+        );
+        f
+    }
+
     /// A frame `height` px tall over `[0, seconds]`.
     pub fn new(height: f64, seconds: f64, y: YAxis, x_label: &str, y_label: &str) -> Frame {
         let (top, y_ticks) = y.ticks();
@@ -175,6 +196,7 @@ impl Frame {
             y_ticks,
             x_label: x_label.into(),
             y_label: y_label.into(),
+            x_categories: None,
         }
     }
 
@@ -220,10 +242,15 @@ impl Frame {
             s.line(x0, y, x1, y, "grid");
             s.text(x0 - 6.0, y + 4.0, "end", label, "tick");
         }
+        if let Some(labels) = &self.x_categories {
+            for (v, label) in labels {
+                s.text(self.x.at(*v), bottom + 14.0, "middle", label, "tick");
+            }
+        }
         let span = self.x.d1 - self.x.d0;
         let step = time_step(span, 10);
         let mut t = 0.0;
-        while t <= self.x.d1 + step * 1e-9 {
+        while self.x_categories.is_none() && t <= self.x.d1 + step * 1e-9 {
             let x = self.x.at(t);
             s.line(x, top, x, bottom, "grid");
             s.text(

@@ -296,6 +296,7 @@ mod tests {
             started: s,
             processed: p,
             written: w,
+            ..SegmentTimes::default()
         }
     }
 

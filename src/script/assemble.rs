@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::config::{Mode, Percent, Percentile, TimeLimit};
 use crate::script::cluster;
 use crate::script::context::{ArrayVars, ContainerVars, ScriptContext};
+use crate::script::cores;
 use crate::script::error::GenError;
 use crate::script::layout;
 use crate::script::paths::Paths;
@@ -30,6 +31,8 @@ pub struct Inputs<'a> {
     pub template: &'a str,
     /// What the list is, in words ([`crate::granules::GranuleList::describe`]).
     pub list_kind: String,
+    /// How gen chose `--cpus-per-task`, when neither a flag nor the config gave it.
+    pub cores: Option<&'a cores::Choice>,
 }
 
 /// How the list is spread: the array or the tasks, with notes.
@@ -64,10 +67,10 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
     };
     notes.extend(spread.notes);
     let cpus = s.cpus_per_task.value;
-    notes.push(format!(
-        "--cpus-per-task={cpus}: {}",
-        s.cpus_per_task.source
-    ));
+    notes.push(match inputs.cores {
+        Some(choice) => format!("--cpus-per-task={cpus}: {}", choice.note),
+        None => format!("--cpus-per-task={cpus}: {}", s.cpus_per_task.source),
+    });
     let (mem_per_cpu_mib, mem_note) = memory(inputs, warnings);
     notes.push(mem_note);
     let (time, time_note) = time(inputs, spread.granules_per_task, warnings);
@@ -322,13 +325,23 @@ fn memory(inputs: &Inputs, warnings: &mut Vec<String>) -> (Option<u64>, String) 
         Some(peak) => Some((peak.bytes(), "--peak-mem flag".to_string())),
         None => {
             let peaks: Vec<u64> = m.iter().map(|g| g.peak_bytes).collect();
+            // Chosen by plan to run more workers than the reports had: theirs on top.
+            let extra = inputs.cores.map_or(0, |c| c.extra_peak_bytes);
             sizing::percentile(&peaks, s.percentile.value).map(|peak| {
+                let from = statistic(
+                    s.percentile.value,
+                    peaks.len(),
+                    inputs.measurements.not_done,
+                );
+                if extra == 0 {
+                    return (peak, from);
+                }
                 (
-                    peak,
-                    statistic(
-                        s.percentile.value,
-                        peaks.len(),
-                        inputs.measurements.not_done,
+                    peak + extra,
+                    format!(
+                        "{from}, {} plus {} for the workers {cpus} CPUs add",
+                        Size(peak),
+                        Size(extra)
                     ),
                 )
             })
@@ -397,11 +410,13 @@ fn time(
     warnings: &mut Vec<String>,
 ) -> (Option<Sourced<TimeLimit>>, String) {
     let s = inputs.settings;
+    // Measured at another CPU count than the one chosen: stretched to the projection.
+    let scale = inputs.cores.map_or(1.0, |c| c.wall_scale);
     let walls: Vec<f64> = inputs
         .measurements
         .granules
         .iter()
-        .map(|g| g.wall_seconds)
+        .map(|g| g.wall_seconds * scale)
         .collect();
     if let Some(t) = s
         .time
@@ -434,13 +449,21 @@ fn time(
                 Source::Derived("the measured wall time"),
             )),
             format!(
-                "--time={limit}: wall {wall:.1} s per granule ({}) x {granules_per_task} \
+                "--time={limit}: wall {wall:.1} s per granule ({}{}) x {granules_per_task} \
                  granule{} per task + {} headroom, rounded up to whole minutes (at least {})",
                 statistic(
                     s.percentile.value,
                     walls.len(),
                     inputs.measurements.not_done
                 ),
+                if scale > 1.0 {
+                    format!(
+                        ", x {scale:.2}: projected at {} CPUs against the measured run",
+                        s.cpus_per_task.value
+                    )
+                } else {
+                    String::new()
+                },
                 plural(granules_per_task),
                 s.headroom.value,
                 sizing::MIN_TIME_SECONDS / 60

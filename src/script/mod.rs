@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod context;
+pub mod cores;
 pub mod error;
 pub mod layout;
 pub mod profile;
@@ -80,6 +81,11 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
         .collect();
     let measurements = profile::read_all(&reports)?;
     let mut warnings = Vec::new();
+    let cores = (settings.cpus_per_task.source == settings::Source::Default).then(|| {
+        let choice = cores::choose(&settings, config.min_efficiency, &reports, &mut warnings);
+        settings.cpus_per_task.value = choice.cpus;
+        choice
+    });
     let paths = paths::resolve(&settings, &list, &list_path, &mut warnings)?;
     let templates = templates::Templates::load(
         settings.mode.value,
@@ -95,6 +101,7 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
         peak_mem: args.sizing.peak_mem,
         template: &templates.what,
         list_kind: list.describe(),
+        cores: cores.as_ref(),
     };
     let context = assemble::context(&inputs, &mut warnings)?;
     let script = templates.render(&context)?;

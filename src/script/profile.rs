@@ -3,7 +3,8 @@
 //! A report is a YAML file with at least `schema: pseg-report/1`, `kind`, `wall_seconds` and
 //! `memory.peak_bytes` (the figure to size by: the cgroup peak, or the summed PSS peak).
 //! Unknown fields are ignored (reports will grow); a different schema is refused. Only
-//! `kind: granule` reports are measurements of a granule; other kinds are counted and skipped.
+//! `kind: granule` reports are measurements of a granule; other kinds (the step summaries
+//! beside them, which have no `memory`) are counted and skipped, the kind read first.
 //! Only granules that ran to the end size a job: a report with `status: failed` or
 //! `interrupted` is counted and skipped, for wall time (a hung granule's includes the stall
 //! timeout) and memory alike (a failed run's peak says nothing sure about a good one). A
@@ -195,7 +196,7 @@ pub fn read_all(args: &[PathBuf]) -> Result<Measurements, ProfileError> {
 }
 
 /// Collects `*.pseg.yaml` files under `dir`, following no symlinked folders.
-fn find_reports(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ProfileError> {
+pub fn find_reports(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ProfileError> {
     let unreadable = |source| ProfileError::Unreadable {
         path: dir.to_path_buf(),
         source,

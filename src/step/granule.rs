@@ -378,6 +378,7 @@ fn attempt(
         segment_times: watch.timeline.segment_times(),
         time_limit_warning,
         oom_retries: Vec::new(),
+        run: Some(watch.timeline.run_times(crate::cpus::available())),
     };
     Ok(Attempt::Ended(result, Box::new(granule_report)))
 }

@@ -8,6 +8,7 @@ pub mod exe;
 mod granule;
 mod memwatch;
 mod progress;
+mod schedstat;
 pub mod scratch;
 mod storage;
 mod summary;

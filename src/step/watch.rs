@@ -87,7 +87,7 @@ impl<'a> Watch<'a> {
     pub fn new(progress: Progress, memory: &'a MemorySetup, parent: Pid, start: Instant) -> Self {
         Watch {
             progress,
-            timeline: Timeline::new(start),
+            timeline: Timeline::new(start, parent),
             memory: MemWatch::new(memory, parent),
             drain: Drain::new(
                 DrainPolicy {
@@ -109,10 +109,17 @@ impl Monitor for Watch<'_> {
     }
 
     fn stopped(&mut self, pid: Pid, at: i32) {
+        let waited = super::schedstat::run_delay(std::path::Path::new("/proc"), pid).ok();
+        self.timeline.stopped(pid, at, waited);
         self.memory.stopped(pid, at);
     }
 
+    fn resumed(&mut self, pid: Pid) {
+        self.timeline.resumed(pid);
+    }
+
     fn gone(&mut self, pid: Pid) {
+        self.timeline.gone(pid);
         self.memory.gone(pid);
     }
 

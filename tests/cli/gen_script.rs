@@ -532,7 +532,8 @@ fn percentile_sizes_by_the_distribution_not_the_sum() {
         "--headroom",
         "0",
     ]);
-    assert!(max.contains("--mem-per-cpu=20480M\n"), "{max}");
+    // 20 GiB over the default 4 CPUs (these reports hold no phase timings to plan from).
+    assert!(max.contains("--mem-per-cpu=5120M\n"), "{max}");
     let p95 = g.gen_ok(&[
         "--profile",
         "r",
@@ -543,7 +544,7 @@ fn percentile_sizes_by_the_distribution_not_the_sum() {
         "--percentile",
         "95",
     ]);
-    assert!(p95.contains("--mem-per-cpu=19456M\n"), "{p95}");
+    assert!(p95.contains("--mem-per-cpu=4864M\n"), "{p95}");
     assert!(
         p95.contains("percentile 95 of 20 done granule reports"),
         "{p95}"
@@ -577,8 +578,9 @@ fn failed_reports_do_not_size_the_job_and_the_header_says_so() {
         "--headroom",
         "0",
     ]);
-    // 2 GiB / 1 CPU; 600 s -> 10 min: neither the hung nor the OOM report counts.
-    assert!(script.contains("--mem-per-cpu=2048M\n"), "{script}");
+    // 2 GiB / 4 CPUs (the default); 600 s -> 10 min: neither the hung nor the OOM report
+    // counts.
+    assert!(script.contains("--mem-per-cpu=512M\n"), "{script}");
     assert!(script.contains("--time=00:10:00\n"), "{script}");
     assert!(
         script.contains("maximum of 3 done granule reports; 2 failed or interrupted skipped"),
@@ -667,7 +669,7 @@ fn default_pseg_step_is_the_one_beside_pseg_slurm() {
     let script = String::from_utf8(out.stdout.clone()).unwrap();
     assert!(
         script.contains(&format!(
-            "srun --ntasks=1 --cpus-per-task=1 {} ",
+            "srun --ntasks=1 --cpus-per-task=4 {} ",
             beside.display()
         )),
         "{script}"

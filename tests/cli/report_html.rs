@@ -420,7 +420,8 @@ fn chromium_renders_the_page_without_errors() {
             "{needle} in the DOM"
         );
     }
-    assert_eq!(dom.matches("data-chart=").count(), 3 + 3 * 3);
+    // The campaign's three, plan's projection, three per detailed granule.
+    assert_eq!(dom.matches("data-chart=").count(), 3 + 1 + 3 * 3);
 }
 
 /// A campaign of `n` synthetic granules: ledger records and realistic reports (28

@@ -775,3 +775,65 @@ fn a_clavrx_run_folder_is_submitted_with_no_flag_and_no_config() {
     assert_eq!(case.outputs("run/out").len(), 3);
     case.assert_no_process_left();
 }
+
+#[test]
+fn a_script_whose_cpus_plan_chose_runs_on_the_test_bed() {
+    if !slurm_available("a_script_whose_cpus_plan_chose_runs_on_the_test_bed") {
+        return;
+    }
+    let case = Case::new(Link::Static);
+    case.granule("busy.gran", 48, &["--work", "1000000"]);
+    case.list(&["busy.gran"]);
+    case.options(4);
+    for (out, extra) in [("profile", None), ("serial", Some("--serial"))] {
+        let o = case.step(out).args(extra).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    // No --cpus-per-task: gen projects the profile and asks scontrol how big the nodes are.
+    let out = case.path("out-planned");
+    let o = Command::new(cargo_bin!("pseg-slurm"))
+        .arg("gen")
+        .arg("--files")
+        .arg(case.path("data/list.txt"))
+        .arg("--exe")
+        .arg(case.mock())
+        .arg("--options")
+        .arg(case.path("clavrx_options"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--profile")
+        .arg(case.path("profile"))
+        .current_dir(case.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let script = text(&o.stdout);
+    let note = script
+        .lines()
+        .find(|l| l.starts_with("# --cpus-per-task="))
+        .unwrap_or_else(|| panic!("{script}"));
+    assert!(
+        note.contains("chosen by `pseg-slurm plan`") && note.contains("smallest node (scontrol)"),
+        "{note}"
+    );
+    std::fs::write(case.path("planned.sbatch"), &script).unwrap();
+    let o = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(case.path("planned.sbatch"))
+        .current_dir(case.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let id = text(&o.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let states = wait_job(&id, Duration::from_secs(180));
+    for (state, _) in &states {
+        assert_eq!(state, "COMPLETED", "{}", logs(&case, "out-planned"));
+    }
+    assert_same_as_serial(&case, "out-planned");
+    case.assert_no_process_left();
+}

@@ -18,6 +18,11 @@ use crate::work::{self, Ballast};
 /// Acts as clavrxorb in the current directory.
 pub fn run() -> Result<(), Failure> {
     let settings = Settings::parse(|k| std::env::var(k).ok()).map_err(Failure::input)?;
+    if let Some(pause) = env_millis("MOCK_CLAVRX_STARTUP_MS") {
+        // clavrxorb's start-up (ancillary data, lookup tables): serial time before the
+        // first segment, which no number of workers shortens.
+        std::thread::sleep(pause);
+    }
     let scan_lines = options::read_scan_lines(Path::new("clavrx_options"))?;
     let list = options::read_file_list(Path::new("file_list"))?;
     refuse_blocked_term_signals()?;
@@ -213,10 +218,11 @@ fn spike() -> bool {
 /// `MOCK_CLAVRX_SLEEP_MS` (milliseconds per processed segment), for tests that need a run to
 /// take a while; unset or unparsable means no pause.
 fn wall_time_per_segment() -> Option<std::time::Duration> {
-    let ms: u64 = std::env::var("MOCK_CLAVRX_SLEEP_MS")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    env_millis("MOCK_CLAVRX_SLEEP_MS")
+}
+
+/// Milliseconds from the variable `name`; unset, unparsable or 0 is none.
+fn env_millis(name: &str) -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var(name).ok()?.trim().parse().ok()?;
     (ms > 0).then(|| std::time::Duration::from_millis(ms))
 }
