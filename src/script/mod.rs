@@ -81,6 +81,23 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
         .collect();
     let measurements = profile::read_all(&reports)?;
     let mut warnings = Vec::new();
+    if settings.warning_seconds.source == settings::Source::Default
+        && let Some(warning) = settings::warning_for(measurements.slowest_segment_seconds())
+        && warning > settings.warning_seconds.value
+        // A limit given by hand that the longer warning would not fit under keeps the default.
+        && settings
+            .time
+            .as_ref()
+            .is_none_or(|t| t.value.seconds > u64::from(warning))
+    {
+        settings.warning_seconds = settings::Sourced::new(
+            warning,
+            settings::Source::Derived(
+                "the profile's slowest segment plus pseg-step's 30 s drain margin, so a \
+                 segment in flight when the warning comes can still be written",
+            ),
+        );
+    }
     let cores = (settings.cpus_per_task.source == settings::Source::Default).then(|| {
         let choice = cores::choose(&settings, config.min_efficiency, &reports, &mut warnings);
         settings.cpus_per_task.value = choice.cpus;

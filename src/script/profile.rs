@@ -26,6 +26,7 @@ pub struct GranuleMeasure {
     pub report: PathBuf,
     pub wall_seconds: f64,
     pub peak_bytes: u64,
+    pub slowest_segment_seconds: Option<f64>,
 }
 
 /// Everything read from the `--profile` arguments.
@@ -37,6 +38,16 @@ pub struct Measurements {
     pub skipped: usize,
     /// Granule reports that did not end done (failed, interrupted), not used for sizing.
     pub not_done: usize,
+}
+
+impl Measurements {
+    /// The longest any measured segment took, start to written.
+    pub fn slowest_segment_seconds(&self) -> Option<f64> {
+        self.granules
+            .iter()
+            .filter_map(|g| g.slowest_segment_seconds)
+            .reduce(f64::max)
+    }
 }
 
 /// A report, or a `--profile` argument, that cannot be used.
@@ -85,11 +96,20 @@ struct Body {
     status: Option<String>,
     wall_seconds: f64,
     memory: Memory,
+    /// Absent in reports older than the field.
+    #[serde(default)]
+    segment_times: Vec<SegmentTimes>,
 }
 
 #[derive(Deserialize)]
 struct Memory {
     peak_bytes: u64,
+}
+
+#[derive(Deserialize)]
+struct SegmentTimes {
+    started: Option<f64>,
+    written: Option<f64>,
 }
 
 /// What one report file says.
@@ -98,6 +118,9 @@ pub enum Report {
     Granule {
         wall_seconds: f64,
         peak_bytes: u64,
+        /// Longest a segment took from its worker's start to written (the first segment,
+        /// which clavrxorb keeps, has no start of its own and is left out).
+        slowest_segment_seconds: Option<f64>,
     },
     /// A granule that did not run to the end (`status` other than `done`).
     NotDone {
@@ -144,9 +167,16 @@ pub fn parse_report(text: &str, path: &Path) -> Result<Report, ProfileError> {
             ),
         });
     }
+    let slowest_segment_seconds = body
+        .segment_times
+        .iter()
+        .filter_map(|t| Some(t.written? - t.started?))
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .reduce(f64::max);
     Ok(Report::Granule {
         wall_seconds: body.wall_seconds,
         peak_bytes: body.memory.peak_bytes,
+        slowest_segment_seconds,
     })
 }
 
@@ -176,10 +206,12 @@ pub fn read_all(args: &[PathBuf]) -> Result<Measurements, ProfileError> {
                 Report::Granule {
                     wall_seconds,
                     peak_bytes,
+                    slowest_segment_seconds,
                 } => m.granules.push(GranuleMeasure {
                     report: file,
                     wall_seconds,
                     peak_bytes,
+                    slowest_segment_seconds,
                 }),
                 Report::NotDone { .. } => m.not_done += 1,
                 Report::Other { .. } => m.skipped += 1,
@@ -233,7 +265,8 @@ mod tests {
             r,
             Report::Granule {
                 wall_seconds: 612.5,
-                peak_bytes: 4 << 30
+                peak_bytes: 4 << 30,
+                slowest_segment_seconds: None,
             }
         );
     }

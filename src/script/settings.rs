@@ -19,6 +19,18 @@ use crate::size::Size;
 /// Seconds before the time limit that Slurm warns pseg-step (SIGUSR1) by default.
 pub const DEFAULT_WARNING_SECONDS: u16 = 120;
 
+/// pseg-step's default `--drain-margin`: a granule kept on the warning must be projected to
+/// end this long before the job does.
+const DRAIN_MARGIN_SECONDS: f64 = 30.0;
+
+/// The warning (seconds before the time limit) that leaves room for the slowest measured
+/// segment to finish after it, with pseg-step's drain margin on top.
+pub fn warning_for(slowest_segment_seconds: Option<f64>) -> Option<u16> {
+    let slowest = slowest_segment_seconds.filter(|s| s.is_finite() && *s >= 0.0)?;
+    let seconds = (slowest + DRAIN_MARGIN_SECONDS).ceil();
+    Some(seconds.min(f64::from(u16::MAX)) as u16)
+}
+
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -477,5 +489,14 @@ mod tests {
         let c = config("extra_sbatch: ['#SBATCH --exclusive', ' --constraint=x ']\n");
         let s = resolve(&args(&[]), &c, Path::new("/w")).unwrap();
         assert_eq!(s.extra_sbatch, vec!["--exclusive", "--constraint=x"]);
+    }
+
+    #[test]
+    fn the_warning_covers_the_slowest_segment_and_the_drain_margin() {
+        assert_eq!(warning_for(Some(200.0)), Some(230));
+        assert_eq!(warning_for(Some(0.4)), Some(31));
+        assert_eq!(warning_for(None), None);
+        assert_eq!(warning_for(Some(f64::NAN)), None);
+        assert_eq!(warning_for(Some(1e9)), Some(u16::MAX));
     }
 }

@@ -200,3 +200,58 @@ fn gen_warns_when_the_time_limit_cannot_hold_one_granule() {
         text(&long.stderr)
     );
 }
+
+#[test]
+fn gen_with_a_profile_warns_early_enough_for_its_slowest_segment() {
+    let case = Case::new(Link::Static);
+    case.granule("g.gran", 40, &[]);
+    case.list(&["g.gran"]);
+    case.options(10);
+    let out = case.step("out").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The report pseg-step wrote, with one segment made to take 200 s, as a real CLAVR-x
+    // segment can.
+    let path = case.path("out/pseg-reports/g.gran.pseg.yaml");
+    let mut report: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let segment = report["segment_times"]
+        .as_sequence_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s.get("started").is_some())
+        .expect("a segment a worker started");
+    let started = segment["started"].as_f64().unwrap();
+    segment["written"] = (started + 200.0).into();
+    std::fs::write(&path, serde_yaml::to_string(&report).unwrap()).unwrap();
+
+    let gen_with = |extra: &[&str]| {
+        let o = Command::new(assert_cmd::cargo::cargo_bin!("pseg-slurm"))
+            .arg("gen")
+            .arg("--files")
+            .arg(case.path("data/list.txt"))
+            .arg("--exe")
+            .arg(case.mock())
+            .arg("--options")
+            .arg(case.path("clavrx_options"))
+            .arg("--out")
+            .arg(case.path("out"))
+            .arg("--profile")
+            .arg(&path)
+            .args(extra)
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    // 200 s + the 30 s drain margin: more than the 120 s default.
+    let script = gen_with(&[]);
+    assert!(script.contains("#SBATCH --signal=USR1@230\n"), "{script}");
+    assert!(
+        script.contains("the profile's slowest segment plus pseg-step's 30 s drain margin"),
+        "{script}"
+    );
+    // A warning asked for by flag is kept as it is.
+    let script = gen_with(&["--warning-seconds", "90"]);
+    assert!(script.contains("#SBATCH --signal=USR1@90\n"), "{script}");
+}
