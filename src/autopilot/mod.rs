@@ -307,12 +307,35 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Done granule reports gen can size from (or the user's own `--profile`).
     fn profile_usable(&self) -> bool {
-        if !self.req.gen_args.sizing.profile.is_empty() {
-            return true;
-        }
+        !self.req.gen_args.sizing.profile.is_empty() || self.profile().is_some()
+    }
+
+    /// What to pass gen as `--profile`: the campaign's report folder; when gen cannot read
+    /// that folder whole (a pseg-step's step summaries in it, until gen reads them), the
+    /// reports of the done granules one by one. `None` when nothing is measured.
+    fn profile(&self) -> Option<Vec<PathBuf>> {
         let reports = self.out.join(crate::report::DIR);
-        reports.is_dir()
-            && script::profile::read_all(&[reports]).is_ok_and(|m| !m.granules.is_empty())
+        if !reports.is_dir() {
+            return None;
+        }
+        let measured = |args: &[PathBuf]| {
+            script::profile::read_all(args).is_ok_and(|m| !m.granules.is_empty())
+        };
+        let folder = vec![reports];
+        if measured(&folder) {
+            return Some(folder);
+        }
+        let done: Vec<PathBuf> = self
+            .ledger
+            .scan()
+            .ok()?
+            .records
+            .into_iter()
+            .filter(|r| r.status == crate::ledger::Status::Done)
+            .filter_map(|r| r.report)
+            .filter(|p| p.is_file())
+            .collect();
+        (!done.is_empty() && measured(&done)).then_some(done)
     }
 
     /// The granules a job can still make succeed, in list order.
@@ -424,8 +447,8 @@ impl Ctx<'_> {
             }
         }
         g.files = list.to_path_buf();
-        if purpose != Purpose::Pilot && g.sizing.profile.is_empty() && self.profile_usable() {
-            g.sizing.profile = vec![self.out.join(crate::report::DIR)];
+        if purpose != Purpose::Pilot && g.sizing.profile.is_empty() {
+            g.sizing.profile = self.profile().unwrap_or_default();
         }
         if let Some(mib) = o.peak_mem_mib {
             g.sizing.peak_mem = Some(crate::size::Size(mib << 20));
