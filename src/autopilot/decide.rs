@@ -39,7 +39,11 @@ impl Sizing {
             Some(t) => format!("--time={}", crate::config::TimeLimit { seconds: t }),
             None => "no --time (the partition's default)".into(),
         });
-        format!("{}, {} granule(s) per task", parts.join(" "), self.chunk_size)
+        format!(
+            "{}, {} granule(s) per task",
+            parts.join(" "),
+            self.chunk_size
+        )
     }
 }
 
@@ -141,9 +145,13 @@ pub enum Action {
         why: String,
     },
     /// Nothing left that can succeed.
-    Finish { why: String },
+    Finish {
+        why: String,
+    },
     /// `--max-submissions` reached with work left.
-    Bound { why: String },
+    Bound {
+        why: String,
+    },
 }
 
 /// The next step; see the module comment. Rules, first that applies:
@@ -255,7 +263,8 @@ pub fn decide(view: &View, last: Option<&Last>, limits: Limits) -> Action {
         return submit(Purpose::Resubmit, o, why);
     }
     match last {
-        None | Some(Last {
+        None
+        | Some(Last {
             purpose: Purpose::Pilot,
             ..
         }) => {
@@ -492,7 +501,10 @@ mod tests {
         let Action::Submit { overrides, .. } = decide(&v, Some(&l), LIMITS) else {
             panic!()
         };
-        assert_eq!((overrides.cpus_per_task, overrides.peak_mem_mib), (Some(2), None));
+        assert_eq!(
+            (overrides.cpus_per_task, overrides.peak_mem_mib),
+            (Some(2), None)
+        );
     }
 
     #[test]
@@ -513,7 +525,10 @@ mod tests {
             "8 of 9 granule(s) done, 1 failed for good; nothing left that can succeed"
         );
         // Someone else's live process holds a granule: wait for it, do not finish.
-        let busy = View { busy: 1, ..v.clone() };
+        let busy = View {
+            busy: 1,
+            ..v.clone()
+        };
         assert_eq!(decide(&busy, Some(&l), LIMITS), Action::Wait);
         let left = View {
             interrupted: 1,

@@ -81,6 +81,25 @@ pub struct Progress {
     pub jobs: Vec<String>,
 }
 
+impl Progress {
+    /// The same granule counts and jobs (throughput and ETA drift on their own).
+    pub fn same_counts(&self, other: &Progress) -> bool {
+        (
+            self.done,
+            self.failed,
+            self.running,
+            self.pending,
+            &self.jobs,
+        ) == (
+            other.done,
+            other.failed,
+            other.running,
+            other.pending,
+            &other.jobs,
+        )
+    }
+}
+
 /// Where the driver's news goes.
 pub trait Observer {
     /// A decision or an event, one line, always shown.
@@ -182,7 +201,10 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
         let summary = summary(&state)?;
         let progress = progress_of(&summary, &campaign, active);
         observer.progress(&progress);
-        if last_progress.as_ref() == Some(&progress) {
+        if last_progress
+            .as_ref()
+            .is_some_and(|p: &Progress| p.same_counts(&progress))
+        {
             pause = (pause.mul_f64(1.5)).min(POLL_MAX);
         } else {
             pause = POLL_MIN;
@@ -241,9 +263,7 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
                         .iter()
                         .any(|(_, m)| *m == crate::ledger::claim::Marked::Marked)
                     {
-                        observer.say(
-                            "verify found changed outputs: those granules are redone",
-                        );
+                        observer.say("verify found changed outputs: those granules are redone");
                         continue;
                     }
                 }
@@ -428,12 +448,7 @@ impl Ctx<'_> {
     }
 
     /// The user's gen flags for a list elsewhere, with `overrides` and the reports on top.
-    fn gen_args(
-        &self,
-        list: &Path,
-        purpose: Purpose,
-        o: &Overrides,
-    ) -> Result<GenArgs, RunError> {
+    fn gen_args(&self, list: &Path, purpose: Purpose, o: &Overrides) -> Result<GenArgs, RunError> {
         let mut g = self.req.gen_args.clone();
         // What the campaign's own list implied (a file_list's output folder, clavrx_options
         // beside it) is lost with a list elsewhere: pass it on as flags, as `retry` does.
@@ -498,7 +513,11 @@ fn announce(observer: &mut dyn Observer, s: &Submission) {
         s.granules,
         s.why
     ));
-    observer.say(&format!("job {} asks for {}", s.job_id, s.sizing.describe()));
+    observer.say(&format!(
+        "job {} asks for {}",
+        s.job_id,
+        s.sizing.describe()
+    ));
 }
 
 fn file_size(path: &Path) -> u64 {
@@ -530,8 +549,13 @@ fn open_campaign(
         args: req.gen_argv.clone(),
         config: generated.config.clone(),
     };
-    let mut campaign = Campaign::new(&generated.list, &generated.out, Some(call), "pseg-slurm run")
-        .with_granules(granules);
+    let mut campaign = Campaign::new(
+        &generated.list,
+        &generated.out,
+        Some(call),
+        "pseg-slurm run",
+    )
+    .with_granules(granules);
     if let Some(old) = Campaign::read(state)? {
         if old.disagreement(&campaign).is_none() {
             campaign.submissions = old.submissions;
@@ -579,13 +603,19 @@ fn summary(state: &Path) -> Result<Summary, RunError> {
 
 fn progress_of(s: &Summary, campaign: &Campaign, active: usize) -> Progress {
     let c = &s.counts;
-    let final_failed = s.failures.iter().filter(|f| !counts_as_retryable(f)).count();
+    let final_failed = s
+        .failures
+        .iter()
+        .filter(|f| !counts_as_retryable(f))
+        .count();
     Progress {
         granules: s.granules,
         done: c.done,
         failed: final_failed,
         running: c.claimed + c.running,
-        pending: s.granules.saturating_sub(c.done + final_failed + c.claimed + c.running),
+        pending: s
+            .granules
+            .saturating_sub(c.done + final_failed + c.claimed + c.running),
         done_per_hour: s.done_per_hour,
         eta_seconds: s.eta_seconds,
         jobs: campaign

@@ -189,7 +189,7 @@ fn detach(req: &Request, argv: &[String]) -> Result<u8, Box<dyn std::error::Erro
 struct Printer {
     tty: bool,
     live: bool,
-    last: Option<String>,
+    last: Option<Progress>,
 }
 
 impl Printer {
@@ -222,10 +222,10 @@ impl Observer for Printer {
         if self.tty {
             eprint!("\r\x1b[2K{line}");
             self.live = true;
-        } else if self.last.as_deref() != Some(line.as_str()) {
+        } else if !self.last.as_ref().is_some_and(|l| l.same_counts(p)) {
             eprintln!("pseg-slurm: {line}");
         }
-        self.last = Some(line);
+        self.last = Some(p.clone());
     }
 }
 

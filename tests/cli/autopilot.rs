@@ -118,7 +118,10 @@ fn log_dir(script: &Path) -> PathBuf {
         .lines()
         .find_map(|l| l.strip_prefix("#SBATCH --output="))
         .unwrap();
-    Path::new(output.trim_matches('\'')).parent().unwrap().to_path_buf()
+    Path::new(output.trim_matches('\''))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn wait_exit(child: &mut Child, limit: Duration, log: &Path) -> i32 {
@@ -141,8 +144,9 @@ fn wait_exit(child: &mut Child, limit: Duration, log: &Path) -> i32 {
 
 #[test]
 fn a_campaign_runs_hands_off_through_a_pilot_a_drain_a_kill_and_resubmissions() {
-    if !slurm_available("a_campaign_runs_hands_off_through_a_pilot_a_drain_a_kill_and_resubmissions")
-    {
+    if !slurm_available(
+        "a_campaign_runs_hands_off_through_a_pilot_a_drain_a_kill_and_resubmissions",
+    ) {
         return;
     }
     let case = Case::new(Link::Static);
@@ -190,9 +194,14 @@ fn a_campaign_runs_hands_off_through_a_pilot_a_drain_a_kill_and_resubmissions() 
         "the largest first: {pilot_list}"
     );
     let mem = subs[1]["sizing"]["mem_per_cpu_mib"].as_u64().unwrap();
-    assert_ne!(mem, 300, "memory sized from the pilot's reports, not --memory");
+    assert_ne!(
+        mem, 300,
+        "memory sized from the pilot's reports, not --memory"
+    );
     assert!(
-        log1.contains(&format!("job {job} asks for --cpus-per-task=1 --mem-per-cpu={mem}M")),
+        log1.contains(&format!(
+            "job {job} asks for --cpus-per-task=1 --mem-per-cpu={mem}M"
+        )),
         "{log1}"
     );
     let script = std::fs::read_to_string(subs[1]["script"].as_str().unwrap()).unwrap();
@@ -224,7 +233,8 @@ fn a_campaign_runs_hands_off_through_a_pilot_a_drain_a_kill_and_resubmissions() 
     for s in &subs {
         assert!(!queued(s["job_id"].as_str().unwrap()), "job left: {s:?}");
     }
-    // The time limit's warning drained a job: pseg-step said so in the job's log.
+    // The time limit stopped a job midway: pseg-step said so in the job's log (its warning
+    // drained the job, or, when Slurm's timer sent none in time, the limit's SIGTERM).
     let logs = log_dir(Path::new(subs[1]["script"].as_str().unwrap()));
     let all: Vec<String> = std::fs::read_dir(&logs)
         .unwrap()
@@ -232,7 +242,9 @@ fn a_campaign_runs_hands_off_through_a_pilot_a_drain_a_kill_and_resubmissions() 
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .collect();
     assert!(
-        all.iter().any(|t| t.contains("Slurm's time-limit warning came")),
+        all.iter()
+            .any(|t| t.contains("Slurm's time-limit warning came")
+                || t.contains("pseg-step: interrupted by signal")),
         "no drain in {}:\n{}\n{log2}",
         logs.display(),
         all.join("\n")
@@ -240,7 +252,8 @@ fn a_campaign_runs_hands_off_through_a_pilot_a_drain_a_kill_and_resubmissions() 
     // The crashing granule failed for good, with its kind and report; every other is done,
     // byte-identical to the serial run.
     assert!(
-        log2.contains("1 granule(s) failed for good:") && log2.contains("crash.gran (exit, 3 attempt(s))"),
+        log2.contains("1 granule(s) failed for good:")
+            && log2.contains("crash.gran (exit, 3 attempt(s))"),
         "{log2}"
     );
     assert!(log2.contains("crash.gran.pseg.yaml"), "{log2}");
@@ -263,4 +276,37 @@ fn a_campaign_runs_hands_off_through_a_pilot_a_drain_a_kill_and_resubmissions() 
     assert_eq!(campaign(&run)["run_outcome"]["exit"].as_u64(), Some(1));
     assert!(!run.join("out/pseg-state/run.lock").exists());
     case.assert_no_process_left();
+}
+
+#[test]
+fn the_submission_bound_stops_a_run_before_anything_is_submitted() {
+    // No Slurm needed: with nothing submitted yet, the bound is reached before any call.
+    let case = Case::new(Link::Static);
+    let run = crate::out_of_box::run_folder(&case);
+    let out = Command::new(cargo_bin!("pseg-slurm"))
+        .args(["run", "--files", "file_list", "--max-submissions", "0"])
+        .current_dir(&run)
+        .env("PATH", path_with_clavrxorb(&case))
+        .env_remove("PSEG_SLURM_CONFIG")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("stopped: --max-submissions 0 reached with 3 granule(s) left to do"),
+        "{err}"
+    );
+    let record = campaign(&run);
+    assert_eq!(
+        record["run_outcome"]["exit"].as_u64(),
+        Some(3),
+        "{record:?}"
+    );
+    // The gen call is recorded without run's own flags, so `retry` can replay it.
+    assert_eq!(
+        record["gen"]["args"].as_sequence().unwrap().len(),
+        2,
+        "{record:?}"
+    );
+    assert!(!run.join("out/pseg-state/run.lock").exists());
 }

@@ -2,6 +2,7 @@
 //!
 //! One test binary (as ripgrep does) so the mock is built once per run.
 
+mod autopilot;
 mod cleanup;
 mod container;
 mod drain;
@@ -10,7 +11,6 @@ mod gen_script;
 mod ledger;
 mod memory;
 mod out_of_box;
-mod autopilot;
 mod report_html;
 mod slurm;
 mod support;
