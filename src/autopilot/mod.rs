@@ -518,6 +518,12 @@ fn announce(observer: &mut dyn Observer, s: &Submission) {
         s.job_id,
         s.sizing.describe()
     ));
+    if s.purpose != Purpose::Pilot {
+        let script = std::fs::read_to_string(&s.script).unwrap_or_default();
+        for note in slurm::sizing_notes(&script) {
+            observer.say(&format!("  gen: {note}"));
+        }
+    }
 }
 
 fn file_size(path: &Path) -> u64 {

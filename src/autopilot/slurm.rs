@@ -161,6 +161,22 @@ pub fn script_sizing(script: &str, granules: usize) -> Sizing {
     s
 }
 
+/// gen's header notes on where the cores, memory and time came from (`--mem-per-cpu=62M:
+/// peak 27 MiB (max of 2 granule reports) + ...`), for telling the user why.
+pub fn sizing_notes(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .take_while(|l| !l.starts_with("#SBATCH"))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            ["--cpus-per-task", "--mem-per-cpu", "--time"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 /// Elements of an array spec `0-4%2` or `0,3,5`.
 fn array_elements(spec: &str) -> usize {
     let spec = spec.split('%').next().unwrap_or_default();
@@ -236,5 +252,21 @@ mod tests {
             }
         );
         assert_eq!(array_elements("0,3,5-6"), 4);
+    }
+
+    #[test]
+    fn gens_notes_say_where_the_sizing_came_from() {
+        let script = "#!/bin/bash\n# Written by pseg-slurm\n# --array=0-2: 3 granules\n\
+                      # --cpus-per-task=1: default\n# --mem-per-cpu=62M: peak 27 MiB (max of 2 \
+                      granule reports)\n# --time=00:01:00: --time flag\n#SBATCH --time=1\n\
+                      # --time not a note after the directives\n";
+        assert_eq!(
+            sizing_notes(script),
+            [
+                "--cpus-per-task=1: default",
+                "--mem-per-cpu=62M: peak 27 MiB (max of 2 granule reports)",
+                "--time=00:01:00: --time flag"
+            ]
+        );
     }
 }
