@@ -37,6 +37,8 @@ pub const POLL_MIN: Duration = Duration::from_secs(3);
 pub const POLL_MAX: Duration = Duration::from_secs(15);
 /// `squeue` failures in a row (with back-off) before the run gives up on Slurm.
 const SLURM_TRIES: u32 = 5;
+/// Looks in a row that find work counted but none to select before the run stops.
+const EMPTY_LOOKS: u32 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -180,6 +182,7 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
     let mut pause = POLL_MIN;
     let mut last_progress = None;
     let mut slurm_failures = 0;
+    let mut nothing_to_select = 0;
     loop {
         let active = match poll_jobs(&mut campaign, &state) {
             Ok(n) => {
@@ -240,10 +243,22 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
                 let chosen = ctx.todo()?;
                 if chosen.is_empty() {
                     // The records changed since the look (a holder proven dead meanwhile):
-                    // look again rather than submit an empty job.
-                    std::thread::sleep(pause);
-                    continue;
+                    // look again rather than submit an empty job, but not forever.
+                    nothing_to_select += 1;
+                    if nothing_to_select < EMPTY_LOOKS {
+                        std::thread::sleep(pause);
+                        continue;
+                    }
+                    let why = format!(
+                        "the records count {} granule(s) left to do, yet none can be selected \
+                         for a job (held by processes that may be alive?): see `pseg-slurm \
+                         status {}`",
+                        view.todo(),
+                        out.display()
+                    );
+                    return stop(&mut campaign, &state, out, why);
                 }
+                nothing_to_select = 0;
                 let sub = ctx.submit(&chosen, purpose, overrides, why, view.done)?;
                 announce(observer, &sub);
                 campaign.submissions.push(sub);
@@ -293,24 +308,32 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
                     verified: report.checked,
                 });
             }
-            Action::Bound { why } => {
-                campaign.run_outcome = Some(RunOutcome {
-                    exit: 3,
-                    why: why.clone(),
-                    unix: crate::report::unix_now(),
-                });
-                save(&campaign, &state)?;
-                return Ok(Finished {
-                    exit: Ending::Bound(why),
-                    out,
-                    state,
-                    failures: Vec::new(),
-                    verify_findings: Vec::new(),
-                    verified: 0,
-                });
-            }
+            Action::Bound { why } => return stop(&mut campaign, &state, out, why),
         }
     }
+}
+
+/// Ends the run at a bound: recorded, and the work left for a later run.
+fn stop(
+    campaign: &mut Campaign,
+    state: &Path,
+    out: PathBuf,
+    why: String,
+) -> Result<Finished, RunError> {
+    campaign.run_outcome = Some(RunOutcome {
+        exit: 3,
+        why: why.clone(),
+        unix: crate::report::unix_now(),
+    });
+    save(campaign, state)?;
+    Ok(Finished {
+        exit: Ending::Bound(why),
+        out,
+        state: state.to_path_buf(),
+        failures: Vec::new(),
+        verify_findings: Vec::new(),
+        verified: 0,
+    })
 }
 
 /// What the driver needs at hand to submit.

@@ -310,3 +310,50 @@ fn the_submission_bound_stops_a_run_before_anything_is_submitted() {
     );
     assert!(!run.join("out/pseg-state/run.lock").exists());
 }
+
+#[test]
+fn detach_leaves_the_run_to_a_watcher_job() {
+    if !slurm_available("detach_leaves_the_run_to_a_watcher_job") {
+        return;
+    }
+    // A bound of 0: the watcher's run stops at once, so the test shows the hand-over only.
+    let case = Case::new(Link::Static);
+    let run = crate::out_of_box::run_folder(&case);
+    let out = Command::new(cargo_bin!("pseg-slurm"))
+        .args([
+            "run",
+            "--files",
+            "file_list",
+            "--max-submissions",
+            "0",
+            "--detach",
+        ])
+        .current_dir(&run)
+        .env("PATH", path_with_clavrxorb(&case))
+        .env_remove("PSEG_SLURM_CONFIG")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let job = err
+        .split("watcher job ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no watcher job named: {err}"));
+    let start = Instant::now();
+    while queued(job) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "watcher {job} still queued"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let log = std::fs::read_to_string(run.join(format!("out/logs/pseg-run-{job}.log")))
+        .unwrap_or_else(|e| panic!("no watcher log: {e}; {err}"));
+    assert!(
+        log.contains("stopped: --max-submissions 0 reached"),
+        "{log}"
+    );
+    assert_eq!(campaign(&run)["run_outcome"]["exit"].as_u64(), Some(3));
+    case.assert_no_process_left();
+}
