@@ -221,96 +221,109 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
             overrides: s.overrides.clone(),
             done_before: s.done_before,
         });
-        match decide::decide(&view, last.as_ref(), req.limits) {
-            Action::Wait => std::thread::sleep(pause),
-            Action::Pilot { granules, why } => {
-                let mut chosen = ctx.todo()?;
-                // Largest first: the pilot should see the campaign's worst case.
-                chosen.sort_by_key(|g| std::cmp::Reverse(file_size(&g.path)));
-                chosen.truncate(granules);
-                let overrides = ctx.pilot_overrides();
-                let sub = ctx.submit(&chosen, Purpose::Pilot, overrides, why, view.done)?;
-                announce(observer, &sub);
-                campaign.submissions.push(sub);
-                save(&campaign, &state)?;
-                pause = POLL_MIN;
-            }
-            Action::Submit {
-                purpose,
-                overrides,
-                why,
-            } => {
-                let chosen = ctx.todo()?;
-                if chosen.is_empty() {
-                    // The records changed since the look (a holder proven dead meanwhile):
-                    // look again rather than submit an empty job, but not forever.
-                    nothing_to_select += 1;
-                    if nothing_to_select < EMPTY_LOOKS {
-                        std::thread::sleep(pause);
-                        continue;
-                    }
-                    let why = format!(
-                        "the records count {} granule(s) left to do, yet none can be selected \
-                         for a job (held by processes that may be alive?): see `pseg-slurm \
-                         status {}`",
-                        view.todo(),
-                        out.display()
-                    );
-                    return stop(&mut campaign, &state, out, why);
+        let (purpose, overrides, why, pilot) =
+            match decide::decide(&view, last.as_ref(), req.limits) {
+                Action::Wait => {
+                    std::thread::sleep(pause);
+                    continue;
                 }
-                nothing_to_select = 0;
-                let sub = ctx.submit(&chosen, purpose, overrides, why, view.done)?;
-                announce(observer, &sub);
-                campaign.submissions.push(sub);
-                save(&campaign, &state)?;
-                pause = POLL_MIN;
-            }
-            Action::Finish { why } => {
-                observer.say(&why);
-                let report = verify::check(&ledger, &out)?;
-                let findings: Vec<String> = report.findings.iter().map(|f| f.to_string()).collect();
-                if !findings.is_empty() {
-                    for f in &findings {
-                        observer.say(&format!("verify: {f}"));
-                    }
-                    let marked = verify::record(&ledger, &out, &report, &me)?;
-                    if marked
-                        .iter()
-                        .any(|(_, m)| *m == crate::ledger::claim::Marked::Marked)
-                    {
-                        observer.say("verify found changed outputs: those granules are redone");
-                        continue;
-                    }
+                Action::Pilot { granules, why } => {
+                    (Purpose::Pilot, ctx.pilot_overrides(), why, Some(granules))
                 }
-                let failures: Vec<Failure> = summary
-                    .failures
-                    .iter()
-                    .filter(|f| !counts_as_retryable(f))
-                    .cloned()
-                    .collect();
-                let exit = if failures.is_empty() {
-                    Ending::AllDone
-                } else {
-                    Ending::SomeFailed
-                };
-                campaign.run_outcome = Some(RunOutcome {
-                    exit: u8::from(exit != Ending::AllDone),
+                Action::Submit {
+                    purpose,
+                    overrides,
                     why,
-                    unix: crate::report::unix_now(),
-                });
-                save(&campaign, &state)?;
-                return Ok(Finished {
-                    exit,
-                    out,
-                    state,
-                    failures,
-                    verify_findings: findings,
-                    verified: report.checked,
-                });
+                } => (purpose, overrides, why, None),
+                Action::Finish { why } => {
+                    match finish(&ctx, &summary, &mut campaign, why, observer)? {
+                        Some(finished) => return Ok(finished),
+                        None => continue,
+                    }
+                }
+                Action::Bound { why } => return stop(&mut campaign, &state, out, why),
+            };
+        let mut chosen = ctx.todo()?;
+        if let Some(n) = pilot {
+            // Largest first: the pilot should see the campaign's worst case.
+            chosen.sort_by_key(|g| std::cmp::Reverse(file_size(&g.path)));
+            chosen.truncate(n);
+        }
+        if chosen.is_empty() {
+            // The records changed since the look (a holder proven dead meanwhile): look
+            // again rather than submit an empty job, but not forever.
+            nothing_to_select += 1;
+            if nothing_to_select < EMPTY_LOOKS {
+                std::thread::sleep(pause);
+                continue;
             }
-            Action::Bound { why } => return stop(&mut campaign, &state, out, why),
+            let why = format!(
+                "the records count {} granule(s) left to do, yet none can be selected for a \
+                 job (held by processes that may be alive?): see `pseg-slurm status {}`",
+                view.todo(),
+                out.display()
+            );
+            return stop(&mut campaign, &state, out, why);
+        }
+        nothing_to_select = 0;
+        let sub = ctx.submit(&chosen, purpose, overrides, why, view.done)?;
+        announce(observer, &sub);
+        campaign.submissions.push(sub);
+        save(&campaign, &state)?;
+        pause = POLL_MIN;
+    }
+}
+
+/// Nothing left that can succeed: verify the done granules' outputs and record the end;
+/// `None` when verify sent granules back to be redone.
+fn finish(
+    ctx: &Ctx,
+    summary: &Summary,
+    campaign: &mut Campaign,
+    why: String,
+    observer: &mut dyn Observer,
+) -> Result<Option<Finished>, RunError> {
+    observer.say(&why);
+    let report = verify::check(ctx.ledger, ctx.out)?;
+    let findings: Vec<String> = report.findings.iter().map(|f| f.to_string()).collect();
+    if !findings.is_empty() {
+        for f in &findings {
+            observer.say(&format!("verify: {f}"));
+        }
+        let marked = verify::record(ctx.ledger, ctx.out, &report, ctx.me)?;
+        if marked
+            .iter()
+            .any(|(_, m)| *m == crate::ledger::claim::Marked::Marked)
+        {
+            observer.say("verify found changed outputs: those granules are redone");
+            return Ok(None);
         }
     }
+    let failures: Vec<Failure> = summary
+        .failures
+        .iter()
+        .filter(|f| !counts_as_retryable(f))
+        .cloned()
+        .collect();
+    let exit = if failures.is_empty() {
+        Ending::AllDone
+    } else {
+        Ending::SomeFailed
+    };
+    campaign.run_outcome = Some(RunOutcome {
+        exit: u8::from(exit != Ending::AllDone),
+        why,
+        unix: crate::report::unix_now(),
+    });
+    save(campaign, ctx.state)?;
+    Ok(Some(Finished {
+        exit,
+        out: ctx.out.to_path_buf(),
+        state: ctx.state.to_path_buf(),
+        failures,
+        verify_findings: findings,
+        verified: report.checked,
+    }))
 }
 
 /// Ends the run at a bound: recorded, and the work left for a later run.
@@ -671,7 +684,7 @@ fn view_of(s: &Summary, active: usize, profile: bool, submissions: usize) -> Vie
     View {
         granules: s.granules,
         done: c.done,
-        failed_final: c.failed - retry_oom - retry_other,
+        failed_final: c.failed.saturating_sub(retry_oom + retry_other),
         never_started: c.pending,
         interrupted: c.interrupted,
         lost: c.lost,
