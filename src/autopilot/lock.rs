@@ -63,7 +63,7 @@ impl RunLock {
         })
         .unwrap_or_default();
         let mut took_over = None;
-        // Twice at most: once to find a dead holder's file, once after removing it.
+        // A few tries: a dead holder's file is removed, and another run may race us to it.
         for _ in 0..3 {
             if store::create_exclusive(state_dir, FILE, text.as_bytes()).map_err(io)? {
                 return Ok(RunLock {
