@@ -105,9 +105,48 @@ pub enum Command {
     ///
     /// Exit status: 0 printed, 1 the reports cannot be read or replayed, 2 a usage error.
     Plan(PlanArgs),
+    /// Take a campaign from its granule list to verified outputs, hands-off:
+    /// `pseg-slurm run --files file_list`.
+    ///
+    /// Without reports of done granules in OUT/pseg-reports, a pilot job of the largest few
+    /// granules (--pilot) runs first with generous limits; the rest is then sized by gen
+    /// from their reports (as `gen --profile OUT/pseg-reports`) and submitted through the
+    /// same templates. It watches the jobs (squeue) and the records, and resubmits what is
+    /// left: interrupted and lost granules as they were, out-of-memory failures with twice
+    /// the memory (or half the workers), a job that finished nothing before its time limit
+    /// in smaller chunks or with twice the limit; bad input never. Every submission and its
+    /// reason is printed and recorded in OUT/pseg-state/campaign.yaml, so a run killed and
+    /// started again watches its jobs instead of submitting them twice; a second run of the
+    /// same campaign is refused while the first lives. It ends with `verify` and a report
+    /// page (OUT/pseg-report.html). Takes every gen flag.
+    ///
+    /// Exit status: 0 every granule done, 1 some failed for good (listed on stderr) or a
+    /// problem with the inputs, 2 a usage error, 3 --max-submissions reached or a Slurm error
+    /// it cannot get past (run it again later: it resumes), 4 another run drives this
+    /// campaign.
+    Run(Box<RunArgs>),
     /// Site configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub gen_args: GenArgs,
+
+    /// Granules in the pilot job (the largest files first); 0 for none.
+    #[arg(long, value_name = "N", default_value_t = 2, help_heading = "Run")]
+    pub pilot: usize,
+
+    /// At most this many jobs over the campaign, pilot included (earlier runs' count).
+    #[arg(long, value_name = "K", default_value_t = 10, help_heading = "Run")]
+    pub max_submissions: usize,
+
+    /// Submit a small watcher job that runs this `pseg-slurm run` on the cluster, and
+    /// return; if the site refuses it, print how to keep it running under nohup or tmux.
+    #[arg(long, help_heading = "Run")]
+    pub detach: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,7 +318,7 @@ pub struct RetryArgs {
     pub step: StepArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GenArgs {
     /// The granule list: one granule path per line, relative to the list's folder; or a
     /// CLAVR-x file_list (line 1 the input folder, line 2 the output folder, then granule
@@ -312,7 +351,7 @@ pub struct GenArgs {
 }
 
 /// How memory and time are sized.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Sizing")]
 pub struct SizingArgs {
     /// pseg report files (`*.pseg.yaml`) or folders searched recursively for them; memory and
@@ -335,7 +374,7 @@ pub struct SizingArgs {
 }
 
 /// Slurm allocation flags; each overrides the site config key of the same name.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Slurm")]
 pub struct SlurmArgs {
     /// Slurm partition (config `partition`).
@@ -394,7 +433,7 @@ pub struct SlurmArgs {
 }
 
 /// What each task runs.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Step")]
 pub struct StepArgs {
     /// clavrxorb executable. [default: config `clavrxorb`, else clavrxorb on PATH]

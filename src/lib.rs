@@ -3,6 +3,7 @@
 //! The two binaries (`pseg-slurm`, `pseg-step`) are thin shells over this library.
 #![deny(unsafe_code)]
 
+pub mod autopilot;
 pub mod bounded;
 pub mod check;
 pub mod cli;

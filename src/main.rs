@@ -2,7 +2,8 @@
 //!
 //! Exit status: 0 success (a broken stdout pipe counts as success), 1 a problem with the
 //! inputs (explained on stderr, nothing on stdout), 2 a usage error (from clap), 3 `retry`
-//! found nothing to retry (nothing on stdout); `verify`: 1 also when an output differs.
+//! found nothing to retry (nothing on stdout); `verify`: 1 also when an output differs;
+//! `run`: 1 some granules failed for good, 3 a bound or a Slurm error, 4 another run.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -18,6 +19,9 @@ use pseg_slurm::ledger::release::{self, Decision, Filter, Released};
 use pseg_slurm::ledger::{self, Holder, Ledger, RetryBudget, STATE_DIR, status, verify};
 use pseg_slurm::render;
 use pseg_slurm::script;
+
+#[path = "cmd/run.rs"]
+mod run_cmd;
 
 /// `retry` found nothing to retry.
 const NOTHING_TO_RETRY: u8 = 3;
@@ -90,6 +94,7 @@ fn run(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 print(&generated.script)
             }
         },
+        Command::Run(args) => run_cmd::run(*args),
         Command::Release(args) => release(&args),
         Command::Verify(args) => verify(&args),
         Command::Report(args) => report(&args),

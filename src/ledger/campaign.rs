@@ -35,6 +35,45 @@ pub struct Campaign {
     pub written_unix: f64,
     /// `pseg-slurm gen` or `pseg-step`.
     pub written_by: String,
+    /// The jobs `pseg-slurm run` submitted for the campaign, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub submissions: Vec<Submission>,
+    /// How the last `pseg-slurm run` ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_outcome: Option<RunOutcome>,
+}
+
+/// One job `pseg-slurm run` submitted: enough to find it again (`squeue -j`) after the run
+/// was killed, and to size the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    pub job_id: String,
+    pub purpose: crate::autopilot::decide::Purpose,
+    /// The decision, as it was printed.
+    pub why: String,
+    /// Granules in its list.
+    pub granules: usize,
+    pub list: PathBuf,
+    pub script: PathBuf,
+    /// What the script asks for, read from its `#SBATCH` lines.
+    pub sizing: crate::autopilot::decide::Sizing,
+    /// What was changed in gen's flags for it.
+    #[serde(default)]
+    pub overrides: crate::autopilot::decide::Overrides,
+    /// Done granules of the campaign when it was submitted.
+    pub done_before: usize,
+    pub submitted_unix: f64,
+    /// When `run` saw it leave Slurm's queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_unix: Option<f64>,
+}
+
+/// The end of a `pseg-slurm run`: its exit status and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub exit: u8,
+    pub why: String,
+    pub unix: f64,
 }
 
 /// A `pseg-slurm gen` command line, enough to run it again.
@@ -59,6 +98,8 @@ impl Campaign {
             granules: None,
             written_unix: crate::report::unix_now(),
             written_by: by.to_string(),
+            submissions: Vec::new(),
+            run_outcome: None,
         }
     }
 
@@ -79,13 +120,20 @@ impl Campaign {
             path: state_dir.to_path_buf(),
             source,
         })?;
-        if let Some(how) = Campaign::read(state_dir)?.and_then(|old| old.disagreement(self)) {
+        let old = Campaign::read(state_dir)?;
+        if let Some(how) = old.as_ref().and_then(|old| old.disagreement(self)) {
             return Err(LedgerError::OtherCampaign {
                 path: state_dir.join(FILE),
                 how,
             });
         }
-        store::write_atomic(state_dir, FILE, self.text().as_bytes())
+        // A gen after a `run` keeps the run's jobs: a later run must still find them.
+        let mut new = self.clone();
+        if let Some(old) = old.filter(|_| new.submissions.is_empty()) {
+            new.submissions = old.submissions;
+            new.run_outcome = new.run_outcome.or(old.run_outcome);
+        }
+        store::write_atomic(state_dir, FILE, new.text().as_bytes())
             .map_err(LedgerError::write(state_dir.join(FILE)))
     }
 

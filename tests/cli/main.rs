@@ -2,6 +2,7 @@
 //!
 //! One test binary (as ripgrep does) so the mock is built once per run.
 
+mod autopilot;
 mod cleanup;
 mod container;
 mod drain;

@@ -13,7 +13,7 @@ use assert_cmd::cargo::cargo_bin;
 use crate::support::{Case, Link, text};
 
 /// True when a Slurm cluster answers; otherwise skips (or fails under CI).
-fn slurm_available(test: &str) -> bool {
+pub(crate) fn slurm_available(test: &str) -> bool {
     let up = Command::new("sinfo")
         .args(["-h", "-o", "%T"])
         .output()
