@@ -773,6 +773,9 @@ fn a_clavrx_run_folder_is_submitted_with_no_flag_and_no_config() {
     }
     assert_eq!(case.outputs("run/out"), case.outputs("serial"));
     assert_eq!(case.outputs("run/out").len(), 3);
+    // With no flag the job fans out: more than one core per task, as many workers.
+    let log = logs(&case, "run/out");
+    assert!(log.contains("to claim with up to 2 workers"), "{log}");
     case.assert_no_process_left();
 }
 
