@@ -385,15 +385,7 @@ fn a_killed_pseg_step_leaves_no_clavrxorb_behind() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let killed = Instant::now();
-    while !case.processes_left().is_empty() {
-        assert!(
-            killed.elapsed() < Duration::from_secs(5),
-            "left behind: {:#?}",
-            case.processes_left()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    case.wait_no_process_left("pseg-step's SIGKILL");
 }
 
 #[test]

@@ -557,7 +557,9 @@ fn status_of_100k_records_is_fast() {
     assert_eq!(c["done"], N - 1000 - 3 * 990);
     assert_eq!(summary["hosts"].as_array().unwrap().len(), 97);
     eprintln!("pseg-slurm status over {N} records took {took:?}");
-    assert!(took < Duration::from_secs(20), "status took {took:?}");
+    // A bound for a blow-up (work per pair of records), not a speed: a loaded machine may
+    // be several times slower than an idle one.
+    assert!(took < Duration::from_secs(120), "status took {took:?}");
     let text_out = Command::new(cargo_bin!("pseg-slurm"))
         .arg("status")
         .arg(&state)
