@@ -199,7 +199,11 @@ impl Case {
 
     pub fn assert_no_process_left(&self) {
         let left = self.processes_left();
-        assert!(left.is_empty(), "processes left behind:\n{}", describe(&left));
+        assert!(
+            left.is_empty(),
+            "processes left behind:\n{}",
+            describe(&left)
+        );
     }
 
     /// Waits until no process runs in this test's directory any more, after `what` (a kill,
