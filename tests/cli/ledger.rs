@@ -46,7 +46,7 @@ fn claimer() {
                 .open(logs.join(format!("{id}.log")))
                 .unwrap();
             let mut queue = Queue::new(ledger.pending(&names).unwrap());
-            let deadline = Instant::now() + Duration::from_secs(120);
+            let deadline = Instant::now() + crate::support::HANG;
             let mut processed = 0;
             loop {
                 match ledger.claim_next(&mut queue, &me).unwrap() {
@@ -188,7 +188,7 @@ fn claimer_processes_share_granules_exactly_once_despite_sigkill() {
         let holding = logs.join(format!("{id}.holding"));
         while !holding.exists() {
             assert!(
-                started.elapsed() < Duration::from_secs(60),
+                started.elapsed() < crate::support::HANG,
                 "{id} never held a granule"
             );
             std::thread::sleep(Duration::from_millis(5));
