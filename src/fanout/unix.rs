@@ -234,10 +234,11 @@ pub fn close_inherited_fds_on_exec() -> io::Result<()> {
 /// Starts `cmd` as the leader of a new process group, killed if this driver dies.
 pub fn spawn_group_leader(cmd: &mut Command) -> io::Result<i32> {
     cmd.process_group(0);
+    let driver = nix::unistd::getpid();
     // SAFETY: the closure runs between fork and exec and only calls sigprocmask(2),
-    // sigaction(2) and prctl(2), all async-signal-safe: no allocation, no locks.
+    // sigaction(2), prctl(2) and getppid(2), all async-signal-safe: no allocation, no locks.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             // Our blocked SIGTERM would otherwise be inherited: clavrxorb could not be ended,
             // and a clone continued after SIGTERM goes on to clone the next segment.
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
@@ -248,6 +249,12 @@ pub fn spawn_group_leader(cmd: &mut Command) -> io::Result<i32> {
             // SAFETY: SIG_IGN installs no handler, so nothing of ours runs in signal context.
             nix::sys::signal::signal(Signal::SIGUSR1, nix::sys::signal::SigHandler::SigIgn)?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // A driver killed between fork and prctl sends no signal: its child would run
+            // on unwatched (the watchdog learns a group only once spawn returns) and stop
+            // at its first waitpoint for ever.
+            if nix::unistd::getppid() != driver {
+                return Err(io::Error::from(Errno::ESRCH));
+            }
             Ok(())
         });
     }

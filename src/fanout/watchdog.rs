@@ -8,6 +8,12 @@
 //! not a signal, is what says `pseg-step` is gone (SIGUSR1 is ignored too: Slurm sends it to
 //! every process of a step before the time limit).
 //!
+//! The watchdog learns a group only once `pseg-step` has started its clavrxorb; killed in
+//! between, `pseg-step` never registers it, and clavrxorb's clones (which the parent-death
+//! signal does not reach) would outlive it, stopped. So every clavrxorb carries an owner token
+//! in its environment (inherited by its clones), and a watchdog whose `pseg-step` died also
+//! ends the groups of the processes that carry its token.
+//!
 //! It also removes `pseg-step`'s temporary work directory when the pipe closes without the
 //! `end` line a `pseg-step` that ends normally writes (it then removes its own): only the
 //! directory it was started for, and only while that directory still holds its marker file.
@@ -17,7 +23,7 @@ use std::fs::File;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -28,6 +34,10 @@ use super::unix;
 pub(crate) const ENV: &str = "PSEG_STEP_WATCHDOG";
 /// The marker file of the work directory to remove should `pseg-step` die.
 const ENV_CLEANUP: &str = "PSEG_STEP_WATCHDOG_CLEANUP";
+/// In the environment of every clavrxorb `pseg-step` starts: the owner token.
+pub const ENV_OWNER: &str = "PSEG_STEP_OWNER";
+/// The watchdog's copy of the owner token.
+const ENV_TOKEN: &str = "PSEG_STEP_WATCHDOG_TOKEN";
 /// What `pseg-step` writes when it ends normally (and so cleans up after itself).
 const END: &str = "end";
 
@@ -38,6 +48,7 @@ const GRACE: Duration = Duration::from_secs(1);
 pub struct Watchdog {
     pipe: File,
     _child: Child,
+    token: String,
 }
 
 impl Watchdog {
@@ -45,8 +56,14 @@ impl Watchdog {
     /// with the directory, should `pseg-step` die.
     pub fn start(cleanup: Option<&Path>) -> io::Result<Watchdog> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        // Unique to this pseg-step: its pid, and when it started the watchdog.
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let token = format!("{}.{}", std::process::id(), since.as_nanos());
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.env(ENV, "1")
+            .env(ENV_TOKEN, &token)
             .env_remove(ENV_CLEANUP)
             .stdin(Stdio::from(read))
             .stdout(Stdio::null());
@@ -57,7 +74,13 @@ impl Watchdog {
         Ok(Watchdog {
             pipe: File::from(write),
             _child: child,
+            token,
         })
+    }
+
+    /// The owner token to set as [`ENV_OWNER`] in clavrxorb's environment.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The group `pgid` is live: end it should `pseg-step` die.
@@ -96,7 +119,15 @@ pub fn run_if_watchdog() -> bool {
     }
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ignored), None);
     let cleanup = std::env::var_os(ENV_CLEANUP).map(PathBuf::from);
-    let (groups, ended) = read_pipe(io::stdin().lock());
+    let (mut groups, ended) = read_pipe(io::stdin().lock());
+    if let (false, Ok(token)) = (ended, std::env::var(ENV_TOKEN)) {
+        groups.extend(groups_with_env(
+            Path::new("/proc"),
+            &format!("{ENV_OWNER}={token}"),
+        ));
+        // Never our own (pseg-step's) group.
+        groups.remove(&nix::unistd::getpgrp().as_raw());
+    }
     if !groups.is_empty() {
         for &g in &groups {
             let _ = unix::signal_group(g, Signal::SIGTERM);
@@ -135,6 +166,35 @@ fn remove_work_dir(marker: &Path) {
     }
 }
 
+/// Process groups of the processes under `proc_root` whose environment holds `entry`
+/// (`KEY=VALUE`); processes that cannot be read are skipped.
+fn groups_with_env(proc_root: &Path, entry: &str) -> BTreeSet<i32> {
+    let Ok(dir) = std::fs::read_dir(proc_root) else {
+        return BTreeSet::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            e.file_name().to_str()?.parse::<i32>().ok()?;
+            let env = std::fs::read(e.path().join("environ")).ok()?;
+            env.split(|&b| b == 0)
+                .any(|v| v == entry.as_bytes())
+                .then_some(())?;
+            parse_pgid(&std::fs::read_to_string(e.path().join("stat")).ok()?)
+        })
+        .filter(|&g| g > 1)
+        .collect()
+}
+
+/// The process group field of a `/proc/PID/stat` line (after the name, which may hold
+/// anything, parentheses and blanks included).
+fn parse_pgid(stat: &str) -> Option<i32> {
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
 /// Groups registered and not unregistered by the time the input ends, and whether
 /// `pseg-step` said it ends normally.
 fn read_pipe(input: impl BufRead) -> (BTreeSet<i32>, bool) {
@@ -171,6 +231,29 @@ mod tests {
         assert_eq!(groups.into_iter().collect::<Vec<_>>(), vec![200, 300]);
         assert!(!ended, "no end line: pseg-step died");
         assert!(read_pipe("+100\n-100\nend\n".as_bytes()).1);
+    }
+
+    #[test]
+    fn groups_are_found_by_the_owner_token_in_their_environment() {
+        let proc = tempfile::tempdir().unwrap();
+        let process = |pid: i32, pgid: i32, env: &[u8]| {
+            let dir = proc.path().join(pid.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("environ"), env).unwrap();
+            let stat = format!("{pid} (a) b) T 1 {pgid} {pgid} 0 -1 4194304 111 0 0 0\n");
+            std::fs::write(dir.join("stat"), stat).unwrap();
+        };
+        let ours = b"HOME=/root\0PSEG_STEP_OWNER=42.7\0PATH=/bin\0";
+        process(100, 100, ours);
+        process(101, 100, ours);
+        process(200, 200, b"PSEG_STEP_OWNER=42.77\0");
+        process(300, 300, b"X=PSEG_STEP_OWNER=42.7\0");
+        process(400, 1, ours);
+        std::fs::create_dir_all(proc.path().join("500")).unwrap();
+        std::fs::create_dir_all(proc.path().join("self")).unwrap();
+        let found = groups_with_env(proc.path(), "PSEG_STEP_OWNER=42.7");
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), vec![100]);
+        assert!(groups_with_env(&proc.path().join("missing"), "A=1").is_empty());
     }
 
     #[test]

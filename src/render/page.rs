@@ -498,7 +498,9 @@ fn plan_chart(reports: &HashMap<usize, GranuleReport>) -> Option<Chart> {
 }
 
 fn slow_row(rank: usize, e: &Entry, anchor: Option<&String>, r: Option<&GranuleReport>) -> SlowRow {
-    let wall = r.map(|r| r.wall_seconds).or(e.wall()).unwrap_or(0.0);
+    // The figure the rows are ranked by (the ledger's, as for the wall-time chart): a report's
+    // own wall time leaves out claiming and publishing, and could contradict the order.
+    let wall = e.wall().or(r.map(|r| r.wall_seconds)).unwrap_or(0.0);
     SlowRow {
         rank,
         name: e.name.clone(),

@@ -170,7 +170,8 @@ fn attempt(
         .stdin(Stdio::null())
         .stdout(File::create(wd.join("clavrx.stdout"))?)
         .stderr(File::create(wd.join("clavrx.stderr"))?)
-        .env_remove("CLAVRX_SKIP_OUTPUT");
+        .env_remove("CLAVRX_SKIP_OUTPUT")
+        .env(crate::fanout::watchdog::ENV_OWNER, watchdog.token());
     let mode = match (&plan.symbols, plan.serial) {
         (None, _) => Mode::Untraced,
         (Some(_), true) => Mode::Serial,

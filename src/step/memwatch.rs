@@ -564,6 +564,29 @@ impl<'a> MemWatch<'a> {
         }
     }
 
+    /// What the running workers hold beyond their last samples, and what they are still
+    /// expected to grow by to reach `estimate`. A sample may predate a worker's growth: its
+    /// RSS growth since it was cloned (`live_rss`, cheap to read) is taken when larger than
+    /// the private memory sampled.
+    fn running_beyond_samples(
+        &self,
+        estimate: u64,
+        live_rss: impl Fn(Pid) -> Option<u64>,
+    ) -> (u64, u64) {
+        self.running.iter().fold((0, 0), |(unsampled, growth), &p| {
+            let seen = self.procs.get(&p).copied().unwrap_or_default();
+            let grown = match (seen.rss_at_clone, live_rss(p)) {
+                (Some(at_clone), Some(rss)) => rss.saturating_sub(at_clone),
+                _ => 0,
+            };
+            let holds = seen.last.private.max(grown);
+            (
+                unsampled + holds - seen.last.private,
+                growth + estimate.saturating_sub(holds),
+            )
+        })
+    }
+
     /// Whether one more worker fits under every known limit, each compared with usage at
     /// its own scope: the cgroup's limit with that cgroup's working set (every task of the
     /// job counts there), a per-task limit with the PSS of this task's processes. What is
@@ -571,6 +594,11 @@ impl<'a> MemWatch<'a> {
     /// to grow; 5 % of each limit stays free. With no estimate yet, one worker runs alone
     /// until one exists (slow start).
     pub fn may_start_worker(&mut self) -> bool {
+        self.admits(|p| read_status(Path::new("/proc"), p).ok().map(|m| m.rss))
+    }
+
+    /// [`Self::may_start_worker`], with each worker's RSS read by `live_rss`.
+    fn admits(&mut self, live_rss: impl Fn(Pid) -> Option<u64>) -> bool {
         if !self.setup.admission || !self.setup.limited() {
             return true;
         }
@@ -578,21 +606,7 @@ impl<'a> MemWatch<'a> {
             self.held_by.get_or_insert(None);
             return false;
         };
-        // What each running worker holds now: its last sample may predate its growth, which
-        // the cgroup's usage (read live) already counts, so its RSS growth since it was
-        // cloned (cheap to read) is taken when larger.
-        let growth: u64 = self
-            .running
-            .iter()
-            .map(|&p| {
-                let seen = self.procs.get(&p).copied().unwrap_or_default();
-                let grown = match (seen.rss_at_clone, read_status(Path::new("/proc"), p)) {
-                    (Some(at_clone), Ok(mark)) => mark.rss.saturating_sub(at_clone),
-                    _ => 0,
-                };
-                estimate.bytes.saturating_sub(seen.last.private.max(grown))
-            })
-            .sum();
+        let (unsampled, growth) = self.running_beyond_samples(estimate.bytes, live_rss);
         let need = estimate.bytes + growth;
         let fits = |used: u64, limit: u64| used + need + limit / 20 <= limit;
         let mut fit = true;
@@ -605,7 +619,8 @@ impl<'a> MemWatch<'a> {
             }
         }
         if let Some(l) = &self.setup.task_limit {
-            let pss: u64 = self.procs.values().map(|s| s.last.pss).sum();
+            // Unlike the cgroup's usage, the samples miss what workers allocated since.
+            let pss: u64 = self.procs.values().map(|s| s.last.pss).sum::<u64>() + unsampled;
             if !fits(pss, l.bytes) {
                 fit = false;
             }
@@ -741,6 +756,39 @@ mod tests {
         // Without a limit admission has nothing to hold against.
         let free = setup(None);
         assert!(MemWatch::new(&free, 0).may_start_worker());
+    }
+
+    #[test]
+    fn workers_grown_since_their_last_sample_count_against_a_task_limit() {
+        let mib = 1u64 << 20;
+        // 250 MiB, 80 MiB a worker: two workers fit, three do not.
+        let s = setup(Some(250 * mib));
+        let mut w = MemWatch::new(&s, 0);
+        w.measure(80 * mib, Source::FirstSegment);
+        w.procs.get_mut(&0).unwrap().last.pss = 10 * mib;
+        let at_clone = 30 * mib;
+        for pid in [11, 12] {
+            w.segment(pid, SegmentEvent::Started);
+            w.procs.entry(pid).or_default().rss_at_clone = Some(at_clone);
+        }
+        // Both just continued, nothing allocated yet: each will grow by a whole worker.
+        assert!(!w.admits(|_| Some(at_clone)));
+        // Both hold their 80 MiB, which no sample has seen yet.
+        assert!(!w.admits(|_| Some(at_clone + 80 * mib)));
+        // Sampled at their peak: the same memory, counted once.
+        for pid in [11, 12] {
+            let seen = w.procs.get_mut(&pid).unwrap();
+            seen.last.private = 80 * mib;
+            seen.last.pss = 80 * mib;
+        }
+        assert!(!w.admits(|_| Some(at_clone + 80 * mib)));
+        // One has written its segment and is gone: a second fits beside the other.
+        w.segment(12, SegmentEvent::Written { lines: 10 });
+        w.gone(12);
+        assert!(w.admits(|_| Some(at_clone + 80 * mib)));
+        // Unsampled, a grown worker still counts once, not twice.
+        w.procs.get_mut(&11).unwrap().last = Rollup::default();
+        assert!(w.admits(|_| Some(at_clone + 80 * mib)));
     }
 
     #[test]

@@ -1193,7 +1193,7 @@ fn assert_nothing_left(c: &Container) {
             .into_iter()
             .filter(|p| p.pid != 1 && p.state != 'Z')
             .collect();
-        if left.is_empty() || started.elapsed() > std::time::Duration::from_secs(20) {
+        if left.is_empty() || started.elapsed() > crate::support::HANG {
             break left;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

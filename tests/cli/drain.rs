@@ -71,7 +71,7 @@ fn warn_midway(case: &Case, out: &str, job_left: Duration, after: usize) -> (Chi
     let started = Instant::now();
     while segments_written(&case.scratch()) < after {
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < crate::support::HANG,
             "pseg-step never wrote {after} segments"
         );
         assert!(child.try_wait().unwrap().is_none(), "pseg-step ended early");

@@ -212,7 +212,7 @@ fn a_process_that_stops_itself_outside_a_waitpoint_is_continued() {
 }
 
 #[test]
-fn sigterm_ends_every_process_within_two_seconds() {
+fn sigterm_ends_every_process_within_slurms_kill_wait() {
     for signal in ["TERM", "INT", "USR1"] {
         let case = Case::new(Link::Static);
         // Enough work per line that the run is certainly busy when the signal lands.
@@ -224,7 +224,7 @@ fn sigterm_ends_every_process_within_two_seconds() {
         let start = Instant::now();
         while case.processes_left().len() < 3 {
             assert!(
-                start.elapsed() < Duration::from_secs(20),
+                start.elapsed() < crate::support::HANG,
                 "clones never started"
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -238,7 +238,11 @@ fn sigterm_ends_every_process_within_two_seconds() {
         let took = sent.elapsed();
         let mut err = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-        assert!(took < Duration::from_secs(2), "took {took:?}\n{err}");
+        // Slurm sends SIGKILL KillWait (30 s by default) after SIGTERM, and a pseg-step
+        // killed then records nothing: the bar is that, not a speed (a loaded machine may
+        // take seconds to end and reap the group and write the records).
+        eprintln!("{signal}: pseg-step ended {took:?} after the signal");
+        assert!(took < Duration::from_secs(30), "took {took:?}\n{err}");
         let expected = match signal {
             "TERM" => 143,
             "INT" => 130,
@@ -378,22 +382,14 @@ fn a_killed_pseg_step_leaves_no_clavrxorb_behind() {
     let start = Instant::now();
     while case.processes_left().len() < 4 {
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            start.elapsed() < crate::support::HANG,
             "clones never started"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let killed = Instant::now();
-    while !case.processes_left().is_empty() {
-        assert!(
-            killed.elapsed() < Duration::from_secs(5),
-            "left behind: {:#?}",
-            case.processes_left()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    case.wait_no_process_left("pseg-step's SIGKILL");
 }
 
 #[test]
@@ -428,7 +424,7 @@ fn a_scheduler_terminating_every_process_interrupts_and_publishes_nothing() {
             if pids.len() >= 2 {
                 break pids;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "never started");
+            assert!(start.elapsed() < crate::support::HANG, "never started");
             std::thread::sleep(Duration::from_millis(20));
         };
         std::thread::sleep(Duration::from_millis(500));

@@ -679,7 +679,7 @@ fn default_pseg_step_is_the_one_beside_pseg_slurm() {
 /// 100 000 granules: the list check and the render together stay well under a second in a
 /// release build; the bound here is loose for debug builds on busy machines.
 #[test]
-fn a_list_of_100k_granules_renders_quickly() {
+fn a_list_of_100k_granules_renders_without_quadratic_work() {
     let g = Gen::new(100_000);
     let started = Instant::now();
     let script = g.gen_ok(&["--chunk-size", "50", "--max-array-size", "1001"]);
@@ -687,5 +687,7 @@ fn a_list_of_100k_granules_renders_quickly() {
     assert!(script.contains("#SBATCH --array=0-999\n"), "{script}");
     assert!(script.contains("--chunk-size 100\n"), "{script}");
     eprintln!("gen over 100k granules took {took:?}");
-    assert!(took < Duration::from_secs(10), "gen took {took:?}");
+    // A bound for a blow-up, not a speed: work per pair of granules (10^10 steps here) takes
+    // far longer than this on any machine, a loaded one included.
+    assert!(took < Duration::from_secs(120), "gen took {took:?}");
 }

@@ -46,7 +46,7 @@ fn claimer() {
                 .open(logs.join(format!("{id}.log")))
                 .unwrap();
             let mut queue = Queue::new(ledger.pending(&names).unwrap());
-            let deadline = Instant::now() + Duration::from_secs(120);
+            let deadline = Instant::now() + crate::support::HANG;
             let mut processed = 0;
             loop {
                 match ledger.claim_next(&mut queue, &me).unwrap() {
@@ -188,7 +188,7 @@ fn claimer_processes_share_granules_exactly_once_despite_sigkill() {
         let holding = logs.join(format!("{id}.holding"));
         while !holding.exists() {
             assert!(
-                started.elapsed() < Duration::from_secs(60),
+                started.elapsed() < crate::support::HANG,
                 "{id} never held a granule"
             );
             std::thread::sleep(Duration::from_millis(5));
@@ -557,7 +557,9 @@ fn status_of_100k_records_is_fast() {
     assert_eq!(c["done"], N - 1000 - 3 * 990);
     assert_eq!(summary["hosts"].as_array().unwrap().len(), 97);
     eprintln!("pseg-slurm status over {N} records took {took:?}");
-    assert!(took < Duration::from_secs(20), "status took {took:?}");
+    // A bound for a blow-up (work per pair of records), not a speed: a loaded machine may
+    // be several times slower than an idle one.
+    assert!(took < Duration::from_secs(120), "status took {took:?}");
     let text_out = Command::new(cargo_bin!("pseg-slurm"))
         .arg("status")
         .arg(&state)

@@ -229,7 +229,13 @@ fn memory_sized_from_a_measured_peak_fits_and_far_too_little_is_oom_killed() {
     case.granule("heavy.gran", 40, &memory);
     case.list(&["heavy.gran"]);
     case.options(10);
-    let peak = case.run_in_fresh_cgroup("local", &["--max-workers", "2"]);
+    // Both workers' memory at once, whatever the load: the peak the sized job may meet.
+    let cg = case.fresh_cgroup("local", None);
+    let mut step = case.step("local");
+    step.env("MOCK_CLAVRX_HOLD", "2");
+    let run = case.run_in_cgroup(&cg, &step, &["--max-workers", "2"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let peak = cg.peak();
     assert!(
         peak > 150 << 20,
         "two workers of 80 MiB each must show: {peak} bytes"
@@ -479,7 +485,7 @@ fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign
     // A copy of the mock of our own, so its processes are ours to count.
     let exe = case.path("clavrxorb");
     std::fs::copy(case.mock(), &exe).unwrap();
-    let submit = |time: &str, sleep_ms: &str| {
+    let submit = |sleep_ms: &str| {
         let out = Command::new("bash")
             .arg("-c")
             .arg(r#"set -o pipefail; "$0" gen "$@" | sbatch --parsable"#)
@@ -491,14 +497,7 @@ fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign
             .arg("--options")
             .arg(case.path("clavrx_options"))
             .args(["--mode", "tasks", "--ntasks", "1", "--cpus-per-task", "1"])
-            .args([
-                "--memory",
-                "300M",
-                "--time",
-                time,
-                "--warning-seconds",
-                "30",
-            ])
+            .args(["--memory", "300M", "--time", "5", "--warning-seconds", "30"])
             .arg("--out")
             .arg(case.path("out"))
             // Seen by the mock inside the job (sbatch exports the environment): each segment
@@ -508,19 +507,39 @@ fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let id = text(&out.stdout).trim().to_string();
-        wait_job(&id, Duration::from_secs(240))
+        text(&out.stdout).trim().to_string()
     };
 
-    // 5 granules of 1 to 8 segments at 4 s each: about 100 s of work for a 1-minute job.
-    let states = submit("1", "4000");
+    // 5 granules of 1 to 8 segments at 4 s each: about 100 s of work. Slurm's own warning
+    // (`--signal=USR1@30`) lands up to a minute early, so the test sends it itself, at a
+    // chosen point: one granule done, the next in flight.
+    let id = submit("4000");
+    let started = Instant::now();
+    loop {
+        let c = status(&case, "out")["counts"].clone();
+        if c["done"].as_u64() >= Some(1) && c["running"].as_u64() == Some(1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "never one done and one running: {c:?}\n{}",
+            logs(&case, "out")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let warned = Command::new("scancel")
+        .args(["--signal=USR1", &id])
+        .output()
+        .unwrap();
+    assert!(warned.status.success(), "{}", text(&warned.stderr));
+    let states = wait_job(&id, Duration::from_secs(240));
     let log = logs(&case, "out");
     assert_ne!(
         states[0].0, "COMPLETED",
         "the first job must not finish: {log}"
     );
     // The warning either ended the granule in flight (not projected to finish in time) or
-    // let it finish and started nothing new; either way the limit left work undone.
+    // let it finish and started nothing new; either way work was left undone.
     assert!(
         log.contains("interrupted by signal") || log.contains("time-limit warning came"),
         "{log}"
@@ -537,7 +556,7 @@ fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign
     );
     let done_first = counts["done"].as_u64().unwrap();
 
-    let states = submit("5", "0");
+    let states = wait_job(&submit("0"), Duration::from_secs(240));
     let log = logs(&case, "out");
     assert_eq!(states[0].0, "COMPLETED", "{log}");
     let s = status(&case, "out");

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 use tempfile::TempDir;
@@ -198,8 +199,55 @@ impl Case {
 
     pub fn assert_no_process_left(&self) {
         let left = self.processes_left();
-        assert!(left.is_empty(), "processes left behind: {left:#?}");
+        assert!(
+            left.is_empty(),
+            "processes left behind:\n{}",
+            describe(&left)
+        );
     }
+
+    /// Waits until no process runs in this test's directory any more, after `what` (a kill,
+    /// say). The bound is for a hang, not a speed: a loaded machine may take seconds to
+    /// end and reap a group. Returns how long it took, for the log.
+    pub fn wait_no_process_left(&self, what: &str) -> Duration {
+        let start = Instant::now();
+        let mut said = false;
+        loop {
+            let left = self.processes_left();
+            if !said && !left.is_empty() && start.elapsed() > Duration::from_secs(5) {
+                said = true;
+                eprintln!("still there 5 s after {what}:\n{}", describe(&left));
+            }
+            if left.is_empty() {
+                let took = start.elapsed();
+                eprintln!("nothing left {took:?} after {what}");
+                return took;
+            }
+            assert!(
+                start.elapsed() < HANG,
+                "processes left behind {HANG:?} after {what}:\n{}",
+                describe(&left)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// How long a test waits for something that must happen before it calls it a hang: long,
+/// since CI's two cores also build, debootstrap and run Slurm jobs meanwhile, and a disk
+/// that busy can take seconds per fsync.
+pub const HANG: Duration = Duration::from_secs(240);
+
+/// Each process's `/proc/PID/stat` line and command line, for a failure message.
+pub fn describe(left: &[(i32, String)]) -> String {
+    left.iter()
+        .map(|(pid, stat)| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_else(|e| format!("({e})"));
+            format!("  stat: {}\n  cmdline: {cmdline}\n", stat.trim_end())
+        })
+        .collect()
 }
 
 /// A command running `program` with `step`'s environment changes; the caller adds the

@@ -152,7 +152,7 @@ fn a_serial_clavrxorb_ended_from_outside_publishes_nothing_and_a_rerun_is_identi
         if let (true, Some(pid)) = (written, pid) {
             break pid;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "never started");
+        assert!(start.elapsed() < crate::support::HANG, "never started");
         std::thread::sleep(Duration::from_millis(20));
     };
     // An outside SIGTERM: clavrxorb cleans up and exits 1, as after a normal end.

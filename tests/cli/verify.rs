@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::cargo_bin;
 use pseg_slurm::ledger::{FailureKind, Ledger, Status};
 
-use crate::support::{Case, Link, text};
+use crate::support::{Case, HANG, Link, text};
 
 fn pseg_slurm(cwd: &Path, args: &[&str]) -> Output {
     Command::new(cargo_bin!("pseg-slurm"))
@@ -138,7 +138,25 @@ fn wait_running(case: &Case, name: &str) {
                 }
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "never running");
+        assert!(start.elapsed() < HANG, "never running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until clavrxorb has processed a segment of `name`: past its first waitpoint, so
+/// pseg-step drives it (and its watchdog knows its processes).
+fn wait_processed_one_segment(case: &Case, name: &str) {
+    let start = Instant::now();
+    loop {
+        let processed = std::fs::read_dir(case.scratch())
+            .unwrap()
+            .flatten()
+            .filter_map(|d| std::fs::read_to_string(d.path().join(name).join("clavrx.stdout")).ok())
+            .any(|out| out.contains("processed"));
+        if processed {
+            return;
+        }
+        assert!(start.elapsed() < HANG, "{name} never processed a segment");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -161,14 +179,11 @@ fn unreadable_claims_are_shown_and_released_and_a_killed_holder_is_lost() {
         .spawn()
         .unwrap();
     wait_running(&case, "slow.gran");
+    wait_processed_one_segment(&case, "slow.gran");
     let dead_pid = killed.id();
     killed.kill().unwrap();
     killed.wait().unwrap();
-    let start = Instant::now();
-    while !case.processes_left().is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(10), "left behind");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    case.wait_no_process_left("pseg-step's SIGKILL");
     // Two claim files nothing can read: damaged, or made by hand.
     let claims = case.path("out/pseg-state/claims");
     std::fs::write(claims.join("a.gran"), b"").unwrap();

@@ -21,7 +21,9 @@ environment (besides clavrxorb's CLAVRX_* switches):
            end (like its VIIRS/FY readers), or no entries (not CLAVR-x)
        MOCK_CLAVRX_SLEEP_MS=N   wall time added per processed segment
        MOCK_CLAVRX_SPIKE=1      free the work memory before waitpoint 2
-           (a peak between waitpoints)";
+           (a peak between waitpoints)
+       MOCK_CLAVRX_HOLD=N       a clone keeps its work memory until N
+           clones have held theirs (N workers' memory at once)";
 
 /// What to do.
 #[derive(Debug, PartialEq, Eq)]

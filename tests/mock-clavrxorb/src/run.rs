@@ -115,6 +115,9 @@ impl Process {
         self.tracer.waitpoint(wp::BEFORE_ECM2);
         let work_ballast = Ballast::touched(ballast_bytes(header.work_mem, count, "work_mem")?);
         self.processing_fault(header.fault, k);
+        if self.is_clone {
+            hold_for_overlap();
+        }
         let bytes = work::segment_bytes(u64::from(start), &inputs, header.work);
         if let Some(pause) = wall_time_per_segment() {
             // Wall time without CPU: stretches a run (to meet a time limit) without changing
@@ -213,6 +216,32 @@ fn say(line: std::fmt::Arguments<'_>) {
 /// before waitpoint 2, so no waitpoint sees it held.
 fn spike() -> bool {
     std::env::var("MOCK_CLAVRX_SPIKE").as_deref() == Ok("1")
+}
+
+/// `MOCK_CLAVRX_HOLD=N`: a clone holding its work memory goes on only once N clones in this
+/// working directory have held theirs (or after a minute), so N workers' memory is held at
+/// once however loaded the machine is: a peak a test can count on. Each clone leaves a
+/// `clavrx_held.PID` file to be counted.
+fn hold_for_overlap() {
+    let Some(n) = std::env::var("MOCK_CLAVRX_HOLD")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+    else {
+        return;
+    };
+    let _ = std::fs::write(format!("clavrx_held.{}", sys::getpid()), "");
+    let held = || {
+        std::fs::read_dir(".").map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("clavrx_held."))
+                .count()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while held() < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// `MOCK_CLAVRX_SLEEP_MS` (milliseconds per processed segment), for tests that need a run to
