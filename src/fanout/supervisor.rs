@@ -139,6 +139,10 @@ pub fn supervise<'a, O: Monitor, T>(
         // one at once, without waiting for a signal.
         let mut moved = false;
         for poke in [false, true] {
+            if poke && flights.len() < 2 && !moved {
+                // Alone, a granule's own events dispatch everything it may start.
+                break;
+            }
             let mut i = 0;
             while i < flights.len() {
                 let others = slots_elsewhere(&flights, i);

@@ -10,6 +10,7 @@ mod gen_script;
 mod ledger;
 mod memory;
 mod out_of_box;
+mod overlap;
 mod report_html;
 mod slurm;
 mod support;
