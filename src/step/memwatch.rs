@@ -757,6 +757,40 @@ mod tests {
     }
 
     #[test]
+    fn a_new_clavrxorb_is_admitted_with_the_base_memory_earlier_granules_measured() {
+        let mib = 1u64 << 20;
+        assert!(
+            setup(None).may_start_granule(),
+            "no limit, nothing to hold against"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let usage = |bytes: u64| {
+            std::fs::write(dir.path().join("memory.current"), bytes.to_string()).unwrap()
+        };
+        std::fs::write(dir.path().join("memory.stat"), "inactive_file 0\n").unwrap();
+        let mut s = setup(Some(1000 * mib));
+        s.own = Some(MemoryCgroup::at(
+            Version::V2,
+            dir.path().to_path_buf(),
+            dir.path().to_path_buf(),
+        ));
+        usage(100 * mib);
+        assert!(
+            !s.may_start_granule(),
+            "slow start: no granule measured yet"
+        );
+        s.learn_base(300 * mib);
+        s.learn_base(200 * mib);
+        assert_eq!(s.base.get(), Some(300 * mib), "the largest base is kept");
+        assert!(
+            s.may_start_granule(),
+            "100 + 300 MiB and 5 % fit in 1000 MiB"
+        );
+        usage(700 * mib);
+        assert!(!s.may_start_granule(), "700 + 300 MiB do not");
+    }
+
+    #[test]
     fn without_an_estimate_one_worker_runs_alone_then_the_estimate_admits() {
         let mib = 1u64 << 20;
         let s = setup(Some(1000 * mib));
