@@ -370,6 +370,17 @@ impl Fanout {
         self.busy.len() + usize::from(parent_working)
     }
 
+    /// Slots this granule would use now if it had them: its busy and ready clones, and
+    /// clavrxorb itself whenever it runs (reading counts here). Another granule starts only
+    /// beside granules that leave a slot idle by this count.
+    pub fn slots_wanted(&self) -> usize {
+        let parent_running = matches!(
+            self.parent_state,
+            ParentState::Running | ParentState::AwaitingClone { .. }
+        ) && self.parent_exit.is_none();
+        self.busy.len() + self.ready.len() + usize::from(parent_running)
+    }
+
     /// Clones read and waiting for a worker slot.
     pub fn waiting_workers(&self) -> usize {
         self.ready.len()

@@ -97,7 +97,8 @@ pub struct Pool {
 
 /// Runs granules from `feed` until none is left, up to `pool.max_granules` at once sharing
 /// `pool.max_workers` slots. The next granule starts only when a slot would otherwise idle
-/// (every granule in flight holds fewer, ready clones included); a freed slot goes to the
+/// (the granules in flight want fewer, ready clones and every running clavrxorb included:
+/// start-up, segment 1 and the tail leave one idle); a freed slot goes to the
 /// oldest granule's ready clones first. Returns the terminating signal that ended the run.
 pub fn supervise<'a, O: Monitor, T>(
     signals: &mut Signals,
@@ -245,12 +246,10 @@ pub fn supervise<'a, O: Monitor, T>(
     }
 }
 
-/// Slots the granules in flight hold, and the ones their ready clones wait for.
+/// Slots the granules in flight would use now: their busy and ready clones, and every
+/// clavrxorb that runs.
 fn slots_claimed<O: Monitor, T>(flights: &[Flight<'_, O, T>]) -> usize {
-    flights
-        .iter()
-        .map(|f| f.fanout.slots_held() + f.fanout.waiting_workers())
-        .sum()
+    flights.iter().map(|f| f.fanout.slots_wanted()).sum()
 }
 
 /// What granule `i` must leave to the others: the slots they hold, and the ones older

@@ -738,11 +738,7 @@ fn run_pool(sims: &mut [Sim], limits: Limits, max_granules: usize, seed: u64) ->
     let mut most_in_flight = 0;
     for _ in 0..1_000_000 {
         let in_flight = machines.iter().flatten().count();
-        let held: usize = machines
-            .iter()
-            .flatten()
-            .map(|m| m.slots_held() + m.waiting_workers())
-            .sum();
+        let held: usize = machines.iter().flatten().map(Fanout::slots_wanted).sum();
         if started < sims.len()
             && in_flight < max_granules
             && (in_flight == 0 || held < limits.max_workers)
