@@ -17,7 +17,7 @@ use super::storage;
 use super::summary::{Summary, done_line};
 use super::watch::Watch;
 use crate::fanout::watchdog::Watchdog;
-use crate::fanout::{Feed, Outcome as Ended_};
+use crate::fanout::{Feed, Outcome as RunOutcome};
 use crate::granules::Granule;
 use crate::ledger::{Claim, FailureKind, Holder, Ledger, Outcome, Queue};
 use crate::report::{self, GranuleReport};
@@ -94,7 +94,7 @@ impl<'p> Feed<'p, Watch<'p>, granule::Running<Claim>> for Feeder<'p, '_> {
     fn ended(
         &mut self,
         flight: GranuleFlight<'p, Claim>,
-        outcome: Ended_,
+        outcome: RunOutcome,
     ) -> io::Result<Option<GranuleFlight<'p, Claim>>> {
         match granule::end(self.plan, self.watchdog, flight, outcome) {
             Ended::Redo(redo) => Ok(Some(redo)),
