@@ -380,6 +380,13 @@ fn stalled<O: Monitor, T>(
     if flight.last_change.elapsed() < policy.stall_timeout {
         return Ok(None);
     }
+    let f = &flight.fanout;
+    if f.waiting_workers() > 0 && f.slots_wanted() == f.waiting_workers() {
+        // Nothing of it runs: its clones wait for slots other granules hold. Waiting is
+        // not hanging, however long the older granule's segments take.
+        flight.last_change = Instant::now();
+        return Ok(None);
+    }
     let cpu = cpu_of(&flight.live);
     if cpu != flight.last_cpu {
         flight.last_cpu = cpu;

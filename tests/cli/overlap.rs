@@ -152,3 +152,28 @@ fn sigterm_with_two_granules_in_flight_ends_both_and_records_both_interrupted() 
         );
     }
 }
+
+#[test]
+fn a_granule_waiting_for_slots_an_older_one_holds_is_not_a_hang() {
+    let case = Case::new(Link::Static);
+    // The older granule keeps both slots busy for longer than the stall timeout (its
+    // segments sleep, using no CPU), while the younger one's clone waits, stopped.
+    case.granule("older.gran", 120, &[]);
+    case.granule("younger.gran", 30, &[]);
+    case.list(&["older.gran", "younger.gran"]);
+    case.options(10);
+    let out = overlapping(&case, "out")
+        .args(["--stall-timeout", "1"])
+        .env("MOCK_CLAVRX_SLEEP_MS", "400")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("stopped answering"), "{err}");
+    let (older, younger) = (
+        span(&case, "out", "older.gran"),
+        span(&case, "out", "younger.gran"),
+    );
+    assert!(overlap(older, younger), "{older:?} {younger:?}");
+    case.assert_no_process_left();
+}
