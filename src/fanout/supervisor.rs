@@ -51,9 +51,17 @@ pub struct Flight<'a, O: Monitor, T> {
     draining: bool,
     /// Judged on the time-limit warning already.
     judged: bool,
+    /// CPU seconds of its processes reaped so far (each reap is this granule's alone).
+    cpu: f64,
 }
 
 impl<'a, O: Monitor, T> Flight<'a, O, T> {
+    /// CPU seconds its processes used: with several granules in flight, the step's
+    /// children's total would mix them.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.cpu
+    }
+
     pub fn new(leader: Pid, fanout: Fanout, ctl: ProcControl<'a, O>, tag: T) -> Self {
         let live = HashSet::from([leader]);
         let last_cpu = cpu_of(&live);
@@ -67,6 +75,7 @@ impl<'a, O: Monitor, T> Flight<'a, O, T> {
             last_cpu,
             draining: false,
             judged: false,
+            cpu: 0.0,
         }
     }
 }
@@ -117,8 +126,8 @@ pub fn supervise<'a, O: Monitor, T>(
         {
             // A signal that came meanwhile counts before anything new starts.
             if let Some(Interrupt::Terminate(sig)) = signals.drain()? {
-                for flight in flights.drain(..) {
-                    let outcome = interrupted(signals, flight.leader, policy, sig);
+                for mut flight in flights.drain(..) {
+                    let outcome = end_interrupted(&mut flight, signals, policy, sig);
                     feed.ended(flight, outcome)?;
                 }
                 return Ok(Some(sig));
@@ -149,12 +158,14 @@ pub fn supervise<'a, O: Monitor, T>(
                 let others = slots_elsewhere(&flights, i);
                 let flight = &mut flights[i];
                 flight.ctl.set_slots_held_elsewhere(others);
+                let before = unix::children_cpu_seconds();
                 let ended = if poke {
                     let status = flight.fanout.poke(&mut flight.ctl);
                     conclude(flight, status, signals, policy)?
                 } else {
                     events(flight, signals, policy)?
                 };
+                flight.cpu += unix::children_cpu_seconds() - before;
                 let Some(outcome) = ended else {
                     i += 1;
                     continue;
@@ -181,7 +192,7 @@ pub fn supervise<'a, O: Monitor, T>(
                 flight.ctl.monitor().tick(&flight.fanout);
                 if flight.draining && !flight.ctl.monitor().keep_on_warning(&flight.fanout) {
                     // Slower than projected when the warning came: no longer in time.
-                    let outcome = ended_on_warning(signals, flight.leader, policy)?;
+                    let outcome = end_interrupted(flight, signals, policy, Signal::SIGUSR1 as i32);
                     let flight = flights.remove(i);
                     if let Some(redo) = feed.ended(flight, outcome)? {
                         flights.insert(i, redo);
@@ -199,8 +210,8 @@ pub fn supervise<'a, O: Monitor, T>(
         let wait = until_stall.min(policy.tick).max(Duration::from_millis(1));
         match signals.wait(Some(wait))? {
             Some(Interrupt::Terminate(sig)) => {
-                for flight in flights.drain(..) {
-                    let outcome = interrupted(signals, flight.leader, policy, sig);
+                for mut flight in flights.drain(..) {
+                    let outcome = end_interrupted(&mut flight, signals, policy, sig);
                     feed.ended(flight, outcome)?;
                 }
                 return Ok(Some(sig));
@@ -223,14 +234,17 @@ pub fn supervise<'a, O: Monitor, T>(
                     i += 1;
                     continue;
                 }
-                let outcome = ended_on_warning(signals, flight.leader, policy)?;
+                let outcome = end_interrupted(flight, signals, policy, Signal::SIGUSR1 as i32);
                 let flight = flights.remove(i);
                 feed.ended(flight, outcome)?;
             }
         }
         let mut i = 0;
         while i < flights.len() {
-            match stalled(&mut flights[i], signals, policy)? {
+            let before = unix::children_cpu_seconds();
+            let stall = stalled(&mut flights[i], signals, policy)?;
+            flights[i].cpu += unix::children_cpu_seconds() - before;
+            match stall {
                 None => i += 1,
                 Some(outcome) => {
                     if let Some(sig) = terminated(&outcome) {
@@ -285,8 +299,8 @@ fn end_all<'a, O: Monitor, T>(
 ) -> io::Result<Option<i32>> {
     let first = flights.remove(i);
     feed.ended(first, outcome)?;
-    for flight in flights {
-        let outcome = interrupted(signals, flight.leader, policy, sig);
+    for mut flight in flights {
+        let outcome = end_interrupted(&mut flight, signals, policy, sig);
         feed.ended(flight, outcome)?;
     }
     Ok(Some(sig))
@@ -427,9 +441,18 @@ fn interrupted(signals: &mut Signals, leader: Pid, policy: &Policy, sig: i32) ->
     Outcome::Interrupted(sig)
 }
 
-/// Ends a granule the time-limit warning leaves no time to finish.
-fn ended_on_warning(signals: &mut Signals, leader: Pid, policy: &Policy) -> io::Result<Outcome> {
-    Ok(interrupted(signals, leader, policy, Signal::SIGUSR1 as i32))
+/// Ends a granule's processes after signal `sig` (SIGUSR1: the time-limit warning leaves it
+/// no time to finish), counting the CPU of those reaped.
+fn end_interrupted<O: Monitor, T>(
+    flight: &mut Flight<'_, O, T>,
+    signals: &mut Signals,
+    policy: &Policy,
+    sig: i32,
+) -> Outcome {
+    let before = unix::children_cpu_seconds();
+    let outcome = interrupted(signals, flight.leader, policy, sig);
+    flight.cpu += unix::children_cpu_seconds() - before;
+    outcome
 }
 
 /// How long a process killed by a scheduler's signal waits for that signal to reach us too.

@@ -93,7 +93,8 @@ pub struct Running<C> {
     /// The whole granule's start, over every run of it.
     started: Instant,
     started_unix: f64,
-    cpu_before: f64,
+    /// CPU seconds of its processes, over every run of it.
+    cpu_seconds: f64,
     retries: Vec<report::OomRetry>,
     /// This run of it.
     run: RunStart,
@@ -103,7 +104,6 @@ pub struct Running<C> {
 struct RunStart {
     started: Instant,
     started_unix: f64,
-    cpu_before: f64,
     oom_before: u64,
     cap: usize,
     name: String,
@@ -150,7 +150,7 @@ pub fn start<'p, C>(
         prior_wall,
         started,
         started_unix: report::unix_now(),
-        cpu_before: unix::children_cpu_seconds(),
+        cpu_seconds: 0.0,
         retries: Vec::new(),
         run: placeholder(),
     };
@@ -163,7 +163,6 @@ fn placeholder() -> RunStart {
     RunStart {
         started: Instant::now(),
         started_unix: 0.0,
-        cpu_before: 0.0,
         oom_before: 0,
         cap: 1,
         name: String::new(),
@@ -184,7 +183,6 @@ fn start_run<'p, C>(
 ) -> Result<GranuleFlight<'p, C>, (Running<C>, io::Error)> {
     let started = Instant::now();
     let started_unix = report::unix_now();
-    let cpu_before = unix::children_cpu_seconds();
     let oom_before = oom_kills(plan);
     let granule = &running.granule;
     let name = granule.name();
@@ -244,7 +242,6 @@ fn start_run<'p, C>(
     running.run = RunStart {
         started,
         started_unix,
-        cpu_before,
         oom_before,
         cap,
         name,
@@ -265,13 +262,15 @@ pub fn end<'p, C>(
     outcome: Outcome,
 ) -> Ended<'p, C> {
     let leader = flight.leader;
+    let cpu = flight.cpu_seconds();
     let fanout = flight.fanout;
     let watch = flight.ctl.into_monitor();
     let mut running = flight.tag;
     let _ = watchdog.unwatch(leader);
     running.run.guard.0 = None;
     let this_run = running.run.started;
-    let finished = finish_run(plan, &running, leader, &fanout, watch, outcome);
+    running.cpu_seconds += cpu;
+    let finished = finish_run(plan, &running, leader, &fanout, watch, outcome, cpu);
     let (result, mut r) = match finished {
         Ok(Attempt::Ended(result, r)) => (result, *r),
         Ok(Attempt::OutOfMemory { max_busy, message }) => {
@@ -299,7 +298,7 @@ pub fn end<'p, C>(
     };
     r.started_unix = running.started_unix;
     r.wall_seconds = running.started.elapsed().as_secs_f64();
-    r.cpu_seconds = unix::children_cpu_seconds() - running.cpu_before;
+    r.cpu_seconds = running.cpu_seconds;
     if !running.retries.is_empty() {
         r.workers.bound_by = "memory".into();
     }
@@ -330,11 +329,11 @@ fn finish_run<C>(
     fanout: &Fanout,
     watch: Watch<'_>,
     outcome: Outcome,
+    cpu_seconds: f64,
 ) -> io::Result<Attempt> {
     let RunStart {
         started,
         started_unix,
-        cpu_before,
         oom_before,
         cap,
         ref name,
@@ -497,7 +496,7 @@ fn finish_run<C>(
         slurm: report::SlurmIds::from_env(),
         started_unix,
         wall_seconds: started.elapsed().as_secs_f64(),
-        cpu_seconds: unix::children_cpu_seconds() - cpu_before,
+        cpu_seconds,
         exit_status: match exit {
             Some(Exit::Code(c)) => Some(c),
             _ => None,
