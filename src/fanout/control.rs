@@ -38,23 +38,35 @@ pub struct ProcControl<'a, O: Monitor> {
     symbols: Option<&'a TracerSymbols>,
     bias: Option<u64>,
     tracees: HashMap<Pid, Tracee>,
-    monitor: &'a mut O,
+    monitor: O,
+    /// Worker slots other granules in flight hold or claim first (set by the supervisor).
+    elsewhere: usize,
 }
 
 impl<'a, O: Monitor> ProcControl<'a, O> {
     /// `symbols` is `None` for a serial run, which never reads memory.
-    pub fn new(symbols: Option<&'a TracerSymbols>, monitor: &'a mut O) -> Self {
+    pub fn new(symbols: Option<&'a TracerSymbols>, monitor: O) -> Self {
         ProcControl {
             proc_root: PathBuf::from("/proc"),
             symbols,
             bias: None,
             tracees: HashMap::new(),
             monitor,
+            elsewhere: 0,
         }
     }
 
     pub fn monitor(&mut self) -> &mut O {
+        &mut self.monitor
+    }
+
+    pub fn into_monitor(self) -> O {
         self.monitor
+    }
+
+    /// What the other granules in flight take of the shared worker slots, until set again.
+    pub fn set_slots_held_elsewhere(&mut self, slots: usize) {
+        self.elsewhere = slots;
     }
 
     /// Drops what we hold for a process that is gone.
@@ -128,6 +140,10 @@ impl<O: Monitor> Control for ProcControl<'_, O> {
 
     fn may_start_worker(&mut self, busy: usize) -> bool {
         self.monitor.may_start_worker(busy)
+    }
+
+    fn slots_held_elsewhere(&mut self) -> usize {
+        self.elsewhere
     }
 
     fn kill(&mut self, pid: Pid) -> io::Result<()> {

@@ -87,6 +87,12 @@ pub trait Control {
     /// Whether memory allows one more worker beside `busy` running ones. One worker always
     /// runs, or the granule could never finish.
     fn may_start_worker(&mut self, busy: usize) -> bool;
+    /// Worker slots other granules in flight hold or claim first (their busy processes, and
+    /// the ready clones of older granules), out of the one pool `max_workers` bounds. 0 when
+    /// this granule runs alone.
+    fn slots_held_elsewhere(&mut self) -> usize {
+        0
+    }
     fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent);
 }
 
@@ -347,6 +353,45 @@ impl Fanout {
     /// Workers processing or writing now.
     pub fn busy_workers(&self) -> usize {
         self.busy.len()
+    }
+
+    /// Worker slots this granule holds: its busy clones, plus clavrxorb itself while it does
+    /// the work nobody else can (start-up, reading and processing segment 1; every segment
+    /// without clones). Later reads are short and interleave with the workers, so they count
+    /// for nothing, as they always did.
+    pub fn slots_held(&self) -> usize {
+        let parent_working = match self.parent_state {
+            ParentState::Running | ParentState::AwaitingClone { .. } => {
+                self.parent_exit.is_none()
+                    && (!self.tracer || self.serial || self.segments_written == 0)
+            }
+            _ => false,
+        };
+        self.busy.len() + usize::from(parent_working)
+    }
+
+    /// Slots this granule would use now if it had them: its busy and ready clones, and
+    /// clavrxorb itself whenever it runs (reading counts here). Another granule starts only
+    /// beside granules that leave a slot idle by this count.
+    pub fn slots_wanted(&self) -> usize {
+        let parent_running = matches!(
+            self.parent_state,
+            ParentState::Running | ParentState::AwaitingClone { .. }
+        ) && self.parent_exit.is_none();
+        self.busy.len() + self.ready.len() + usize::from(parent_running)
+    }
+
+    /// Clones read and waiting for a worker slot.
+    pub fn waiting_workers(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Another granule freed a slot (or memory): starts what may start now.
+    pub fn poke(&mut self, ctl: &mut impl Control) -> Status {
+        match self.dispatch(ctl) {
+            Ok(()) => self.status(),
+            Err(f) => Status::Failed(f),
+        }
     }
 
     /// The segment a process holds, for messages about it.
@@ -622,7 +667,12 @@ impl Fanout {
     /// not too far ahead.
     fn dispatch(&mut self, ctl: &mut impl Control) -> Result<(), Failure> {
         while self.busy.len() < self.limits.max_workers && !self.ready.is_empty() {
-            if !self.busy.is_empty() && !ctl.may_start_worker(self.busy.len()) {
+            let held = self.slots_held() + ctl.slots_held_elsewhere();
+            if held >= self.limits.max_workers {
+                break;
+            }
+            // One worker always runs somewhere, or no granule could ever finish.
+            if held > 0 && !ctl.may_start_worker(self.busy.len()) {
                 self.memory_bound = true;
                 break;
             }

@@ -9,4 +9,4 @@ pub mod unix;
 pub mod watchdog;
 
 pub use control::{Monitor, ProcControl};
-pub use supervisor::{Outcome, Policy, supervise};
+pub use supervisor::{Feed, Flight, Outcome, Policy, Pool, supervise};

@@ -88,6 +88,13 @@ pub struct StepArgs {
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_lead: u64,
 
+    /// Granules in flight at once: the next one's clavrxorb starts while the last starts up,
+    /// processes its first segment or finishes its last ones, so no worker slot idles between
+    /// granules (1: one granule after another). All share the --max-workers slots, a
+    /// clavrxorb starting up or on its first segment counting as one. --serial runs one.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_granules: u64,
+
     /// No fan-out: clavrxorb processes every segment itself, the tracer on without clones
     /// (followed, timed and proven complete all the same). A build without tracer symbols
     /// runs without the tracer, on the weaker proof: exit 0 and every output non-empty.

@@ -16,9 +16,9 @@ use super::progress::Progress;
 use super::storage;
 use super::watch::{Drain, DrainPolicy, Watch};
 use crate::fanout::machine::{Exit, Failure, FailureKind, Fanout, Limits, Mode, Role};
-use crate::fanout::unix::{self, Signals};
+use crate::fanout::unix;
 use crate::fanout::watchdog::Watchdog;
-use crate::fanout::{Outcome, Policy, ProcControl, supervise};
+use crate::fanout::{Flight, Outcome, Policy, ProcControl};
 use crate::granules::Granule;
 use crate::report::{self, GranuleReport, Proof};
 use crate::tracer::TracerSymbols;
@@ -83,56 +83,233 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Runs one granule to its end; the report describes the run whatever the result.
-///
-/// A run the cgroup's OOM killer ends is redone here, from scratch, with the worker cap
-/// lowered below the workers that ran at once, down to one: only a run killed with one
-/// worker fails the granule. The report is the last run's, with the earlier ones listed.
-pub fn run(
-    plan: &Plan,
-    signals: &mut Signals,
+/// A granule in flight, with what its end needs. The supervisor holds it in a [`Flight`].
+pub struct Running<C> {
+    /// The caller's hold on the granule (its ledger claim).
+    pub claim: C,
+    pub granule: Granule,
+    pub progress: Progress,
+    prior_wall: Option<f64>,
+    /// The whole granule's start, over every run of it.
+    started: Instant,
+    started_unix: f64,
+    /// CPU seconds of its processes, over every run of it.
+    cpu_seconds: f64,
+    retries: Vec<report::OomRetry>,
+    /// This run of it.
+    run: RunStart,
+}
+
+/// One run of clavrxorb over the granule, as it started.
+struct RunStart {
+    started: Instant,
+    started_unix: f64,
+    oom_before: u64,
+    cap: usize,
+    name: String,
+    wd: PathBuf,
+    staging: PathBuf,
+    mode: Mode,
+    guard: GroupGuard,
+}
+
+/// A granule in flight under the supervisor.
+pub type GranuleFlight<'p, C> = Flight<'p, Watch<'p>, Running<C>>;
+
+/// How a granule's end turned out. One is made per granule end: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Ended<'p, C> {
+    /// Over: the result, the report (which describes the run whatever the result), and the
+    /// caller's claim back.
+    Over(
+        C,
+        Granule,
+        Progress,
+        io::Result<(GranuleResult, GranuleReport)>,
+    ),
+    /// The OOM killer ended it while more than one worker ran: redone from scratch, with the
+    /// worker cap lowered below the workers that ran at once (down to one: only a run killed
+    /// with one worker fails the granule). The redo's report lists the earlier runs.
+    Redo(GranuleFlight<'p, C>),
+}
+
+/// Starts a granule: its working directory and its clavrxorb, in flight from now on.
+pub fn start<'p, C>(
+    plan: &'p Plan,
     watchdog: &mut Watchdog,
     granule: &Granule,
     progress: Progress,
     prior_wall: Option<f64>,
-) -> io::Result<(GranuleResult, GranuleReport)> {
+    claim: C,
+) -> Result<GranuleFlight<'p, C>, (C, io::Error)> {
+    let started = Instant::now();
+    let running = Running {
+        claim,
+        granule: granule.clone(),
+        progress,
+        prior_wall,
+        started,
+        started_unix: report::unix_now(),
+        cpu_seconds: 0.0,
+        retries: Vec::new(),
+        run: placeholder(),
+    };
+    start_run(plan, watchdog, running, plan.limits.max_workers.max(1))
+        .map_err(|(r, e)| (r.claim, e))
+}
+
+/// The run of a [`Running`] before its first clavrxorb starts.
+fn placeholder() -> RunStart {
+    RunStart {
+        started: Instant::now(),
+        started_unix: 0.0,
+        oom_before: 0,
+        cap: 1,
+        name: String::new(),
+        wd: PathBuf::new(),
+        staging: PathBuf::new(),
+        mode: Mode::Untraced,
+        guard: GroupGuard(None),
+    }
+}
+
+/// One run of clavrxorb over the granule with at most `cap` workers.
+#[allow(clippy::result_large_err)]
+fn start_run<'p, C>(
+    plan: &'p Plan,
+    watchdog: &mut Watchdog,
+    mut running: Running<C>,
+    cap: usize,
+) -> Result<GranuleFlight<'p, C>, (Running<C>, io::Error)> {
     let started = Instant::now();
     let started_unix = report::unix_now();
-    let cpu_before = unix::children_cpu_seconds();
-    let mut cap = plan.limits.max_workers.max(1);
-    let mut retries = Vec::new();
-    loop {
-        let this_run = Instant::now();
-        let (result, mut r) = match attempt(
-            plan, signals, watchdog, granule, &progress, cap, prior_wall,
-        )? {
-            Attempt::Ended(result, r) => (result, *r),
-            Attempt::OutOfMemory { max_busy, message } => {
-                let next = max_busy
-                    .saturating_sub(1)
-                    .clamp(1, cap.saturating_sub(1).max(1));
-                progress.say(&format!(
-                    "out of memory with {max_busy} worker(s) at once ({message}); redoing it with at most {next}"
-                ));
-                retries.push(report::OomRetry {
-                    cap,
-                    max_busy,
-                    wall_seconds: this_run.elapsed().as_secs_f64(),
-                    error: message,
-                });
-                cap = next;
-                continue;
-            }
+    let oom_before = oom_kills(plan);
+    let granule = &running.granule;
+    let name = granule.name();
+    let wd = plan.work.join(&name);
+    let staging = wd.join("output");
+    drop_old_copy(plan, &name);
+    let spawned = (|| {
+        prepare(plan, granule, &wd, &staging)?;
+        let mut cmd = Command::new(&plan.exe);
+        cmd.current_dir(&wd)
+            .stdin(Stdio::null())
+            .stdout(File::create(wd.join("clavrx.stdout"))?)
+            .stderr(File::create(wd.join("clavrx.stderr"))?)
+            .env_remove("CLAVRX_SKIP_OUTPUT")
+            .env(crate::fanout::watchdog::ENV_OWNER, watchdog.token());
+        let mode = match (&plan.symbols, plan.serial) {
+            (None, _) => Mode::Untraced,
+            (Some(_), true) => Mode::Serial,
+            (Some(_), false) => Mode::Clones,
         };
-        r.started_unix = started_unix;
-        r.wall_seconds = started.elapsed().as_secs_f64();
-        r.cpu_seconds = unix::children_cpu_seconds() - cpu_before;
-        if !retries.is_empty() {
-            r.workers.bound_by = "memory".into();
+        if mode != Mode::Untraced {
+            // Without clones the tracer still stops at every waitpoint: a serial run is
+            // followed, timed and proven complete like a parallel one.
+            let clones = if mode == Mode::Serial { "0" } else { "1" };
+            cmd.env("CLAVRX_ENABLE_TRACER", "1")
+                .env("CLAVRX_TRACER_CLONES", clones);
+        } else {
+            cmd.env_remove("CLAVRX_ENABLE_TRACER")
+                .env_remove("CLAVRX_TRACER_CLONES");
         }
-        r.oom_retries = retries;
-        return Ok((result, r));
+        Ok((unix::spawn_group_leader(&mut cmd)?, mode))
+    })();
+    let (leader, mode) = match spawned {
+        Ok(s) => s,
+        Err(e) => return Err((running, e)),
+    };
+    let guard = GroupGuard(Some(leader));
+    if let Err(e) = watchdog.watch(leader) {
+        running.progress.say(&format!(
+            "warning: the watchdog is gone ({e}); if pseg-step is killed, clones may outlive it"
+        ));
     }
+
+    let limits = Limits {
+        max_workers: cap,
+        ..plan.limits
+    };
+    let fanout = Fanout::with_mode(leader, limits, mode);
+    let mut watch = Watch::new(running.progress.clone(), &plan.memory, leader, started);
+    watch.drain = Drain::new(
+        DrainPolicy {
+            prior_wall: running.prior_wall,
+            ..plan.drain
+        },
+        started,
+    );
+    let ctl = ProcControl::new(plan.symbols.as_ref(), watch);
+    running.run = RunStart {
+        started,
+        started_unix,
+        oom_before,
+        cap,
+        name,
+        wd,
+        staging,
+        mode,
+        guard,
+    };
+    Ok(Flight::new(leader, fanout, ctl, running))
+}
+
+/// A granule's processes are all gone: its outputs published, or its failure described;
+/// or, after an OOM kill with more than one worker, the granule started again.
+pub fn end<'p, C>(
+    plan: &'p Plan,
+    watchdog: &mut Watchdog,
+    flight: GranuleFlight<'p, C>,
+    outcome: Outcome,
+) -> Ended<'p, C> {
+    let leader = flight.leader;
+    let cpu = flight.cpu_seconds();
+    let fanout = flight.fanout;
+    let watch = flight.ctl.into_monitor();
+    let mut running = flight.tag;
+    let _ = watchdog.unwatch(leader);
+    running.run.guard.0 = None;
+    let this_run = running.run.started;
+    running.cpu_seconds += cpu;
+    let finished = finish_run(plan, &running, leader, &fanout, watch, outcome, cpu);
+    let (result, mut r) = match finished {
+        Ok(Attempt::Ended(result, r)) => (result, *r),
+        Ok(Attempt::OutOfMemory { max_busy, message }) => {
+            let cap = running.run.cap;
+            let next = max_busy
+                .saturating_sub(1)
+                .clamp(1, cap.saturating_sub(1).max(1));
+            running.progress.say(&format!(
+                "out of memory with {max_busy} worker(s) at once ({message}); redoing it with at most {next}"
+            ));
+            running.retries.push(report::OomRetry {
+                cap,
+                max_busy,
+                wall_seconds: this_run.elapsed().as_secs_f64(),
+                error: message,
+            });
+            return match start_run(plan, watchdog, running, next) {
+                Ok(redo) => Ended::Redo(redo),
+                Err((r, e)) => Ended::Over(r.claim, r.granule, r.progress, Err(e)),
+            };
+        }
+        Err(e) => {
+            return Ended::Over(running.claim, running.granule, running.progress, Err(e));
+        }
+    };
+    r.started_unix = running.started_unix;
+    r.wall_seconds = running.started.elapsed().as_secs_f64();
+    r.cpu_seconds = running.cpu_seconds;
+    if !running.retries.is_empty() {
+        r.workers.bound_by = "memory".into();
+    }
+    r.oom_retries = running.retries;
+    Ended::Over(
+        running.claim,
+        running.granule,
+        running.progress,
+        Ok((result, r)),
+    )
 }
 
 /// How one run of a granule ended.
@@ -145,73 +322,31 @@ enum Attempt {
     },
 }
 
-/// One run of clavrxorb over the granule with at most `cap` workers.
-fn attempt(
+/// The end of one run: outputs checked and published, or the failure described.
+fn finish_run<C>(
     plan: &Plan,
-    signals: &mut Signals,
-    watchdog: &mut Watchdog,
-    granule: &Granule,
-    progress: &Progress,
-    cap: usize,
-    prior_wall: Option<f64>,
+    running: &Running<C>,
+    leader: i32,
+    fanout: &Fanout,
+    watch: Watch<'_>,
+    outcome: Outcome,
+    cpu_seconds: f64,
 ) -> io::Result<Attempt> {
-    let started = Instant::now();
-    let started_unix = report::unix_now();
-    let cpu_before = unix::children_cpu_seconds();
-    let oom_before = oom_kills(plan);
-    let name = granule.name();
-    let wd = plan.work.join(&name);
-    let staging = wd.join("output");
-    drop_old_copy(plan, &name);
-    prepare(plan, granule, &wd, &staging)?;
-
-    let mut cmd = Command::new(&plan.exe);
-    cmd.current_dir(&wd)
-        .stdin(Stdio::null())
-        .stdout(File::create(wd.join("clavrx.stdout"))?)
-        .stderr(File::create(wd.join("clavrx.stderr"))?)
-        .env_remove("CLAVRX_SKIP_OUTPUT")
-        .env(crate::fanout::watchdog::ENV_OWNER, watchdog.token());
-    let mode = match (&plan.symbols, plan.serial) {
-        (None, _) => Mode::Untraced,
-        (Some(_), true) => Mode::Serial,
-        (Some(_), false) => Mode::Clones,
-    };
-    if mode != Mode::Untraced {
-        // Without clones the tracer still stops at every waitpoint: a serial run is
-        // followed, timed and proven complete like a parallel one.
-        let clones = if mode == Mode::Serial { "0" } else { "1" };
-        cmd.env("CLAVRX_ENABLE_TRACER", "1")
-            .env("CLAVRX_TRACER_CLONES", clones);
-    } else {
-        cmd.env_remove("CLAVRX_ENABLE_TRACER")
-            .env_remove("CLAVRX_TRACER_CLONES");
-    }
-    let leader = unix::spawn_group_leader(&mut cmd)?;
-    let mut guard = GroupGuard(Some(leader));
-    if let Err(e) = watchdog.watch(leader) {
-        progress.say(&format!(
-            "warning: the watchdog is gone ({e}); if pseg-step is killed, clones may outlive it"
-        ));
-    }
-
-    let limits = Limits {
-        max_workers: cap,
-        ..plan.limits
-    };
-    let mut fanout = Fanout::with_mode(leader, limits, mode);
-    let mut watch = Watch::new(progress.clone(), &plan.memory, leader, started);
-    watch.drain = Drain::new(
-        DrainPolicy {
-            prior_wall,
-            ..plan.drain
-        },
+    let RunStart {
         started,
-    );
-    let mut ctl = ProcControl::new(plan.symbols.as_ref(), &mut watch);
-    let outcome = supervise(signals, leader, &mut fanout, &mut ctl, &plan.policy)?;
-    guard.0 = None;
-    let _ = watchdog.unwatch(leader);
+        started_unix,
+        oom_before,
+        cap,
+        ref name,
+        ref wd,
+        ref staging,
+        mode,
+        ..
+    } = running.run;
+    let name = name.clone();
+    let wd = wd.clone();
+    let staging = staging.clone();
+    let granule = &running.granule;
     let proof = if mode == Mode::Untraced {
         Proof::ExitAndOutputs
     } else {
@@ -236,6 +371,7 @@ fn attempt(
             source: Source::Step,
         });
     }
+    plan.memory.learn_base(watch.memory.parent_peak());
     let workers = watch.timeline.workers(cap, fanout.memory_bound());
 
     let exit = match &outcome {
@@ -361,7 +497,7 @@ fn attempt(
         slurm: report::SlurmIds::from_env(),
         started_unix,
         wall_seconds: started.elapsed().as_secs_f64(),
-        cpu_seconds: unix::children_cpu_seconds() - cpu_before,
+        cpu_seconds,
         exit_status: match exit {
             Some(Exit::Code(c)) => Some(c),
             _ => None,

@@ -98,6 +98,9 @@ pub struct MemorySetup {
     /// What earlier granules (of this campaign, then of this step) say one worker needs:
     /// admission's estimate until this granule has measured its own.
     pub prior: Cell<Option<Estimate>>,
+    /// clavrxorb's own memory (its peak, shared pages included) in earlier granules of this
+    /// step: what a new granule's clavrxorb is admitted with while others are in flight.
+    pub base: Cell<Option<u64>>,
 }
 
 impl MemorySetup {
@@ -147,6 +150,7 @@ impl MemorySetup {
             limit_cgroup,
             in_slurm: env("SLURM_JOB_ID").is_some(),
             prior: Cell::new(None),
+            base: Cell::new(None),
         }
     }
 
@@ -198,6 +202,39 @@ impl MemorySetup {
     /// Keeps the larger of the prior and `e`.
     pub fn learn(&self, e: Estimate) {
         self.prior.set(Estimate::max(self.prior.get(), Some(e)));
+    }
+
+    /// Keeps the larger of the known base memory and `bytes`.
+    pub fn learn_base(&self, bytes: u64) {
+        if bytes > 0 {
+            self.base.set(Some(self.base.get().unwrap_or(0).max(bytes)));
+        }
+    }
+
+    /// Whether one more clavrxorb fits beside the granules in flight, admitted like a worker:
+    /// its base memory from earlier granules, against the usage of every process in flight
+    /// (the cgroups' working sets), 5 % of each limit kept free. Under a limit, granules do
+    /// not overlap until one has been measured (slow start).
+    pub fn may_start_granule(&self) -> bool {
+        if !self.admission || !self.limited() {
+            return true;
+        }
+        let Some(base) = self.base.get() else {
+            return false;
+        };
+        let fits = |used: u64, limit: u64| used + base + limit / 20 <= limit;
+        if let Some((cg, l)) = &self.limit_cgroup
+            && !cg.working_set().is_ok_and(|u| fits(u, l.bytes))
+        {
+            return false;
+        }
+        if let Some(l) = &self.task_limit {
+            let used = self.own.as_ref().and_then(|cg| cg.working_set().ok());
+            if !used.is_some_and(|u| fits(u, l.bytes)) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Whether admission has a limit to work against.
@@ -421,6 +458,11 @@ impl<'a> MemWatch<'a> {
     /// The estimate admission works with: the larger of the prior and this granule's own.
     pub fn estimate(&self) -> Option<Estimate> {
         Estimate::max(self.prior, self.measured)
+    }
+
+    /// clavrxorb's own peak in this granule: the base memory of the next ones.
+    pub fn parent_peak(&self) -> u64 {
+        self.parent_hwm.max(self.parent_pss_peak)
     }
 
     /// This granule's own measurement, for the next granules of the step.
@@ -725,7 +767,42 @@ mod tests {
             limit_cgroup: None,
             in_slurm: false,
             prior: Cell::new(None),
+            base: Cell::new(None),
         }
+    }
+
+    #[test]
+    fn a_new_clavrxorb_is_admitted_with_the_base_memory_earlier_granules_measured() {
+        let mib = 1u64 << 20;
+        assert!(
+            setup(None).may_start_granule(),
+            "no limit, nothing to hold against"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let usage = |bytes: u64| {
+            std::fs::write(dir.path().join("memory.current"), bytes.to_string()).unwrap()
+        };
+        std::fs::write(dir.path().join("memory.stat"), "inactive_file 0\n").unwrap();
+        let mut s = setup(Some(1000 * mib));
+        s.own = Some(MemoryCgroup::at(
+            Version::V2,
+            dir.path().to_path_buf(),
+            dir.path().to_path_buf(),
+        ));
+        usage(100 * mib);
+        assert!(
+            !s.may_start_granule(),
+            "slow start: no granule measured yet"
+        );
+        s.learn_base(300 * mib);
+        s.learn_base(200 * mib);
+        assert_eq!(s.base.get(), Some(300 * mib), "the largest base is kept");
+        assert!(
+            s.may_start_granule(),
+            "100 + 300 MiB and 5 % fit in 1000 MiB"
+        );
+        usage(700 * mib);
+        assert!(!s.may_start_granule(), "700 + 300 MiB do not");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod cli;
 mod drain;
 mod error;
 pub mod exe;
+mod feeder;
 mod granule;
 mod memwatch;
 mod progress;
@@ -34,11 +35,11 @@ use crate::mapping::Place;
 use crate::options::ClavrxOptions;
 use crate::report;
 use crate::tracer::{ElfError, TracerSymbols};
-use granule::{GranuleResult, Plan};
+use feeder::Feeder;
+use granule::Plan;
 use memwatch::MemorySetup;
-use progress::Progress;
 use scratch::Scratch;
-use summary::{Summary, done_line};
+use summary::Summary;
 
 /// Runs a step; the value is the exit status (0 done, 1 some failed, 128+N interrupted).
 pub fn run(args: StepArgs) -> Result<u8, StepError> {
@@ -254,144 +255,45 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     let total = pending.len();
     eprintln!("pseg-step: {total} granule(s) to claim {mode}; {limit}");
 
-    let mut queue = Queue::new(pending);
-    let mut summary = Summary::new();
-    let mut interrupted_by = None;
-    // Wall time of the slowest granule done so far: the prior for judging one that has
-    // written nothing yet when the time-limit warning comes.
-    let mut slowest_done: Option<f64> = None;
-    // A folder refused a write: every later granule would hit the same full disk.
-    let mut storage_failed = false;
-    while interrupted_by.is_none() && !storage_failed {
-        if let Some(unix::Interrupt::Terminate(sig)) =
-            signals.drain().map_err(StepError::os("reading signals"))?
-        {
-            interrupted_by = Some(sig);
-            break;
-        }
-        if signals.warned() {
-            // The time limit is near: what is in flight may finish, nothing new starts.
-            break;
-        }
-        let Some(mut claim) = ledger.claim_next(&mut queue, &me)? else {
-            if !queue.is_done() {
-                let blocked = ledger.unreadable_claims(queue.waiting())?;
-                for (name, path, why) in &blocked {
-                    eprintln!(
-                        "pseg-step: {} is blocked by an unreadable claim {} ({why}): no \
-                         process holds it; free it with `pseg-slurm release --granule {} --yes`",
-                        crate::escape::controls(name),
-                        path.display(),
-                        crate::escape::controls(name)
-                    );
-                }
-                let held = queue.waiting().len() - blocked.len();
-                if held > 0 {
-                    eprintln!("pseg-step: {held} granule(s) are being processed by other tasks");
-                }
-            }
-            break;
-        };
-        ledger.running(&mut claim)?;
-        let granule = by_name[claim.name()];
-        let progress = Progress::new(summary.report.granules, total, &granule.name(), scan_lines);
-        let run = granule::run(
-            &plan,
-            &mut signals,
-            &mut watchdog,
-            granule,
-            progress.clone(),
-            slowest_done,
-        );
-        let (result, granule_report) = match run {
-            Ok(r) => r,
-            Err(e) if storage::is_storage(&e) => {
-                let why = format!(
-                    "cannot prepare its work folder under {}: {e}",
-                    plan.work.display()
-                );
-                progress.say(&format!("FAILED: {why}"));
-                ledger.finish(claim, Outcome::failed(FailureKind::Storage, why.clone()))?;
-                summary.add_failure(&granule.path, why);
-                storage_failed = true;
-                continue;
-            }
-            Err(e) => {
-                let why = format!("could not run clavrxorb: {e}");
-                progress.say(&format!("FAILED: {why}"));
-                let kind = if granule.path.exists() {
-                    FailureKind::Exit
-                } else {
-                    FailureKind::BadInput
-                };
-                ledger.finish(claim, Outcome::failed(kind, why.clone()))?;
-                summary.add_failure(&granule.path, why);
-                continue;
-            }
-        };
-        let file = format!("{}{}", granule_report.name, report::SUFFIX);
-        let written = report::write(&reports, &file, &granule_report);
-        if let Err(e) = &written {
-            progress.say(&format!(
-                "warning: cannot write its report into {}: {e}",
-                reports.display()
-            ));
-        }
-        summary.add(&granule_report, written.is_ok().then(|| file.into()));
-        let outcome = match result {
-            GranuleResult::Done { outputs, proof } => {
-                match report::write_outputs(&reports, &granule_report.name, &outputs) {
-                    Ok(()) => {
-                        slowest_done =
-                            Some(slowest_done.unwrap_or(0.0).max(granule_report.wall_seconds));
-                        progress.say(&done_line(&granule_report));
-                        match proof {
-                            report::Proof::Tracer => Outcome::done(),
-                            report::Proof::ExitAndOutputs => Outcome::done().with_weak_proof(),
-                        }
-                    }
-                    Err(e) => {
-                        // Without its manifest a published output is not vouched for: take it
-                        // back, so the record and the folder agree that it is not done.
-                        granule::unpublish(&plan.out, &outputs);
-                        let why = format!(
-                            "cannot write its outputs manifest into {}: {e}; its outputs were \
-                             removed again",
-                            reports.display()
-                        );
-                        progress.say(&format!("FAILED: {why}"));
-                        summary.failed.push((granule.path.clone(), why.clone()));
-                        storage_failed = true;
-                        Outcome::failed(FailureKind::Storage, why)
-                    }
-                }
-            }
-            GranuleResult::Storage { message } => {
-                progress.say(&format!("FAILED: {message}"));
-                summary.failed.push((granule.path.clone(), message.clone()));
-                storage_failed = true;
-                Outcome::failed(FailureKind::Storage, message)
-            }
-            GranuleResult::Failed {
-                message,
-                failure,
-                oom,
-            } => {
-                progress.say(&format!("FAILED: {message}"));
-                summary.failed.push((granule.path.clone(), message.clone()));
-                failure_outcome(&failure, oom, message)
-            }
-            GranuleResult::Interrupted(sig) => {
-                interrupted_by = Some(sig);
-                Outcome::interrupted(format!("pseg-step got signal {sig}"))
-            }
-        };
-        let outcome = match written {
-            Ok(path) => outcome.with_report(path),
-            Err(_) => outcome,
-        };
-        ledger.finish(claim, outcome)?;
+    let pool = crate::fanout::Pool {
+        // --serial is the reference a fan-out is measured against: one granule at a time.
+        max_granules: if args.serial {
+            1
+        } else {
+            args.max_granules.max(1) as usize
+        },
+        max_workers,
+    };
+    let mut feeder = Feeder {
+        plan: &plan,
+        ledger: &ledger,
+        queue: Queue::new(pending),
+        me: &me,
+        by_name,
+        watchdog: &mut watchdog,
+        reports: reports.clone(),
+        summary: Summary::new(),
+        total,
+        started: 0,
+        slowest_done: None,
+        storage_failed: false,
+        interrupted_by: None,
+        error: None,
+    };
+    let signal = crate::fanout::supervise(&mut signals, &mut feeder, pool, &plan.policy)
+        .map_err(StepError::os("supervising clavrxorb"))?;
+    let Feeder {
+        mut summary,
+        queue,
+        storage_failed,
+        mut interrupted_by,
+        error,
+        ..
+    } = feeder;
+    if let Some(e) = error {
+        return Err(e);
     }
+    interrupted_by = interrupted_by.or(signal);
     summary.write(
         &reports,
         plan.memory

@@ -11,6 +11,7 @@ mod gen_script;
 mod ledger;
 mod memory;
 mod out_of_box;
+mod overlap;
 mod plan;
 mod report_html;
 mod slurm;

@@ -121,9 +121,12 @@ fn a_memory_budget_caps_workers_below_the_cpu_cap_and_the_report_says_so() {
     assert!(num(&r, &["workers", "max_busy"]) < 4.0);
     assert!(num(&r, &["memory", "pss_peak_bytes"]) < (250 * MIB) as f64);
 
+    // Four workers hold their memory at once (the mock waits for each other), so the peak
+    // does not hang on how the machine happens to schedule them.
     let out = case
         .step("free")
         .args(["--max-workers", "4"])
+        .env("MOCK_CLAVRX_HOLD", "4")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -72,9 +72,14 @@ const PARENT: Pid = 100;
 
 impl Sim {
     fn new(total: i32, scan_lines: i32, limits: Limits) -> Sim {
+        Sim::new_at(PARENT, total, scan_lines, limits)
+    }
+
+    /// A granule whose clavrxorb has pid `parent` (its clones follow it).
+    fn new_at(parent: Pid, total: i32, scan_lines: i32, limits: Limits) -> Sim {
         let mut procs = HashMap::new();
         procs.insert(
-            PARENT,
+            parent,
             Proc {
                 clone: false,
                 segment: 0,
@@ -90,7 +95,7 @@ impl Sim {
         );
         Sim {
             procs,
-            next_pid: PARENT + 1,
+            next_pid: parent + 1,
             total,
             scan_lines,
             output: vec![0; total as usize],
@@ -658,4 +663,220 @@ fn a_segment_written_twice_breaks_the_protocol() {
         panic!("a second write of segment 1 passed")
     };
     assert!(f.to_string().contains("segment 1 was written twice"), "{f}");
+}
+
+/// One granule of several in flight, as the supervisor presents it to its machine: the
+/// slots other granules hold come from outside.
+struct InPool<'a> {
+    sim: &'a mut Sim,
+    elsewhere: usize,
+}
+
+impl Control for InPool<'_> {
+    fn wait_number(&mut self, pid: Pid) -> std::io::Result<i32> {
+        self.sim.wait_number(pid)
+    }
+    fn clone_pid(&mut self, parent: Pid) -> std::io::Result<Pid> {
+        self.sim.clone_pid(parent)
+    }
+    fn number_of_lines(&mut self, pid: Pid) -> std::io::Result<i32> {
+        self.sim.number_of_lines(pid)
+    }
+    fn scan_number_length(&mut self, pid: Pid) -> std::io::Result<i32> {
+        self.sim.scan_number_length(pid)
+    }
+    fn hand_off(&mut self, parent: Pid, lines: i32) -> std::io::Result<()> {
+        self.sim.hand_off(parent, lines)
+    }
+    fn cont(&mut self, pid: Pid) -> std::io::Result<()> {
+        self.sim.cont(pid)
+    }
+    fn end(&mut self, pid: Pid) -> std::io::Result<()> {
+        self.sim.end(pid)
+    }
+    fn kill(&mut self, pid: Pid) -> std::io::Result<()> {
+        self.sim.kill(pid)
+    }
+    fn may_start_worker(&mut self, _busy: usize) -> bool {
+        true
+    }
+    fn slots_held_elsewhere(&mut self) -> usize {
+        self.elsewhere
+    }
+    fn segment(&mut self, segment: u32, pid: Pid, event: SegmentEvent) {
+        self.sim.segment(segment, pid, event)
+    }
+}
+
+/// Slots granule `g` must leave to the others: what they hold, and what older granules'
+/// ready clones claim first (the supervisor's rule).
+fn elsewhere(machines: &[Option<Fanout>], g: usize) -> usize {
+    machines
+        .iter()
+        .enumerate()
+        .filter(|&(h, _)| h != g)
+        .filter_map(|(h, m)| m.as_ref().map(|m| (h, m)))
+        .map(|(h, m)| m.slots_held() + if h < g { m.waiting_workers() } else { 0 })
+        .sum()
+}
+
+/// Processes doing work in a simulated granule: clones processing or writing, and
+/// clavrxorb itself until its first segment is written.
+fn working(sim: &Sim, parent: Pid) -> usize {
+    let parent_working = matches!(sim.procs[&parent].at, Where::Running(_)) && sim.output[0] == 0;
+    sim.busy() + usize::from(parent_working)
+}
+
+/// Runs `sims` (granule g's clavrxorb has pid `1000 * (g + 1)`) with at most `max_granules`
+/// in flight, started and poked as the supervisor does, under a random schedule.
+fn run_pool(sims: &mut [Sim], limits: Limits, max_granules: usize, seed: u64) -> Vec<Status> {
+    let parent = |g: usize| 1000 * (g as Pid + 1);
+    let mut rng = Rng(seed | 1);
+    let mut machines: Vec<Option<Fanout>> = (0..sims.len()).map(|_| None).collect();
+    let mut statuses: Vec<Option<Status>> = vec![None; sims.len()];
+    let mut started = 0;
+    let mut most_in_flight = 0;
+    for _ in 0..1_000_000 {
+        let in_flight = machines.iter().flatten().count();
+        let held: usize = machines.iter().flatten().map(Fanout::slots_wanted).sum();
+        if started < sims.len()
+            && in_flight < max_granules
+            && (in_flight == 0 || held < limits.max_workers)
+        {
+            machines[started] = Some(Fanout::new(parent(started), limits, true));
+            started += 1;
+            most_in_flight = most_in_flight.max(in_flight + 1);
+            continue;
+        }
+        if in_flight == 0 {
+            assert!(statuses.iter().all(Option::is_some));
+            assert!(max_granules == 1 || sims.len() < 2 || most_in_flight > 1);
+            return statuses.into_iter().flatten().collect();
+        }
+        let runnable: Vec<(usize, Pid)> = {
+            let mut v: Vec<(usize, Pid)> = (0..sims.len())
+                .filter(|&g| machines[g].is_some())
+                .flat_map(|g| {
+                    sims[g]
+                        .procs
+                        .iter()
+                        .filter(|(_, p)| matches!(p.at, Where::Running(_) | Where::Ending))
+                        .map(move |(pid, _)| (g, *pid))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(!runnable.is_empty(), "deadlock: nothing runs");
+        let (g, pid) = runnable[rng.below(runnable.len())];
+        let others = elsewhere(&machines, g);
+        let mut ctl = InPool {
+            sim: &mut sims[g],
+            elsewhere: others,
+        };
+        let machine = machines[g].as_mut().unwrap();
+        let mut status = match ctl.sim.step(pid) {
+            Some(Ok(pid)) => machine.on_stop(pid, &mut ctl),
+            Some(Err((pid, exit))) => machine.on_exit(pid, exit),
+            None => continue,
+        };
+        // A freed slot goes to the oldest granule's ready clones first.
+        for h in 0..sims.len() {
+            if status != Status::Running {
+                statuses[g] = Some(status.clone());
+                machines[g] = None;
+                status = Status::Running;
+            }
+            if machines[h].is_none() {
+                continue;
+            }
+            let others = elsewhere(&machines, h);
+            let mut ctl = InPool {
+                sim: &mut sims[h],
+                elsewhere: others,
+            };
+            let s = machines[h].as_mut().unwrap().poke(&mut ctl);
+            if s != Status::Running {
+                statuses[h] = Some(s);
+                machines[h] = None;
+            }
+        }
+        if status != Status::Running {
+            statuses[g] = Some(status);
+            machines[g] = None;
+        }
+        let doing: usize = (0..sims.len())
+            .filter(|&h| machines[h].is_some())
+            .map(|h| working(&sims[h], parent(h)))
+            .sum();
+        assert!(
+            doing <= limits.max_workers,
+            "{doing} processes working at once across granules, cap {}",
+            limits.max_workers
+        );
+    }
+    panic!("granules did not finish");
+}
+
+#[test]
+fn granules_in_flight_share_one_pool_of_slots_and_each_is_written_once() {
+    for granules in [1, 2, 3] {
+        for max_granules in [1, 2, 3] {
+            for workers in [1, 2, 3] {
+                for seed in 1..15 {
+                    let limits = Limits {
+                        max_workers: workers,
+                        max_lead: 2,
+                    };
+                    let shapes = [(10, 3), (7, 1), (23, 5)];
+                    let mut sims: Vec<Sim> = (0..granules)
+                        .map(|g| {
+                            let (total, scan) = shapes[g % shapes.len()];
+                            Sim::new_at(1000 * (g as Pid + 1), total, scan, limits)
+                        })
+                        .collect();
+                    let statuses = run_pool(&mut sims, limits, max_granules, seed * 31 + 7);
+                    let case = format!(
+                        "{granules} granules, {max_granules} in flight, w{workers} s{seed}"
+                    );
+                    assert!(
+                        statuses.iter().all(|s| *s == Status::Done),
+                        "{case}: {statuses:?}"
+                    );
+                    for (g, sim) in sims.iter().enumerate() {
+                        let (_, scan) = shapes[g % shapes.len()];
+                        for (line, owner) in sim.output.iter().enumerate() {
+                            assert_eq!(*owner as usize, line / scan as usize + 1, "{case}");
+                        }
+                        assert!(
+                            sim.procs.values().all(|p| p.at == Where::Gone),
+                            "{case}: left behind"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_crash_in_one_granule_in_flight_leaves_the_other_to_finish() {
+    let limits = Limits {
+        max_workers: 2,
+        max_lead: 2,
+    };
+    for seed in 1..30 {
+        let mut sims = vec![
+            Sim::new_at(1000, 30, 3, limits),
+            Sim::new_at(2000, 30, 3, limits),
+        ];
+        sims[0].fault_segment = Some((4, "crash"));
+        let statuses = run_pool(&mut sims, limits, 2, seed);
+        assert!(
+            matches!(&statuses[0], Status::Failed(f) if f.segment == Some(4)),
+            "{statuses:?}"
+        );
+        assert_eq!(statuses[1], Status::Done);
+        assert!(sims[1].output.iter().all(|&o| o != 0));
+    }
 }

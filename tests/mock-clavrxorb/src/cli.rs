@@ -20,6 +20,8 @@ environment (besides clavrxorb's CLAVRX_* switches):
            like CLAVR-x's generic readers), numbered on past the granule's
            end (like its VIIRS/FY readers), or no entries (not CLAVR-x)
        MOCK_CLAVRX_SLEEP_MS=N   wall time added per processed segment
+       MOCK_CLAVRX_STARTUP_MS=N CPU time spent starting up, before segment 1
+       MOCK_CLAVRX_BASE_MEM=BYTES  memory touched at start-up and held to the end
        MOCK_CLAVRX_SPIKE=1      free the work memory before waitpoint 2
            (a peak between waitpoints)
        MOCK_CLAVRX_HOLD=N       a clone keeps its work memory until N

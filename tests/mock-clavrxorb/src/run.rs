@@ -28,6 +28,8 @@ pub fn run() -> Result<(), Failure> {
     refuse_blocked_term_signals()?;
     sys::install_term_handlers()
         .map_err(|e| Failure::system(format!("installing SIGTERM handler: {e}")))?;
+    // Held for the whole run, and shared copy-on-write with every clone.
+    let _base = start_up()?;
     let mut process = Process {
         tracer: Tracer::new(settings),
         tmp: TmpDir::create()?,
@@ -254,4 +256,47 @@ fn wall_time_per_segment() -> Option<std::time::Duration> {
 fn env_millis(name: &str) -> Option<std::time::Duration> {
     let ms: u64 = std::env::var(name).ok()?.trim().parse().ok()?;
     (ms > 0).then(|| std::time::Duration::from_millis(ms))
+}
+
+/// clavrxorb's start-up before the first segment (reading ancillary data, tens of seconds
+/// for real CLAVR-x): `MOCK_CLAVRX_STARTUP_MS` milliseconds of CPU work, and
+/// `MOCK_CLAVRX_BASE_MEM` bytes touched and held for the whole run (its base memory).
+fn start_up() -> Result<Option<Ballast>, Failure> {
+    let number = |name: &str| -> Result<u64, Failure> {
+        match std::env::var(name) {
+            Err(_) => Ok(0),
+            Ok(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| Failure::input(format!("{name}={v:?}: expected a whole number"))),
+        }
+    };
+    let base = number("MOCK_CLAVRX_BASE_MEM")?;
+    let ballast = (base > 0)
+        .then(|| usize::try_from(base).map(Ballast::touched))
+        .transpose()
+        .map_err(|_| Failure::input("MOCK_CLAVRX_BASE_MEM does not fit in memory"))?;
+    let ms = number("MOCK_CLAVRX_STARTUP_MS")?;
+    if ms > 0 {
+        // CPU time, not wall time: a start-up competes for cores like real work does.
+        let want = std::time::Duration::from_millis(ms);
+        let wall = std::time::Instant::now();
+        // Without schedstat, wall time stands in.
+        let used = || cpu_used().unwrap_or_else(|| wall.elapsed());
+        let begin = used();
+        let mut x = 0;
+        while used().saturating_sub(begin) < want {
+            x = work::work(x, 20_000);
+        }
+        std::hint::black_box(x);
+    }
+    Ok(ballast)
+}
+
+/// CPU time this process has used, from /proc/self/schedstat (nanoseconds on a CPU).
+fn cpu_used() -> Option<std::time::Duration> {
+    let ns = std::fs::read_to_string("/proc/self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())?;
+    Some(std::time::Duration::from_nanos(ns))
 }
