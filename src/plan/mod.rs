@@ -97,23 +97,8 @@ pub struct Profile {
 pub fn load(paths: &[PathBuf]) -> Result<Profile, PlanError> {
     let mut p = Profile::default();
     for path in paths {
-        let files = if path.is_dir() {
-            let mut found = Vec::new();
-            profile::find_reports(path, &mut found)?;
-            if found.is_empty() {
-                return Err(ProfileError::NoReports { path: path.clone() }.into());
-            }
-            found.sort();
-            found
-        } else {
-            vec![path.clone()]
-        };
-        for file in files {
-            let text =
-                std::fs::read_to_string(&file).map_err(|source| ProfileError::Unreadable {
-                    path: file.clone(),
-                    source,
-                })?;
+        for report in profile::report_texts(path)? {
+            let (file, text) = report?;
             match profile::parse_report(&text, &file)? {
                 Report::Other { .. } => p.skipped += 1,
                 Report::NotDone { status } => p

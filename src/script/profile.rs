@@ -185,23 +185,8 @@ pub fn parse_report(text: &str, path: &Path) -> Result<Report, ProfileError> {
 pub fn read_all(args: &[PathBuf]) -> Result<Measurements, ProfileError> {
     let mut m = Measurements::default();
     for arg in args {
-        let files = if arg.is_dir() {
-            let mut found = Vec::new();
-            find_reports(arg, &mut found)?;
-            if found.is_empty() {
-                return Err(ProfileError::NoReports { path: arg.clone() });
-            }
-            found.sort();
-            found
-        } else {
-            vec![arg.clone()]
-        };
-        for file in files {
-            let text =
-                std::fs::read_to_string(&file).map_err(|source| ProfileError::Unreadable {
-                    path: file.clone(),
-                    source,
-                })?;
+        for report in report_texts(arg)? {
+            let (file, text) = report?;
             match parse_report(&text, &file)? {
                 Report::Granule {
                     wall_seconds,
@@ -227,8 +212,35 @@ pub fn read_all(args: &[PathBuf]) -> Result<Measurements, ProfileError> {
     Ok(m)
 }
 
+/// The report files one `--profile` argument names, each read as it is reached: the file
+/// itself, or every `*.pseg.yaml` under a folder, in name order (a folder with none is an
+/// error).
+pub fn report_texts(
+    arg: &Path,
+) -> Result<impl Iterator<Item = Result<(PathBuf, String), ProfileError>>, ProfileError> {
+    let files = if arg.is_dir() {
+        let mut found = Vec::new();
+        find_reports(arg, &mut found)?;
+        if found.is_empty() {
+            return Err(ProfileError::NoReports {
+                path: arg.to_path_buf(),
+            });
+        }
+        found.sort();
+        found
+    } else {
+        vec![arg.to_path_buf()]
+    };
+    Ok(files
+        .into_iter()
+        .map(|file| match std::fs::read_to_string(&file) {
+            Ok(text) => Ok((file, text)),
+            Err(source) => Err(ProfileError::Unreadable { path: file, source }),
+        }))
+}
+
 /// Collects `*.pseg.yaml` files under `dir`, following no symlinked folders.
-pub fn find_reports(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ProfileError> {
+fn find_reports(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ProfileError> {
     let unreadable = |source| ProfileError::Unreadable {
         path: dir.to_path_buf(),
         source,
