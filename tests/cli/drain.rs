@@ -167,14 +167,7 @@ fn gen_warns_when_the_time_limit_cannot_hold_one_granule() {
     let out = case.step("out").output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let gen_with = |time: &str| {
-        Command::new(assert_cmd::cargo::cargo_bin!("pseg-slurm"))
-            .arg("gen")
-            .arg("--files")
-            .arg(case.path("data/list.txt"))
-            .arg("--exe")
-            .arg(case.mock())
-            .arg("--options")
-            .arg(case.path("clavrx_options"))
+        case.gen_cmd(case.mock())
             .arg("--out")
             .arg(case.path("out"))
             .arg("--profile")
@@ -225,14 +218,8 @@ fn gen_with_a_profile_warns_early_enough_for_its_slowest_segment() {
     std::fs::write(&path, serde_yaml::to_string(&report).unwrap()).unwrap();
 
     let gen_with = |extra: &[&str]| {
-        let o = Command::new(assert_cmd::cargo::cargo_bin!("pseg-slurm"))
-            .arg("gen")
-            .arg("--files")
-            .arg(case.path("data/list.txt"))
-            .arg("--exe")
-            .arg(case.mock())
-            .arg("--options")
-            .arg(case.path("clavrx_options"))
+        let o = case
+            .gen_cmd(case.mock())
             .arg("--out")
             .arg(case.path("out"))
             .arg("--profile")

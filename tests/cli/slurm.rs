@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 
-use crate::support::{Case, Link, text};
+use crate::support::{Case, Link, submit, text};
 
 /// True when a Slurm cluster answers; otherwise skips (or fails under CI).
 pub(crate) fn slurm_available(test: &str) -> bool {
@@ -55,32 +55,7 @@ fn campaign(case: &Case, extra: &[&str]) {
 
 /// `pseg-slurm gen ARGS | sbatch --parsable`, run from the test's directory; the job id.
 fn gen_and_submit(case: &Case, args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(r#"set -o pipefail; "$0" gen "$@" | sbatch --parsable"#)
-        .arg(cargo_bin!("pseg-slurm"))
-        .arg("--files")
-        .arg(case.path("data/list.txt"))
-        .arg("--exe")
-        .arg(case.mock())
-        .arg("--options")
-        .arg(case.path("clavrx_options"))
-        .args(args)
-        .current_dir(case.dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gen | sbatch failed:\n{}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-        .trim()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
+    submit(case.gen_cmd(case.mock()).args(args))
 }
 
 /// Waits for every element of job `id` to finish; returns (JobState, ExitCode) per element.
@@ -485,35 +460,23 @@ fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign
     // A copy of the mock of our own, so its processes are ours to count.
     let exe = case.path("clavrxorb");
     std::fs::copy(case.mock(), &exe).unwrap();
-    let submit = |sleep_ms: &str| {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(r#"set -o pipefail; "$0" gen "$@" | sbatch --parsable"#)
-            .arg(cargo_bin!("pseg-slurm"))
-            .arg("--files")
-            .arg(case.path("data/list.txt"))
-            .arg("--exe")
-            .arg(&exe)
-            .arg("--options")
-            .arg(case.path("clavrx_options"))
-            .args(["--mode", "tasks", "--ntasks", "1", "--cpus-per-task", "1"])
-            .args(["--memory", "300M", "--time", "5", "--warning-seconds", "30"])
-            .arg("--out")
-            .arg(case.path("out"))
-            // Seen by the mock inside the job (sbatch exports the environment): each segment
-            // takes this long, without changing the output.
-            .env("MOCK_CLAVRX_SLEEP_MS", sleep_ms)
-            .current_dir(case.dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout).trim().to_string()
+    let submit_slowed = |sleep_ms: &str| {
+        submit(
+            case.gen_cmd(&exe)
+                .args(["--mode", "tasks", "--ntasks", "1", "--cpus-per-task", "1"])
+                .args(["--memory", "300M", "--time", "5", "--warning-seconds", "30"])
+                .arg("--out")
+                .arg(case.path("out"))
+                // Seen by the mock inside the job (sbatch exports the environment): each
+                // segment takes this long, without changing the output.
+                .env("MOCK_CLAVRX_SLEEP_MS", sleep_ms),
+        )
     };
 
     // 5 granules of 1 to 8 segments at 4 s each: about 100 s of work. Slurm's own warning
     // (`--signal=USR1@30`) lands up to a minute early, so the test sends it itself, at a
     // chosen point: one granule done, the next in flight.
-    let id = submit("4000");
+    let id = submit_slowed("4000");
     let started = Instant::now();
     loop {
         let c = status(&case, "out")["counts"].clone();
@@ -556,7 +519,7 @@ fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign
     );
     let done_first = counts["done"].as_u64().unwrap();
 
-    let states = wait_job(&submit("0"), Duration::from_secs(240));
+    let states = wait_job(&submit_slowed("0"), Duration::from_secs(240));
     let log = logs(&case, "out");
     assert_eq!(states[0].0, "COMPLETED", "{log}");
     let s = status(&case, "out");
@@ -661,39 +624,27 @@ fn a_warning_midway_lets_the_granule_in_flight_finish_and_the_job_exit_138() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let exe = case.path("clavrxorb");
     std::fs::copy(case.mock(), &exe).unwrap();
-    let submit = |sleep_ms: &str| {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(r#"set -o pipefail; "$0" gen "$@" | sbatch --parsable"#)
-            .arg(cargo_bin!("pseg-slurm"))
-            .arg("--files")
-            .arg(case.path("data/list.txt"))
-            .arg("--exe")
-            .arg(&exe)
-            .arg("--options")
-            .arg(case.path("clavrx_options"))
-            .args(["--mode", "tasks", "--ntasks", "1", "--cpus-per-task", "1"])
-            .args([
-                "--memory",
-                "300M",
-                "--time",
-                "10",
-                "--warning-seconds",
-                "30",
-            ])
-            .arg("--out")
-            .arg(case.path("out"))
-            .arg("--work")
-            .arg(case.path("work"))
-            .env("MOCK_CLAVRX_SLEEP_MS", sleep_ms)
-            .current_dir(case.dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout).trim().to_string()
+    let submit_slowed = |sleep_ms: &str| {
+        submit(
+            case.gen_cmd(&exe)
+                .args(["--mode", "tasks", "--ntasks", "1", "--cpus-per-task", "1"])
+                .args([
+                    "--memory",
+                    "300M",
+                    "--time",
+                    "10",
+                    "--warning-seconds",
+                    "30",
+                ])
+                .arg("--out")
+                .arg(case.path("out"))
+                .arg("--work")
+                .arg(case.path("work"))
+                .env("MOCK_CLAVRX_SLEEP_MS", sleep_ms),
+        )
     };
     // 6 segments of about a second each, one worker: the warning lands about half-way.
-    let id = submit("1000");
+    let id = submit_slowed("1000");
     let started = Instant::now();
     let first = case.path("work/first.gran");
     loop {
@@ -749,7 +700,7 @@ fn a_warning_midway_lets_the_granule_in_flight_finish_and_the_job_exit_138() {
     assert!(got["first.gran.level2.bin"] == serial["first.gran.level2.bin"]);
     assert!(!got.contains_key("second.gran.level2.bin"), "{log}");
 
-    let id = submit("0");
+    let id = submit_slowed("0");
     let states = wait_job(&id, Duration::from_secs(120));
     assert_eq!(states[0].0, "COMPLETED", "{}", logs(&case, "out"));
     assert_same_as_serial(&case, "out");
@@ -813,19 +764,12 @@ fn a_script_whose_cpus_plan_chose_runs_on_the_test_bed() {
     }
     // No --cpus-per-task: gen projects the profile and asks scontrol how big the nodes are.
     let out = case.path("out-planned");
-    let o = Command::new(cargo_bin!("pseg-slurm"))
-        .arg("gen")
-        .arg("--files")
-        .arg(case.path("data/list.txt"))
-        .arg("--exe")
-        .arg(case.mock())
-        .arg("--options")
-        .arg(case.path("clavrx_options"))
+    let o = case
+        .gen_cmd(case.mock())
         .arg("--out")
         .arg(&out)
         .arg("--profile")
         .arg(case.path("profile"))
-        .current_dir(case.dir.path())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));

@@ -162,6 +162,21 @@ impl Case {
         cmd
     }
 
+    /// `pseg-slurm gen` over the list with `exe` as clavrxorb and the test's options file, run
+    /// from the test's directory; the caller adds the rest.
+    pub fn gen_cmd(&self, exe: &Path) -> Command {
+        let mut cmd = Command::new(cargo_bin!("pseg-slurm"));
+        cmd.arg("gen")
+            .arg("--files")
+            .arg(self.path("data/list.txt"))
+            .arg("--exe")
+            .arg(exe)
+            .arg("--options")
+            .arg(self.path("clavrx_options"))
+            .current_dir(self.dir.path());
+        cmd
+    }
+
     /// Every regular file directly in `out`, by name.
     pub fn outputs(&self, out: &str) -> BTreeMap<String, Vec<u8>> {
         std::fs::read_dir(self.path(out))
@@ -397,4 +412,29 @@ pub fn needs_root(test: &str) -> bool {
     }
     eprintln!("{msg}");
     false
+}
+
+/// Runs `gen | sbatch --parsable` (with `gen`'s arguments, folder and environment); the job id.
+pub fn submit(gen_cmd: &Command) -> String {
+    let mut cmd = wrapped(gen_cmd, "bash");
+    cmd.arg("-c")
+        .arg(r#"set -o pipefail; "$0" "$@" | sbatch --parsable"#)
+        .arg(gen_cmd.get_program())
+        .args(gen_cmd.get_args())
+        .stdin(std::process::Stdio::null());
+    if let Some(dir) = gen_cmd.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "gen | sbatch failed:\n{}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
 }
