@@ -39,19 +39,9 @@ fn run_folder(case: &Case) -> PathBuf {
     let serial = case.step("serial").arg("--serial").output().unwrap();
     assert!(serial.status.success(), "{}", text(&serial.stderr));
 
-    let run = case.path("run");
-    std::fs::create_dir_all(&run).unwrap();
-    let mut file_list = format!("{}/\nout/\n{BAD}\n", case.path("data").display());
-    for n in good {
-        file_list.push_str(n);
-        file_list.push('\n');
-    }
-    std::fs::write(run.join("file_list"), file_list).unwrap();
-    std::fs::copy(case.path("clavrx_options"), run.join("clavrx_options")).unwrap();
-    let bin = case.path("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(case.mock(), bin.join("clavrxorb")).unwrap();
-    run
+    let mut listed = vec![BAD];
+    listed.extend(&good);
+    case.clavrx_run_folder(&listed)
 }
 
 /// `pseg-slurm run --files file_list` in the run folder, its stderr into `log`. One minute

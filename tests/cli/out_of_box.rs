@@ -11,9 +11,8 @@ use assert_cmd::cargo::cargo_bin;
 
 use crate::support::{Case, Link, text};
 
-/// Granules, their serial reference outputs in `serial`, and a CLAVR-x run folder `run/`:
-/// `file_list` (line 1 the granules' folder, line 2 `out/`, relative to the run folder as
-/// clavrxorb reads it), `clavrx_options`, and `bin/clavrxorb` (the mock) for PATH.
+/// Granules, their serial reference outputs in `serial`, and a CLAVR-x run folder `run/`
+/// over them ([`Case::clavrx_run_folder`]).
 pub fn run_folder(case: &Case) -> PathBuf {
     let names = ["g0.gran", "g1.gran", "g2.gran"];
     for (name, lines) in names.iter().zip([40, 73, 1]) {
@@ -24,19 +23,7 @@ pub fn run_folder(case: &Case) -> PathBuf {
     let serial = case.step("serial").arg("--serial").output().unwrap();
     assert!(serial.status.success(), "{}", text(&serial.stderr));
 
-    let run = case.path("run");
-    std::fs::create_dir_all(&run).unwrap();
-    let mut file_list = format!("{}/\nout/\n", case.path("data").display());
-    for n in names {
-        file_list.push_str(n);
-        file_list.push('\n');
-    }
-    std::fs::write(run.join("file_list"), file_list).unwrap();
-    std::fs::copy(case.path("clavrx_options"), run.join("clavrx_options")).unwrap();
-    let bin = case.path("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(case.mock(), bin.join("clavrxorb")).unwrap();
-    run
+    case.clavrx_run_folder(&names)
 }
 
 /// PATH with the run folder's `bin/` (clavrxorb) first.

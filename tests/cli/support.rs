@@ -162,6 +162,26 @@ impl Case {
         cmd
     }
 
+    /// A CLAVR-x run folder `run/` over granules already in `data/`: `file_list` (line 1 the
+    /// granules' folder, line 2 `out/`, relative to the run folder as clavrxorb reads it, then
+    /// `names`), a copy of the test's `clavrx_options`, and `bin/clavrxorb` (the mock) to put
+    /// on PATH.
+    pub fn clavrx_run_folder(&self, names: &[&str]) -> PathBuf {
+        let run = self.path("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let mut file_list = format!("{}/\nout/\n", self.path("data").display());
+        for n in names {
+            file_list.push_str(n);
+            file_list.push('\n');
+        }
+        std::fs::write(run.join("file_list"), file_list).unwrap();
+        std::fs::copy(self.path("clavrx_options"), run.join("clavrx_options")).unwrap();
+        let bin = self.path("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(self.mock(), bin.join("clavrxorb")).unwrap();
+        run
+    }
+
     /// `pseg-slurm gen` over the list with `exe` as clavrxorb and the test's options file, run
     /// from the test's directory; the caller adds the rest.
     pub fn gen_cmd(&self, exe: &Path) -> Command {
