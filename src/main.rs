@@ -128,16 +128,9 @@ fn release(args: &ReleaseArgs) -> Result<u8, Box<dyn std::error::Error>> {
             (Decision::Keep(_), _) => "keep",
             (Decision::Release(_), false) => "would release",
             (Decision::Release(_), true) => match release::release(&ledger, found, &me)? {
-                Released::Done { interrupted } => {
-                    released += 1;
-                    if interrupted {
-                        "released (record marked interrupted)"
-                    } else {
-                        "released"
-                    }
-                }
                 Released::Changed => "left alone (the claim changed meanwhile)",
                 Released::Kept => "keep",
+                Released::Done { interrupted } => released_verb(interrupted, &mut released),
             },
         };
         print(&format!("{verb} {line}\n"))?;
@@ -145,15 +138,8 @@ fn release(args: &ReleaseArgs) -> Result<u8, Box<dyn std::error::Error>> {
     for bad in &plan.unreadable {
         let verb = if args.yes {
             match release::release_unreadable(&ledger, bad, &me)? {
-                Released::Done { interrupted } => {
-                    released += 1;
-                    if interrupted {
-                        "released (record marked interrupted)"
-                    } else {
-                        "released"
-                    }
-                }
                 Released::Changed | Released::Kept => "left alone (it changed meanwhile)",
+                Released::Done { interrupted } => released_verb(interrupted, &mut released),
             }
         } else {
             "would release"
@@ -174,6 +160,16 @@ fn release(args: &ReleaseArgs) -> Result<u8, Box<dyn std::error::Error>> {
             (_, false) => "nothing to release: every matching holder is alive\n".to_string(),
         },
     )
+}
+
+/// The words for a claim that was released, counting it.
+fn released_verb(interrupted: bool, count: &mut usize) -> &'static str {
+    *count += 1;
+    if interrupted {
+        "released (record marked interrupted)"
+    } else {
+        "released"
+    }
 }
 
 /// `pseg-slurm verify`: one line per finding on stdout, what was recorded on stderr; 1 if
