@@ -1,26 +1,14 @@
 //! pseg-slurm: run clavrxorb over many granules, one segment per core, on Slurm or locally.
 //!
-//! The two binaries (`pseg-slurm`, `pseg-step`) are thin shells over this library.
+//! Three layers, arrows pointing only down (see ARCHITECTURE.md):
+//! - [`cmd`]: one module per thing a user runs; clap, terminal output and exit statuses
+//!   live here and nowhere else.
+//! - [`domain`]: the fan-out, tracer, memory, ledger, sbatch rendering, the report page.
+//! - [`base`]: units, files, time, identity and the one module with raw OS calls.
+//!
+//! The two binaries (`pseg-slurm`, `pseg-step`) only dispatch to [`cmd`].
 #![deny(unsafe_code)]
 
-pub mod autopilot;
-pub mod bounded;
-pub mod check;
-pub mod cli;
-pub mod config;
-pub mod cpus;
-pub mod deadline;
-pub mod escape;
-pub mod fanout;
-pub mod granules;
-pub mod ledger;
-pub mod mapping;
-pub mod memory;
-pub mod options;
-pub mod plan;
-pub mod render;
-pub mod report;
-pub mod script;
-pub mod size;
-pub mod step;
-pub mod tracer;
+pub mod base;
+pub mod cmd;
+pub mod domain;

@@ -1,15 +1,15 @@
 //! `pseg-slurm run`, the command: flags in, the autopilot driven, its news printed (a live
 //! line on a terminal, plain lines otherwise), the report page written, the exit status
-//! chosen. The campaign logic is `pseg_slurm::autopilot`.
+//! chosen. The campaign logic is `crate::domain::autopilot`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use pseg_slurm::autopilot::decide::Limits;
-use pseg_slurm::autopilot::{self, Ending, Observer, Progress, Request, RunError, slurm};
-use pseg_slurm::cli::{ReportArgs, RunArgs};
-use pseg_slurm::ledger::status::duration;
-use pseg_slurm::script::quote;
+use crate::cmd::args::{ReportArgs, RunArgs};
+use crate::domain::autopilot::decide::Limits;
+use crate::domain::autopilot::{self, Ending, Observer, Progress, Request, RunError, slurm};
+use crate::domain::campaign::status::duration;
+use crate::domain::script::quote;
 
 /// `--max-submissions` reached, or Slurm cannot be got past.
 pub const STOPPED: u8 = 3;
@@ -80,7 +80,7 @@ pub fn run(args: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
         );
     }
     let page = finished.out.join("pseg-report.html");
-    let report = crate::report(&ReportArgs {
+    let report = crate::cmd::report::run(&ReportArgs {
         dir: finished.out.clone(),
         output: page,
         granule: Vec::new(),
@@ -111,7 +111,7 @@ pub fn run(args: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
             "  {} ({kind}, {} attempt(s)): {error}{report}",
             f.name, f.attempts
         );
-        eprintln!("{}", pseg_slurm::escape::controls(&line));
+        eprintln!("{}", crate::base::escape::controls(&line));
     }
     Ok(1)
 }
@@ -214,7 +214,7 @@ impl Observer for Printer {
             eprint!("\r\x1b[2K");
             self.live = false;
         }
-        eprintln!("pseg-slurm: {}", pseg_slurm::escape::controls(line));
+        eprintln!("pseg-slurm: {}", crate::base::escape::controls(line));
     }
 
     fn progress(&mut self, p: &Progress) {

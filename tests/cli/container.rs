@@ -21,7 +21,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use assert_cmd::cargo::cargo_bin;
-use pseg_slurm::ledger::{Ledger, Status};
+use pseg_slurm::domain::ledger::{Ledger, Status};
 
 use crate::support::{Case, Link, mock, text};
 

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
-use pseg_slurm::ledger::{
+use pseg_slurm::domain::ledger::{
     Campaign, FailureKind, Holder, Ledger, Outcome, Queue, Record, STATE_DIR, Status,
 };
 

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pseg_slurm::ledger::{Ledger, Status};
+use pseg_slurm::domain::ledger::{Ledger, Status};
 
 use crate::support::{Case, Link, text};
 

@@ -12,11 +12,11 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use assert_cmd::cargo::cargo_bin;
-use pseg_slurm::ledger::{Ledger, Record, STATE_DIR, Status, key, record::one_line};
+use pseg_slurm::domain::ledger::{Ledger, Record, STATE_DIR, Status, key, record::one_line};
 
 use crate::support::{Case, Link, text};
 
-#[path = "../../src/render/markup.rs"]
+#[path = "../../src/domain/page/markup.rs"]
 mod markup;
 use markup::{Element, elements};
 
@@ -245,7 +245,7 @@ fn check_memory(name: &str, part: &str, report: &serde_yaml::Value) {
     assert_eq!(line.get("points").split(' ').count(), series.len());
     // The page prints the peak in binary units.
     assert!(
-        part.contains(&pseg_slurm::size::Size(m["peak_bytes"].as_u64().unwrap()).to_string()),
+        part.contains(&pseg_slurm::base::size::Size(m["peak_bytes"].as_u64().unwrap()).to_string()),
         "{name}"
     );
 }
@@ -521,15 +521,16 @@ fn synthetic_report() -> String {
 
 /// Renders `dir`, returning the page and the seconds it took (in-process: the figure is
 /// the library's, the same as the binary's).
-fn timed_render(dir: &Path) -> (pseg_slurm::render::Rendered, f64) {
+fn timed_render(dir: &Path) -> (pseg_slurm::domain::page::Rendered, f64) {
     let start = Instant::now();
-    let page = pseg_slurm::render::render(dir, &pseg_slurm::render::Options::default()).unwrap();
+    let page = pseg_slurm::domain::page::render(dir, &pseg_slurm::domain::page::Options::default())
+        .unwrap();
     (page, start.elapsed().as_secs_f64())
 }
 
 /// The page of a large campaign stays the same size: bins, the N slowest, a capped list of
 /// failures, not one element per granule.
-fn check_large(page: &pseg_slurm::render::Rendered, n: usize) {
+fn check_large(page: &pseg_slurm::domain::page::Rendered, n: usize) {
     let html = &page.html;
     let main = &elements(html, "main")[0];
     assert_eq!(main.get("data-granules"), n.to_string());

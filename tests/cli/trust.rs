@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
-use pseg_slurm::ledger::{FailureKind, Ledger, Record, Status};
+use pseg_slurm::domain::ledger::{FailureKind, Ledger, Record, Status};
 
 use crate::support::{Case, Link, needs_root, text};
 

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
-use pseg_slurm::ledger::{FailureKind, Ledger, Status};
+use pseg_slurm::domain::ledger::{FailureKind, Ledger, Status};
 
 use crate::support::{Case, HANG, Link, text};
 

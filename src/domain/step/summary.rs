@@ -1,0 +1,140 @@
+//! The step's own summary: counts, the driver's CPU time, peaks; written as a
+//! `kind: step` report and printed as the closing lines on stderr.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::base::size::Size;
+use crate::domain::reports::{self, GranuleReport, StepReport};
+
+pub struct StepSummary {
+    started: Instant,
+    pub report: StepReport,
+    /// Failed granules with their one-line message, for the closing lines.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+impl StepSummary {
+    pub fn new() -> StepSummary {
+        StepSummary {
+            started: Instant::now(),
+            report: StepReport {
+                schema: reports::SCHEMA.into(),
+                kind: "step".into(),
+                host: reports::host(),
+                slurm: reports::SlurmIds::from_env(),
+                started_unix: reports::unix_now(),
+                wall_seconds: 0.0,
+                driver_cpu_seconds: 0.0,
+                granules: 0,
+                done: 0,
+                failed: 0,
+                interrupted: 0,
+                peak_bytes: 0,
+                worker_estimate_bytes: None,
+                cgroup_kernel_peak_bytes: None,
+                reports: Vec::new(),
+            },
+            failed: Vec::new(),
+        }
+    }
+
+    /// Counts a granule's report in; `file` is its name in the report folder.
+    pub fn add(&mut self, r: &GranuleReport, file: Option<PathBuf>) {
+        self.report.granules += 1;
+        self.report.peak_bytes = self.report.peak_bytes.max(r.memory.peak_bytes);
+        let worker = r
+            .memory
+            .worker_private_peak_bytes
+            .max(r.memory.worker_private_hwm_bytes);
+        if r.status == reports::Verdict::Done && worker > 0 {
+            self.report.worker_estimate_bytes =
+                Some(self.report.worker_estimate_bytes.unwrap_or(0).max(worker));
+        }
+        match r.status {
+            reports::Verdict::Done => self.report.done += 1,
+            reports::Verdict::Failed => self.report.failed += 1,
+            reports::Verdict::Interrupted => self.report.interrupted += 1,
+        }
+        self.report.reports.extend(file);
+    }
+
+    /// A granule that failed before it had a report.
+    pub fn add_failure(&mut self, path: &Path, why: String) {
+        self.report.granules += 1;
+        self.report.failed += 1;
+        self.failed.push((path.to_path_buf(), why));
+    }
+
+    /// Finishes the figures and writes the step report into `dir`.
+    pub fn write(&mut self, dir: &Path, cgroup_peak: Option<u64>) {
+        self.report.wall_seconds = self.started.elapsed().as_secs_f64();
+        self.report.driver_cpu_seconds = crate::base::unix::own_cpu_seconds();
+        self.report.cgroup_kernel_peak_bytes = cgroup_peak;
+        let name = step_report_name(&self.report);
+        if let Err(e) = reports::write(dir, &name, &self.report) {
+            eprintln!(
+                "pseg-step: warning: cannot write {}: {e}",
+                dir.join(&name).display()
+            );
+        }
+    }
+
+    /// The closing lines on stderr; the exit status (0 all done, 1 some failed).
+    pub fn close(&self) -> u8 {
+        let r = &self.report;
+        if self.failed.is_empty() {
+            eprintln!("pseg-step: all {} granule(s) done", r.done);
+            return 0;
+        }
+        eprintln!(
+            "pseg-step: {} of {} granule(s) done, {} failed:",
+            r.done,
+            r.granules,
+            self.failed.len()
+        );
+        for (path, why) in &self.failed {
+            let line = format!("{}: {why}", path.display());
+            eprintln!("  {}", crate::base::escape::controls(&line));
+        }
+        1
+    }
+}
+
+/// The line that ends a granule's progress.
+pub fn done_line(r: &GranuleReport) -> String {
+    if r.proof == Some(reports::Proof::ExitAndOutputs) {
+        return format!(
+            "done in {:.1} s (weaker proof: exit 0 and outputs non-empty; no tracer)",
+            r.wall_seconds
+        );
+    }
+    format!(
+        "done in {:.1} s ({} segments, {} lines; peak {}, up to {} workers, bound by {})",
+        r.wall_seconds,
+        r.segments,
+        r.lines,
+        Size(r.memory.peak_bytes),
+        r.workers.max_busy,
+        r.workers.bound_by
+    )
+}
+
+/// `step-<job>[_<array task>].<procid>.pseg.yaml` under Slurm, `step-local-<pid>` outside.
+fn step_report_name(s: &StepReport) -> String {
+    let id = match &s.slurm {
+        Some(ids) => {
+            let job = ids
+                .array_job_id
+                .as_ref()
+                .zip(ids.array_task_id.as_ref())
+                .map_or_else(
+                    || ids.job_id.clone().unwrap_or_default(),
+                    |(a, t)| format!("{a}_{t}"),
+                );
+            format!("{job}.{}", ids.procid.as_deref().unwrap_or("0"))
+        }
+        None => format!("local-{}", std::process::id()),
+    };
+    format!("step-{id}{}", reports::SUFFIX)
+}
