@@ -65,6 +65,36 @@ pub fn mock(link: Link) -> &'static Path {
     }
 }
 
+/// The ledger claimer fixture (tests/ledger-claimer), built once per test run. In a target
+/// folder of its own, as the mock: the `cargo test` running us holds the lock of ours.
+pub fn ledger_claimer() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--locked",
+                "-p",
+                "ledger-claimer",
+                "--manifest-path",
+            ])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building the ledger claimer failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("debug/ledger-claimer")
+    })
+}
+
 /// One test's world: granules, a list, an options file, output directories.
 pub struct Case {
     pub dir: TempDir,
