@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::cargo_bin;
 
 use crate::out_of_box::path_with_clavrxorb;
-use crate::slurm::slurm_available;
-use crate::support::{Case, Link, text};
+use crate::support::{Case, Link, slurm_available, text};
 
 const GOOD: [(&str, u32); 7] = [
     ("g0.gran", 50),
@@ -44,16 +43,24 @@ fn run_folder(case: &Case) -> PathBuf {
     case.clavrx_run_folder(&listed)
 }
 
+/// `pseg-slurm run --files file_list` in the run folder, the mock as clavrxorb on PATH, no
+/// site config; the caller adds the rest.
+fn run_cmd(case: &Case, run: &Path) -> Command {
+    let mut cmd = Command::new(cargo_bin!("pseg-slurm"));
+    cmd.args(["run", "--files", "file_list"])
+        .current_dir(run)
+        .env("PATH", path_with_clavrxorb(case))
+        .env_remove("PSEG_SLURM_CONFIG");
+    cmd
+}
+
 /// `pseg-slurm run --files file_list` in the run folder, its stderr into `log`. One minute
 /// (Slurm's least) cannot hold the campaign's granules, slowed to 4 s a segment (about 70 s
 /// of work even on the 2 cores gen may choose); the warning comes 50 s before it.
 fn start_run(case: &Case, run: &Path, log: &str) -> Child {
     let log = std::fs::File::create(case.path(log)).unwrap();
-    Command::new(cargo_bin!("pseg-slurm"))
+    run_cmd(case, run)
         .args([
-            "run",
-            "--files",
-            "file_list",
             "--chunk-size",
             "10",
             "--time",
@@ -66,11 +73,8 @@ fn start_run(case: &Case, run: &Path, log: &str) -> Child {
             "--headroom",
             "100",
         ])
-        .current_dir(run)
-        .env("PATH", path_with_clavrxorb(case))
         .env("TMPDIR", case.scratch())
         .env("MOCK_CLAVRX_SLEEP_MS", "4000")
-        .env_remove("PSEG_SLURM_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -159,12 +163,7 @@ fn a_campaign_runs_hands_off_through_a_pilot_a_drain_a_kill_and_resubmissions() 
         std::thread::sleep(Duration::from_millis(200));
     };
     // A second run of the same campaign is refused while the first lives.
-    let second = Command::new(cargo_bin!("pseg-slurm"))
-        .args(["run", "--files", "file_list"])
-        .current_dir(&run)
-        .env("PATH", path_with_clavrxorb(&case))
-        .output()
-        .unwrap();
+    let second = run_cmd(&case, &run).output().unwrap();
     let err = text(&second.stderr);
     assert_eq!(second.status.code(), Some(4), "{err}");
     assert!(
@@ -280,11 +279,8 @@ fn the_submission_bound_stops_a_run_before_anything_is_submitted() {
     // No Slurm needed: with nothing submitted yet, the bound is reached before any call.
     let case = Case::new(Link::Static);
     let run = crate::out_of_box::run_folder(&case);
-    let out = Command::new(cargo_bin!("pseg-slurm"))
-        .args(["run", "--files", "file_list", "--max-submissions", "0"])
-        .current_dir(&run)
-        .env("PATH", path_with_clavrxorb(&case))
-        .env_remove("PSEG_SLURM_CONFIG")
+    let out = run_cmd(&case, &run)
+        .args(["--max-submissions", "0"])
         .output()
         .unwrap();
     let err = text(&out.stderr);

@@ -3,12 +3,12 @@
 //! nothing, and a bad array element or `--exe` gets a message that names the problem.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 
-use crate::support::{Case, Link, text, wrapped};
+use crate::support::{Case, Link, text};
 
 /// The `pseg-step.*` folders in the test's TMPDIR.
 fn work_dirs(case: &Case) -> Vec<PathBuf> {
@@ -20,19 +20,6 @@ fn work_dirs(case: &Case) -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     dirs
-}
-
-/// Starts `step` under nohup (SIGHUP to an orphaned group then ends nothing, as on a login
-/// node), in its own process group.
-fn start(case: &Case, step: &Command) -> Child {
-    wrapped(step, "nohup")
-        .arg(step.get_program())
-        .args(step.get_args())
-        .current_dir(case.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -62,7 +49,7 @@ fn a_killed_pseg_step_leaves_no_clavrxorb_and_no_work_directory() {
     case.granule("slow.gran", 400, &["--work", "2000000"]);
     case.list(&["bad.gran", "slow.gran"]);
     case.options(10);
-    let mut child = start(&case, &case.step("out"));
+    let mut child = case.start_nohup(&case.step("out"));
     let kept = case.path("out/pseg-failed/bad.gran");
     // bad.gran has failed and been kept; slow.gran's clones are at work.
     wait_for("slow.gran's clones", || {
@@ -110,7 +97,7 @@ fn the_next_run_removes_work_directories_whose_watchdog_died_too() {
     std::fs::write(forged.join(".pseg-step-work"), "schema: other/1\n").unwrap();
     // Serial: clavrxorb has no clones and dies with its parent, so killing pseg-step and its
     // watchdog at once (as Slurm does to a step) leaves only the work directory.
-    let mut child = start(&case, case.step("out").arg("--serial"));
+    let mut child = case.start_nohup(case.step("out").arg("--serial"));
     let me = child.id() as i32;
     let mut watchdog = None;
     wait_for("the watchdog and clavrxorb", || {

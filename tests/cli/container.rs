@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use assert_cmd::cargo::cargo_bin;
 use pseg_slurm::domain::ledger::{Ledger, Status};
 
-use crate::support::{Case, Link, mock, text};
+use crate::support::{Case, Link, is_root, mock, require, text};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -352,18 +352,11 @@ fn recipes_agree_on_base_entry_point_and_layout() {
 
 /// True when this process is root; otherwise skips (or fails under CI).
 fn root_available(test: &str) -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    let msg = format!(
-        "\n######## SKIPPED {test}: needs root (debootstrap, mount, chroot) ########\n\
-         ######## run `bash ci/test.sh` as root ########\n"
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}(CI=true: a skipped container test is a failure)");
-    }
-    eprintln!("{msg}");
-    false
+    require(
+        test,
+        is_root(),
+        "needs root (debootstrap, mount, chroot); run `bash ci/test.sh` as root",
+    )
 }
 
 fn run_ok(cmd: &mut Command, what: &str) -> Output {
@@ -931,18 +924,14 @@ fn podman_available(test: &str) -> bool {
                 .is_ok_and(|o| o.status.success())
         })
         .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "\n######## SKIPPED {test}: {} not installed (bash ci/install-deps.sh) ########\n",
-        missing.join(", ")
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}(CI=true: a skipped container test is a failure)");
-    }
-    eprintln!("{msg}");
-    false
+    require(
+        test,
+        missing.is_empty(),
+        &format!(
+            "{} not installed (bash ci/install-deps.sh)",
+            missing.join(", ")
+        ),
+    )
 }
 
 /// The image, built once per test run by `containers/build.sh` from the binaries under

@@ -6,23 +6,13 @@
 //! these tests do the same. The Slurm test bed variant is in `slurm.rs`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::{Case, Link, text};
-
-/// Two granules of 6 segments; the serial reference in `serial`.
-fn two_granules(case: &Case) {
-    case.granule("first.gran", 57, &[]);
-    case.granule("second.gran", 60, &[]);
-    case.list(&["first.gran", "second.gran"]);
-    case.options(10);
-    let out = case.step("serial").arg("--serial").output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-}
 
 /// Segments written so far, from the mock's own stdout logs under `dir` (parent and clones).
 fn segments_written(dir: &Path) -> usize {
@@ -87,20 +77,10 @@ fn warn_midway(case: &Case, out: &str, job_left: Duration, after: usize) -> (Chi
     (child, stderr)
 }
 
-fn status_of(case: &Case, out: &str) -> serde_yaml::Value {
-    let o = Command::new(assert_cmd::cargo::cargo_bin!("pseg-slurm"))
-        .args(["status", "--format", "yaml"])
-        .arg(case.path(out))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    serde_yaml::from_slice(&o.stdout).unwrap()
-}
-
 #[test]
 fn a_granule_that_can_finish_goes_on_after_the_warning_and_nothing_new_starts() {
     let case = Case::new(Link::Static);
-    two_granules(&case);
+    case.two_granules();
     let (mut child, log) = warn_midway(&case, "out", Duration::from_secs(3600), 2);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(138), "{log}");
@@ -122,7 +102,7 @@ fn a_granule_that_can_finish_goes_on_after_the_warning_and_nothing_new_starts() 
             .is_some_and(|w| w.starts_with("kept: projected to finish")),
         "{report:?}"
     );
-    let s = status_of(&case, "out");
+    let s = case.status("out");
     assert_eq!(s["counts"]["done"].as_u64(), Some(1), "{s:?}");
     assert_eq!(s["counts"]["pending"].as_u64(), Some(1), "{s:?}");
     case.assert_no_process_left();
@@ -136,7 +116,7 @@ fn a_granule_that_can_finish_goes_on_after_the_warning_and_nothing_new_starts() 
 #[test]
 fn a_granule_that_cannot_finish_before_the_end_is_ended_at_once() {
     let case = Case::new(Link::Static);
-    two_granules(&case);
+    case.two_granules();
     // The job ends in 20 s: inside the 30 s margin, so nothing can be kept.
     let (mut child, log) = warn_midway(&case, "out", Duration::from_secs(20), 1);
     let status = child.wait().unwrap();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use pseg_slurm::domain::ledger::{Ledger, Status};
 
-use crate::support::{Case, Link, text, wrapped};
+use crate::support::{Case, Link, text};
 
 /// Granules covering the shapes that break offset arithmetic: one segment, an uneven last
 /// segment, segments of one line, and a bigger one.
@@ -370,15 +370,7 @@ fn a_killed_pseg_step_leaves_no_clavrxorb_behind() {
     case.granule("slow.gran", 400, &["--work", "2000000"]);
     case.list(&["slow.gran"]);
     case.options(10);
-    let step = case.step("out");
-    let mut child = wrapped(&step, "nohup")
-        .arg(step.get_program())
-        .args(step.get_args())
-        .current_dir(case.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = case.start_nohup(&case.step("out"));
     let start = Instant::now();
     while case.processes_left().len() < 4 {
         assert!(

@@ -12,7 +12,12 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
+use clap::Parser;
+// pseg-step's own parser: the contract test below feeds it gen's step arguments.
+use pseg_slurm::cmd::step_args::StepArgs;
 use tempfile::TempDir;
+
+use crate::support::text;
 
 /// One test's folder.
 struct Gen {
@@ -77,8 +82,8 @@ impl Gen {
         self.gen_bare(&args)
     }
 
-    /// `pseg-slurm gen` with the folder's list, options and output only, plus `extra`.
-    fn gen_bare(&self, extra: &[&str]) -> String {
+    /// `pseg-slurm gen` with the folder's list and options into `out`, plus `extra`.
+    fn gen_into(&self, out: &str, extra: &[&str]) -> Output {
         let mut args = vec![
             "gen",
             "--files",
@@ -86,10 +91,15 @@ impl Gen {
             "--options",
             "etc/clavrx_options",
             "--out",
-            "out",
+            out,
         ];
         args.extend_from_slice(extra);
-        let out = self.run(&args);
+        self.run(&args)
+    }
+
+    /// `pseg-slurm gen` with the folder's list, options and output only, plus `extra`.
+    fn gen_bare(&self, extra: &[&str]) -> String {
+        let out = self.gen_into("out", extra);
         assert!(
             out.status.success(),
             "gen failed: {}",
@@ -113,6 +123,20 @@ impl Gen {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A refusal: status 1, nothing on stdout, every one of `wanted` on stderr.
+fn assert_refused(out: &Output, wanted: &[&str]) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    assert!(out.stdout.is_empty(), "printed: {}", text(&out.stdout));
+    assert_contains(&stderr(out), wanted);
+}
+
+/// Every one of `needles` is in `text`.
+fn assert_contains(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
 }
 
 fn assert_bash_parses(script: &str) {
@@ -232,8 +256,10 @@ fn tasks_mode_snapshot_sized_from_reports() {
         "reports",
     ]);
     // 4 GiB * 1.15 / 4 CPUs = 1177.6 MiB -> 1178; 200 s * 3 granules * 1.15 = 690 s -> 12 min.
-    assert!(script.contains("#SBATCH --mem-per-cpu=1178M\n"), "{script}");
-    assert!(script.contains("#SBATCH --time=00:12:00\n"), "{script}");
+    assert_contains(
+        &script,
+        &["#SBATCH --mem-per-cpu=1178M\n", "#SBATCH --time=00:12:00\n"],
+    );
     assert_snapshot("tasks.sbatch", &g.normalize(&script));
 }
 
@@ -267,18 +293,14 @@ fn site_template_snapshot_with_container() {
     assert_snapshot("site-template.sbatch", &normalized);
 }
 
-/// The script run for real by bash, with a fake srun that prints its arguments one per line:
-/// paths with spaces and quotes reach pseg-step intact.
+/// The script run for real by bash (`srun_argv`): paths with spaces and quotes reach pseg-step
+/// intact.
 #[test]
 fn awkward_paths_reach_pseg_step_intact() {
     let g = Gen::new(0);
     let data = "it's my data";
     g.write(&format!("{data}/a b.hdf"), "");
     g.write(&format!("{data}/list.txt"), "a b.hdf\n");
-    g.executable(
-        "bin/srun",
-        "for a in \"$@\"; do printf '%s\\n' \"$a\"; done",
-    );
     let out = g.run(&[
         "gen",
         "--files",
@@ -301,39 +323,22 @@ fn awkward_paths_reach_pseg_step_intact() {
         script.contains("#SBATCH --output=\"") && script.contains("out $1/logs/%x-%A_%a.out\""),
         "{script}"
     );
-    let job = g.write("job.sbatch", &script);
-    let ran = Command::new("bash")
-        .arg(&job)
-        .current_dir(g.path("."))
-        .env("PATH", format!("{}:/usr/bin:/bin", g.path("bin").display()))
-        .output()
-        .unwrap();
-    assert!(ran.status.success(), "{}", stderr(&ran));
-    let argv = String::from_utf8(ran.stdout).unwrap();
+    let argv = srun_argv(&g, &script);
     let root = std::fs::canonicalize(g.dir.path()).unwrap();
     let list = root.join(data).join("list.txt");
     let work = root.join("work \"dir\"");
-    assert!(argv.lines().any(|l| l == list.to_str().unwrap()), "{argv}");
-    assert!(argv.lines().any(|l| l == work.to_str().unwrap()), "{argv}");
+    assert!(argv.iter().any(|a| a == list.to_str().unwrap()), "{argv:?}");
+    assert!(argv.iter().any(|a| a == work.to_str().unwrap()), "{argv:?}");
     assert!(work.is_dir(), "the script creates the work folder");
 }
 
 #[test]
 fn directive_values_with_hash_or_backslash_are_quoted() {
     let g = Gen::new(1);
-    let out = g.run(&[
-        "gen",
-        "--files",
-        "data/list.txt",
-        "--options",
-        "etc/clavrx_options",
-        "--out",
+    let out = g.gen_into(
         r"out#x\y",
-        "--pseg-step",
-        "bin/pseg-step",
-        "--max-array-size",
-        "1001",
-    ]);
+        &["--pseg-step", "bin/pseg-step", "--max-array-size", "1001"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let script = g.normalize(&String::from_utf8(out.stdout).unwrap());
     assert_bash_parses(&script);
@@ -372,39 +377,22 @@ fn bad_list_reports_every_line_and_prints_nothing() {
         "data/list.txt",
         "g000000.hdf\nmissing1.hdf\ng000001.hdf\n\n./g000000.hdf\nmissing2.hdf\n",
     );
-    let out = g.run(&[
-        "gen",
-        "--files",
-        "data/list.txt",
-        "--options",
-        "etc/clavrx_options",
-        "--out",
-        "o",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty(), "nothing on stdout");
-    let err = stderr(&out);
-    for needle in [
-        "line 2:",
-        "line 5:",
-        "line 6:",
-        "list.txt has 3 bad line(s)",
-    ] {
-        assert!(err.contains(needle), "{needle} not in:\n{err}");
-    }
+    assert_refused(
+        &g.gen_into("o", &[]),
+        &[
+            "line 2:",
+            "line 5:",
+            "line 6:",
+            "list.txt has 3 bad line(s)",
+        ],
+    );
 }
 
 #[test]
 fn empty_list_is_refused() {
     let g = Gen::new(0);
     let out = g.run(&["gen", "--files", "data/list.txt"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty());
-    assert!(
-        stderr(&out).contains("names no granules"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&out, &["names no granules"]);
 }
 
 #[test]
@@ -418,13 +406,9 @@ fn unknown_config_key_names_file_line_and_key() {
         vec!["gen", "--files", "data/list.txt", "--config", "site.yaml"],
         vec!["config", "check", "--config", "site.yaml"],
     ] {
-        let out = g.run(&args);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(out.stdout.is_empty());
-        let err = stderr(&out);
-        assert!(
-            err.contains("site.yaml, line 3: unknown key `partiton` (did you mean `partition`?)"),
-            "{err}"
+        assert_refused(
+            &g.run(&args),
+            &["site.yaml, line 3: unknown key `partiton` (did you mean `partition`?)"],
         );
     }
 }
@@ -449,14 +433,12 @@ fn config_init_prints_the_shipped_example() {
 fn missing_settings_say_which_flag_or_key() {
     let g = Gen::new(1);
     let out = g.run(&["gen", "--files", "data/list.txt", "--out", "o"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains(
+    assert_refused(
+        &out,
+        &[
             "no options file given: pass --options, set `options` in the site config \
-             (--config), or put a clavrx_options file beside the list"
-        ),
-        "{}",
-        stderr(&out)
+           (--config), or put a clavrx_options file beside the list",
+        ],
     );
     let out = g.run(&[
         "gen",
@@ -467,49 +449,32 @@ fn missing_settings_say_which_flag_or_key() {
         "--options",
         "nope.txt",
     ]);
-    let err = stderr(&out);
-    assert!(
-        err.contains("nope.txt (from the --options flag) does not exist"),
-        "{err}"
-    );
-    let out = g.run(&[
-        "gen",
-        "--files",
-        "data/list.txt",
-        "--out",
-        "o",
-        "--options",
-        "etc/clavrx_options",
-        "--mode",
-        "tasks",
-    ]);
-    assert!(stderr(&out).contains("--ntasks"), "{}", stderr(&out));
+    assert_refused(&out, &["nope.txt (from the --options flag) does not exist"]);
+    assert_refused(&g.gen_into("o", &["--mode", "tasks"]), &["--ntasks"]);
 }
 
 #[test]
 fn no_measurement_says_so_on_stderr_and_in_the_script() {
     let g = Gen::new(1);
-    let out = g.run(&[
-        "gen",
-        "--files",
-        "data/list.txt",
-        "--out",
+    let out = g.gen_into(
         "o",
-        "--options",
-        "etc/clavrx_options",
-        "--memory",
-        "8G",
-        "--cpus-per-task",
-        "4",
-        "--max-array-size",
-        "1001",
-    ]);
+        &[
+            "--memory",
+            "8G",
+            "--cpus-per-task",
+            "4",
+            "--max-array-size",
+            "1001",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let script = String::from_utf8(out.stdout.clone()).unwrap();
-    assert!(script.contains("#SBATCH --mem-per-cpu=2048M\n"), "{script}");
-    assert!(
-        script.contains("# --mem-per-cpu=2048M: NOT MEASURED"),
-        "{script}"
+    assert_contains(
+        &script,
+        &[
+            "#SBATCH --mem-per-cpu=2048M\n",
+            "# --mem-per-cpu=2048M: NOT MEASURED",
+        ],
     );
     assert!(
         stderr(&out).contains("no memory measurement"),
@@ -518,36 +483,32 @@ fn no_measurement_says_so_on_stderr_and_in_the_script() {
     );
 }
 
+/// Sized by the reports in `r/` alone: no headroom, and no scontrol to ask.
+const SIZED_BY_R: &[&str] = &[
+    "--profile",
+    "r",
+    "--max-array-size",
+    "1001",
+    "--headroom",
+    "0",
+];
+
 #[test]
 fn percentile_sizes_by_the_distribution_not_the_sum() {
     let g = Gen::new(1);
     for i in 1..=20 {
         g.write(&format!("r/{i}.pseg.yaml"), &report(i << 30, 60.0));
     }
-    let max = g.gen_ok(&[
-        "--profile",
-        "r",
-        "--max-array-size",
-        "1001",
-        "--headroom",
-        "0",
-    ]);
+    let max = g.gen_ok(SIZED_BY_R);
     // 20 GiB over the default 4 CPUs (these reports hold no phase timings to plan from).
     assert!(max.contains("--mem-per-cpu=5120M\n"), "{max}");
-    let p95 = g.gen_ok(&[
-        "--profile",
-        "r",
-        "--max-array-size",
-        "1001",
-        "--headroom",
-        "0",
-        "--percentile",
-        "95",
-    ]);
-    assert!(p95.contains("--mem-per-cpu=4864M\n"), "{p95}");
-    assert!(
-        p95.contains("percentile 95 of 20 done granule reports"),
-        "{p95}"
+    let p95 = g.gen_ok(&[SIZED_BY_R, &["--percentile", "95"]].concat());
+    assert_contains(
+        &p95,
+        &[
+            "--mem-per-cpu=4864M\n",
+            "percentile 95 of 20 done granule reports",
+        ],
     );
 }
 
@@ -570,21 +531,16 @@ fn failed_reports_do_not_size_the_job_and_the_header_says_so() {
         "r/done.pseg.yaml",
         &report(1 << 30, 60.0).replace("kind: granule", "kind: granule\nstatus: done"),
     );
-    let script = g.gen_ok(&[
-        "--profile",
-        "r",
-        "--max-array-size",
-        "1001",
-        "--headroom",
-        "0",
-    ]);
+    let script = g.gen_ok(SIZED_BY_R);
     // 2 GiB / 4 CPUs (the default); 600 s -> 10 min: neither the hung nor the OOM report
     // counts.
-    assert!(script.contains("--mem-per-cpu=512M\n"), "{script}");
-    assert!(script.contains("--time=00:10:00\n"), "{script}");
-    assert!(
-        script.contains("maximum of 3 done granule reports; 2 failed or interrupted skipped"),
-        "{script}"
+    assert_contains(
+        &script,
+        &[
+            "--mem-per-cpu=512M\n",
+            "--time=00:10:00\n",
+            "maximum of 3 done granule reports; 2 failed or interrupted skipped",
+        ],
     );
 }
 
@@ -592,22 +548,9 @@ fn failed_reports_do_not_size_the_job_and_the_header_says_so() {
 fn report_of_another_schema_is_refused_by_name() {
     let g = Gen::new(1);
     g.write("r/x.pseg.yaml", "schema: pseg-report/9\nkind: granule\n");
-    let out = g.run(&[
-        "gen",
-        "--files",
-        "data/list.txt",
-        "--out",
-        "o",
-        "--options",
-        "etc/clavrx_options",
-        "--profile",
-        "r",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("x.pseg.yaml has schema `pseg-report/9`"),
-        "{err}"
+    assert_refused(
+        &g.gen_into("o", &["--profile", "r"]),
+        &["x.pseg.yaml has schema `pseg-report/9`"],
     );
 }
 
@@ -619,11 +562,13 @@ fn scontrol_max_array_size_grows_the_chunks() {
         "[ \"$1 $2\" = 'show config' ] || exit 2\necho 'MaxArraySize            = 4'",
     );
     let script = g.gen_ok(&[]);
-    assert!(script.contains("#SBATCH --array=0-3\n"), "{script}");
-    assert!(script.contains("--chunk-size 3\n"), "{script}");
-    assert!(
-        script.contains("MaxArraySize 4 (from scontrol show config)"),
-        "{script}"
+    assert_contains(
+        &script,
+        &[
+            "#SBATCH --array=0-3\n",
+            "--chunk-size 3\n",
+            "MaxArraySize 4 (from scontrol show config)",
+        ],
     );
 }
 
@@ -631,17 +576,7 @@ fn scontrol_max_array_size_grows_the_chunks() {
 fn broken_scontrol_falls_back_to_1001_and_says_why() {
     let g = Gen::new(2);
     g.executable("bin/scontrol", "exit 1");
-    let out = g.run(&[
-        "gen",
-        "--files",
-        "data/list.txt",
-        "--out",
-        "o",
-        "--options",
-        "etc/clavrx_options",
-        "--pseg-step",
-        "bin/pseg-step",
-    ]);
+    let out = g.gen_into("o", &["--pseg-step", "bin/pseg-step"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("assuming MaxArraySize 1001"),
@@ -653,17 +588,7 @@ fn broken_scontrol_falls_back_to_1001_and_says_why() {
 #[test]
 fn default_pseg_step_is_the_one_beside_pseg_slurm() {
     let g = Gen::new(1);
-    let out = g.run(&[
-        "gen",
-        "--files",
-        "data/list.txt",
-        "--out",
-        "o",
-        "--options",
-        "etc/clavrx_options",
-        "--max-array-size",
-        "5",
-    ]);
+    let out = g.gen_into("o", &["--max-array-size", "5"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let beside = cargo_bin!("pseg-slurm").with_file_name("pseg-step");
     let script = String::from_utf8(out.stdout.clone()).unwrap();
@@ -684,10 +609,131 @@ fn a_list_of_100k_granules_renders_without_quadratic_work() {
     let started = Instant::now();
     let script = g.gen_ok(&["--chunk-size", "50", "--max-array-size", "1001"]);
     let took = started.elapsed();
-    assert!(script.contains("#SBATCH --array=0-999\n"), "{script}");
-    assert!(script.contains("--chunk-size 100\n"), "{script}");
+    assert_contains(&script, &["#SBATCH --array=0-999\n", "--chunk-size 100\n"]);
     eprintln!("gen over 100k granules took {took:?}");
     // A bound for a blow-up, not a speed: work per pair of granules (10^10 steps here) takes
     // far longer than this on any machine, a loaded one included.
     assert!(took < Duration::from_secs(120), "gen took {took:?}");
+}
+
+/// The script run for real by bash, with a fake srun that records its arguments: srun's own
+/// flags dropped, pseg-step's command line exactly as pseg-step would receive it.
+fn srun_argv(g: &Gen, script: &str) -> Vec<String> {
+    g.executable("bin/srun", r#"printf '%s\0' "$@" > "$SRUN_ARGV""#);
+    let job = g.write("job.sbatch", script);
+    let ran = Command::new("bash")
+        .arg(&job)
+        .current_dir(g.path("."))
+        .env("PATH", format!("{}:/usr/bin:/bin", g.path("bin").display()))
+        .env("SRUN_ARGV", g.path("srun.argv"))
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let words: Vec<String> = String::from_utf8(std::fs::read(g.path("srun.argv")).unwrap())
+        .unwrap()
+        .split_terminator('\0')
+        .map(String::from)
+        .collect();
+    let program = words
+        .iter()
+        .position(|w| !w.starts_with('-'))
+        .unwrap_or_else(|| panic!("srun ran no program: {words:?}"));
+    words[program..].to_vec()
+}
+
+/// `path` as gen should hand it on: absolute, the same file as `expected`.
+fn assert_same_file(path: Option<&Path>, expected: &Path, what: &str) {
+    let path = path.unwrap_or_else(|| panic!("{what}: not passed to pseg-step"));
+    assert!(path.is_absolute(), "{what}: {} is relative", path.display());
+    assert_eq!(
+        std::fs::canonicalize(path).unwrap(),
+        std::fs::canonicalize(expected).unwrap(),
+        "{what}"
+    );
+}
+
+/// The contract between gen and pseg-step: the command line gen writes into the script,
+/// parsed by pseg-step's own parser, holds what was asked of gen, for both modes and the
+/// flags and config keys that reach pseg-step. Gen's sizing and Slurm flags (--profile,
+/// --memory, --time) go to sbatch only: pseg-step learns its limits from the cgroup and
+/// Slurm's signals, so they must not reappear as pseg-step flags.
+#[test]
+fn gen_step_arguments_parse_with_pseg_steps_parser_as_asked() {
+    let g = Gen::new(5);
+    g.write(
+        "step.yaml",
+        "max_workers: 3\nmax_lead: 4\nscan_lines: 50\nstall_timeout: 99\nkeep_work: true\n\
+         step_args: ['--mem-admission', 'off', '--sample-interval=0.5']\n",
+    );
+    g.write("serial.yaml", "serial: true\n");
+    g.write("reports/g1.pseg.yaml", &report(3 << 30, 100.0));
+    let array = g.gen_ok(&[
+        "--config",
+        "step.yaml",
+        "--work",
+        "work",
+        "--memory",
+        "8G",
+        "--time",
+        "02:00:00",
+        "--chunk-size",
+        "2",
+        "--max-array-size",
+        "1001",
+    ]);
+    let tasks = g.gen_ok(&[
+        "--config",
+        "serial.yaml",
+        "--mode",
+        "tasks",
+        "--ntasks",
+        "2",
+        "--profile",
+        "reports",
+        "--peak-mem",
+        "3G",
+    ]);
+    assert!(array.contains("#SBATCH --array=0-2\n"), "{array}");
+
+    let parse = |script: &str| {
+        let argv = srun_argv(&g, script);
+        assert_same_file(
+            Some(Path::new(&argv[0])),
+            &g.path("bin/pseg-step"),
+            "program",
+        );
+        StepArgs::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("pseg-step refuses {argv:?}:\n{e}"))
+    };
+    for (mode, script) in [("array", &array), ("tasks", &tasks)] {
+        let a = parse(script);
+        assert_same_file(a.files.as_deref(), &g.path("data/list.txt"), mode);
+        assert_same_file(Some(&a.exe), &g.path("clavrx/clavrxorb"), mode);
+        assert_same_file(a.options.as_deref(), &g.path("etc/clavrx_options"), mode);
+        assert_same_file(a.out.as_deref(), &g.path("out"), mode);
+        assert_eq!(a.state, None, "{mode}: the default, OUT/pseg-state");
+        assert!(a.profile.is_empty(), "{mode}: {:?}", a.profile);
+        assert!(a.mem_budget.is_none(), "{mode}: {:?}", a.mem_budget);
+        assert!(!a.check, "{mode}");
+    }
+
+    let a = parse(&array);
+    assert_same_file(a.work.as_deref(), &g.path("work"), "array --work");
+    assert_eq!(
+        (a.max_workers, a.max_lead, a.scan_lines, a.stall_timeout),
+        (Some(3), 4, Some(50), 99)
+    );
+    assert!(a.keep_work && !a.serial);
+    assert_eq!((a.mem_admission.as_str(), a.sample_interval), ("off", 0.5));
+    assert_eq!(a.chunk_size, Some(2), "array elements take 2 granules each");
+
+    let t = parse(&tasks);
+    assert!(t.serial && !t.keep_work);
+    assert_eq!(t.work, None, "no --work given: pseg-step's temporary one");
+    assert_eq!(
+        t.chunk_size, None,
+        "tasks mode splits the list by SLURM_PROCID"
+    );
+    assert_eq!((t.max_workers, t.scan_lines), (None, None));
+    assert_eq!(t.mem_admission, "on");
 }

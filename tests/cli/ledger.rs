@@ -2,11 +2,10 @@
 //! killed with SIGKILL while holding a granule), racing takers of one dead claim, and the
 //! `status` and `retry` commands as a user runs them.
 //!
-//! Claimers are this test binary run again (`--exact ledger::claimer`) with
-//! `PSEG_LEDGER_CLAIMER` set: a real process per claimer, killed by handle, nothing shipped.
+//! Claimers are the fixture program tests/ledger-claimer (built by the harness like the
+//! mock): a real process per claimer, killed by handle, nothing shipped.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -14,100 +13,21 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 use pseg_slurm::domain::ledger::{
-    Campaign, FailureKind, Holder, Ledger, Outcome, Queue, Record, STATE_DIR, Status,
+    Campaign, FailureKind, Holder, Ledger, Outcome, Record, STATE_DIR, Status,
 };
-
-const ENV: &str = "PSEG_LEDGER_CLAIMER";
-
-/// The claimer loop, run only in a child process (see the module comment); a no-op test
-/// otherwise. Configured by environment: `PSEG_LEDGER_CLAIMER` = `work` or `race`.
-#[test]
-fn claimer() {
-    let Ok(mode) = std::env::var(ENV) else {
-        return;
-    };
-    let var = |k: &str| std::env::var(k).unwrap_or_default();
-    let dir = PathBuf::from(var("PSEG_LEDGER_DIR"));
-    let id = var("PSEG_LEDGER_ID");
-    let logs = PathBuf::from(var("PSEG_LEDGER_LOGS"));
-    let ledger = Ledger::open(&dir).unwrap();
-    let me = Holder::current();
-    match mode.as_str() {
-        "work" => {
-            let names: Vec<String> = std::fs::read_to_string(var("PSEG_LEDGER_NAMES"))
-                .unwrap()
-                .lines()
-                .map(String::from)
-                .collect();
-            let hang_after: Option<usize> = var("PSEG_LEDGER_HANG_AFTER").parse().ok();
-            let mut log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(logs.join(format!("{id}.log")))
-                .unwrap();
-            let mut queue = Queue::new(ledger.pending(&names).unwrap());
-            let deadline = Instant::now() + crate::support::HANG;
-            let mut processed = 0;
-            loop {
-                match ledger.claim_next(&mut queue, &me).unwrap() {
-                    Some(mut claim) => {
-                        ledger.running(&mut claim).unwrap();
-                        if hang_after == Some(processed) {
-                            // Hold the granule until killed; tell the parent which one.
-                            let tmp = logs.join(format!(".{id}.holding"));
-                            std::fs::write(&tmp, claim.name()).unwrap();
-                            std::fs::rename(&tmp, logs.join(format!("{id}.holding"))).unwrap();
-                            std::thread::sleep(Duration::from_secs(600));
-                        }
-                        std::thread::sleep(Duration::from_millis(2));
-                        writeln!(log, "{}", claim.name()).unwrap();
-                        log.sync_data().unwrap();
-                        ledger.finish(claim, Outcome::done()).unwrap();
-                        processed += 1;
-                    }
-                    None if queue.is_done() => break,
-                    None => {
-                        assert!(Instant::now() < deadline, "{id}: waited too long");
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                }
-            }
-        }
-        "race" => {
-            let go = logs.join("go");
-            while !go.exists() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let result = match ledger.claim("g.hdf", &me).unwrap() {
-                Some(claim) => {
-                    std::thread::sleep(Duration::from_millis(300));
-                    ledger.finish(claim, Outcome::done()).unwrap();
-                    "won"
-                }
-                None => "lost",
-            };
-            std::fs::write(logs.join(format!("{id}.result")), result).unwrap();
-        }
-        other => panic!("unknown claimer mode {other}"),
-    }
-}
 
 /// Starts a claimer process.
 fn spawn(mode: &str, dir: &Path, logs: &Path, id: &str, extra: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "ledger::claimer",
-        "--nocapture",
-        "--test-threads",
-        "1",
-        "-q",
-    ])
-    .env(ENV, mode)
-    .env("PSEG_LEDGER_DIR", dir)
-    .env("PSEG_LEDGER_LOGS", logs)
-    .env("PSEG_LEDGER_ID", id)
-    .stdout(Stdio::null());
+    let mut cmd = Command::new(crate::support::ledger_claimer());
+    cmd.env("PSEG_LEDGER_CLAIMER", mode)
+        .env("PSEG_LEDGER_DIR", dir)
+        .env("PSEG_LEDGER_LOGS", logs)
+        .env("PSEG_LEDGER_ID", id)
+        .env(
+            "PSEG_LEDGER_PATIENCE_SECS",
+            crate::support::HANG.as_secs().to_string(),
+        )
+        .stdout(Stdio::null());
     for (k, v) in extra {
         cmd.env(k, v);
     }

@@ -1,6 +1,8 @@
 //! Memory reports and admission against the mock, whose memory per segment is known.
 
-use crate::support::{Case, Link, needs_cgroups, text};
+use std::process::Output;
+
+use crate::support::{Case, Link, TestCgroup, needs_cgroups, text};
 
 const MIB: u64 = 1 << 20;
 
@@ -152,6 +154,23 @@ fn spiky(case: &Case) {
 
 const TWO_DO_NOT_FIT: u64 = 150 * MIB;
 
+/// `pseg-step` into `out` with the spike on (and `env`), run with `args` in a fresh cgroup
+/// limited to `limit` bytes; the cgroup, the run and its stderr.
+fn spiking(
+    case: &Case,
+    out: &str,
+    limit: u64,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (TestCgroup, Output, String) {
+    let cg = case.fresh_cgroup(out, Some(limit));
+    let mut step = case.step(out);
+    step.env("MOCK_CLAVRX_SPIKE", "1").envs(env.iter().copied());
+    let run = case.run_in_cgroup(&cg, &step, args);
+    let err = text(&run.stderr);
+    (cg, run, err)
+}
+
 #[test]
 fn admission_from_the_first_segment_keeps_a_fresh_step_inside_a_limit_two_workers_exceed() {
     if !needs_cgroups("admission_from_the_first_segment_keeps_a_fresh_step_inside_a_limit") {
@@ -159,17 +178,15 @@ fn admission_from_the_first_segment_keeps_a_fresh_step_inside_a_limit_two_worker
     }
     let case = Case::new(Link::Static);
     spiky(&case);
-    let cg = case.fresh_cgroup("admitted", Some(TWO_DO_NOT_FIT));
-    let mut step = case.step("admitted");
-    step.env("MOCK_CLAVRX_SPIKE", "1");
     // Samples only at the waitpoints, where the spike is already gone: the high-water marks
     // alone see it.
-    let run = case.run_in_cgroup(
-        &cg,
-        &step,
+    let (cg, run, err) = spiking(
+        &case,
+        "admitted",
+        TWO_DO_NOT_FIT,
+        &[],
         &["--max-workers", "2", "--sample-interval", "0"],
     );
-    let err = text(&run.stderr);
     assert!(run.status.success(), "{err}");
     assert_eq!(cg.oom_kills(), 0, "no OOM kill: {err}");
     assert!(
@@ -214,17 +231,14 @@ fn an_oom_kill_is_redone_in_the_step_with_fewer_workers() {
     }
     let case = Case::new(Link::Static);
     spiky(&case);
-    let cg = case.fresh_cgroup("redone", Some(TWO_DO_NOT_FIT));
-    let mut step = case.step("redone");
     // Each worker holds its memory a second: the two overlap however loaded the machine is.
-    step.env("MOCK_CLAVRX_SPIKE", "1")
-        .env("MOCK_CLAVRX_SLEEP_MS", "1000");
-    let run = case.run_in_cgroup(
-        &cg,
-        &step,
+    let (cg, run, err) = spiking(
+        &case,
+        "redone",
+        TWO_DO_NOT_FIT,
+        &[("MOCK_CLAVRX_SLEEP_MS", "1000")],
         &["--max-workers", "2", "--mem-admission", "off"],
     );
-    let err = text(&run.stderr);
     assert!(run.status.success(), "{err}");
     assert!(cg.oom_kills() >= 1, "two workers do not fit: {err}");
     assert!(
@@ -254,15 +268,13 @@ fn an_oom_kill_is_redone_in_the_step_with_fewer_workers() {
     case.assert_no_process_left();
 
     // Segment 1 alone does not fit: OOM-killed with one worker, recorded failed as `oom`.
-    let cg = case.fresh_cgroup("starved", Some(60 * MIB));
-    let mut step = case.step("starved");
-    step.env("MOCK_CLAVRX_SPIKE", "1");
-    let run = case.run_in_cgroup(
-        &cg,
-        &step,
+    let (_cg, run, err) = spiking(
+        &case,
+        "starved",
+        60 * MIB,
+        &[],
         &["--max-workers", "2", "--mem-admission", "off"],
     );
-    let err = text(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{err}");
     assert!(
         err.contains("FAILED") && err.contains("SIGKILL") && err.contains("out of memory"),

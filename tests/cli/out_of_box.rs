@@ -158,11 +158,17 @@ fn a_clavrx_run_folder_needs_no_flag_and_no_config() {
     case.assert_no_process_left();
 }
 
-#[test]
-fn a_plain_list_without_out_is_refused() {
+/// A case with one granule, `a.gran`, in its list (and no options file yet).
+fn one_granule() -> Case {
     let case = Case::new(Link::Static);
     case.granule("a.gran", 10, &[]);
     case.list(&["a.gran"]);
+    case
+}
+
+#[test]
+fn a_plain_list_without_out_is_refused() {
+    let case = one_granule();
     std::fs::write(case.path("data/clavrx_options"), "scan_lines = 5\n").unwrap();
     let cmd = bare_step(&case, case.dir.path(), &["--files", "data/list.txt"]);
     refused(
@@ -175,9 +181,7 @@ fn a_plain_list_without_out_is_refused() {
 
 #[test]
 fn no_options_file_anywhere_is_refused() {
-    let case = Case::new(Link::Static);
-    case.granule("a.gran", 10, &[]);
-    case.list(&["a.gran"]);
+    let case = one_granule();
     let cmd = bare_step(
         &case,
         case.dir.path(),
@@ -196,9 +200,7 @@ fn no_options_file_anywhere_is_refused() {
 
 #[test]
 fn an_endless_options_file_is_refused() {
-    let case = Case::new(Link::Static);
-    case.granule("a.gran", 10, &[]);
-    case.list(&["a.gran"]);
+    let case = one_granule();
     let cmd = bare_step(
         &case,
         case.dir.path(),
@@ -243,9 +245,7 @@ fn an_endless_list_is_refused() {
 
 #[test]
 fn a_sample_interval_that_is_not_a_number_is_refused() {
-    let case = Case::new(Link::Static);
-    case.granule("a.gran", 10, &[]);
-    case.list(&["a.gran"]);
+    let case = one_granule();
     case.options(5);
     for bad in ["inf", "nan", "-1"] {
         let mut cmd = case.step("o");
@@ -261,9 +261,7 @@ fn a_sample_interval_that_is_not_a_number_is_refused() {
 
 #[test]
 fn a_repeated_scan_lines_is_refused_naming_both_lines() {
-    let case = Case::new(Link::Static);
-    case.granule("a.gran", 10, &[]);
-    case.list(&["a.gran"]);
+    let case = one_granule();
     std::fs::write(
         case.path("clavrx_options"),
         "scan_lines = 10\n! other settings\nscan_lines = 0\n",
@@ -279,9 +277,7 @@ fn a_repeated_scan_lines_is_refused_naming_both_lines() {
 
 #[test]
 fn a_work_folder_file_list_cannot_name_is_refused() {
-    let case = Case::new(Link::Static);
-    case.granule("a.gran", 10, &[]);
-    case.list(&["a.gran"]);
+    let case = one_granule();
     case.options(5);
     let mut cmd = case.step("o");
     cmd.arg("--work").arg(case.path("w\nx"));
@@ -354,15 +350,22 @@ fn gen_cmd(case: &Case, args: &[String], extra: &[&str]) -> Command {
     cmd
 }
 
-#[test]
-fn gen_refuses_an_endless_config() {
+/// gen over a fresh `gen_case` plus `extra`, with `site.yaml` holding `site` if given, is
+/// `refused` with status 1.
+fn gen_refuses(site: Option<&str>, extra: &[&str], wanted: &[&str]) {
     let case = Case::new(Link::Static);
     let args = gen_case(&case);
-    let cmd = gen_cmd(&case, &args, &["--config", "/dev/zero"]);
-    refused(
-        &case,
-        cmd,
-        1,
+    if let Some(site) = site {
+        std::fs::write(case.path("site.yaml"), site).unwrap();
+    }
+    refused(&case, gen_cmd(&case, &args, extra), 1, wanted);
+}
+
+#[test]
+fn gen_refuses_an_endless_config() {
+    gen_refuses(
+        None,
+        &["--config", "/dev/zero"],
         &[
             "cannot read site config /dev/zero",
             "a site config is a few KiB",
@@ -372,13 +375,9 @@ fn gen_refuses_an_endless_config() {
 
 #[test]
 fn gen_refuses_a_time_limit_within_the_warning() {
-    let case = Case::new(Link::Static);
-    let args = gen_case(&case);
-    let cmd = gen_cmd(&case, &args, &["--time", "2"]);
-    refused(
-        &case,
-        cmd,
-        1,
+    gen_refuses(
+        None,
+        &["--time", "2"],
         &[
             "the time limit 00:02:00 (from the --time flag) is not longer than the 120 s warning",
             "raise --time or lower --warning-seconds",
@@ -388,31 +387,18 @@ fn gen_refuses_a_time_limit_within_the_warning() {
 
 #[test]
 fn gen_refuses_a_job_name_that_is_not_a_plain_name() {
-    let case = Case::new(Link::Static);
-    let args = gen_case(&case);
-    let cmd = gen_cmd(&case, &args, &["--job-name", "../elsewhere"]);
-    refused(
-        &case,
-        cmd,
-        1,
+    gen_refuses(
+        None,
+        &["--job-name", "../elsewhere"],
         &["job name \"../elsewhere\" (from the --job-name flag) is not a plain name"],
     );
 }
 
 #[test]
 fn gen_refuses_step_args_pseg_step_would_refuse() {
-    let case = Case::new(Link::Static);
-    let args = gen_case(&case);
-    std::fs::write(
-        case.path("site.yaml"),
-        "step_args: ['--mem-admission', 'sometimes']\n",
-    )
-    .unwrap();
-    let cmd = gen_cmd(&case, &args, &["--config", "site.yaml"]);
-    refused(
-        &case,
-        cmd,
-        1,
+    gen_refuses(
+        Some("step_args: ['--mem-admission', 'sometimes']\n"),
+        &["--config", "site.yaml"],
         &[
             "pseg-step would refuse the command line gen made",
             "site config `step_args`",
@@ -511,9 +497,7 @@ fn names_with_control_characters_are_printed_escaped() {
 
 #[test]
 fn state_files_follow_the_umask_like_outputs() {
-    let case = Case::new(Link::Static);
-    case.granule("a.gran", 10, &[]);
-    case.list(&["a.gran"]);
+    let case = one_granule();
     case.options(5);
     let step = case.step("o");
     let out = crate::support::wrapped(&step, "sh")
@@ -645,9 +629,7 @@ fn retry_of_a_file_list_campaign_keeps_its_folders_from_anywhere() {
 
 #[test]
 fn pseg_step_keeps_another_campaigns_record_and_says_so() {
-    let case = Case::new(Link::Static);
-    case.granule("a.gran", 10, &[]);
-    case.list(&["a.gran"]);
+    let case = one_granule();
     case.options(5);
     let first = case.step("o").output().unwrap();
     assert!(first.status.success(), "{}", text(&first.stderr));

@@ -179,27 +179,29 @@ fn gen_cpus(case: &Case, out: &str) -> (u32, String) {
     (cpus, note)
 }
 
-fn gen_script(case: &Case, out: &str) -> (u32, String, String) {
-    let o = slurm(
-        case,
-        &[
-            "gen",
-            "--files",
-            "data/list.txt",
-            "--exe",
-            case.mock().to_str().unwrap(),
-            "--options",
-            "clavrx_options",
-            "--out",
-            "campaign",
-            "--max-array-size",
-            "1001",
-            "--profile",
-            out,
-        ],
-    );
+/// The script gen writes for the test's list, options and mock into `campaign`, with `extra`.
+fn gen_campaign(case: &Case, extra: &[&str]) -> String {
+    let mut args = vec![
+        "gen",
+        "--files",
+        "data/list.txt",
+        "--exe",
+        case.mock().to_str().unwrap(),
+        "--options",
+        "clavrx_options",
+        "--out",
+        "campaign",
+        "--max-array-size",
+        "1001",
+    ];
+    args.extend(extra);
+    let o = slurm(case, &args);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let script = text(&o.stdout);
+    text(&o.stdout)
+}
+
+fn gen_script(case: &Case, out: &str) -> (u32, String, String) {
+    let script = gen_campaign(case, &["--profile", out]);
     let cpus = script
         .lines()
         .find_map(|l| l.strip_prefix("#SBATCH --cpus-per-task="))
@@ -258,25 +260,7 @@ fn gen_without_a_profile_fans_out_unless_the_step_is_serial() {
     case.granule("a.gran", 6, &[]);
     case.list(&["a.gran"]);
     case.options(3);
-    let script_for = |extra: &[&str]| {
-        let mut args = vec![
-            "gen",
-            "--files",
-            "data/list.txt",
-            "--exe",
-            case.mock().to_str().unwrap(),
-            "--options",
-            "clavrx_options",
-            "--out",
-            "campaign",
-            "--max-array-size",
-            "1001",
-        ];
-        args.extend(extra);
-        let o = slurm(&case, &args);
-        assert!(o.status.success(), "{}", text(&o.stderr));
-        text(&o.stdout)
-    };
+    let script_for = |extra: &[&str]| gen_campaign(&case, extra);
     let script = script_for(&[]);
     assert!(script.contains("#SBATCH --cpus-per-task=4\n"), "{script}");
     assert!(

@@ -14,7 +14,7 @@ use std::time::Instant;
 use assert_cmd::cargo::cargo_bin;
 use pseg_slurm::domain::ledger::{Ledger, Record, STATE_DIR, Status, key, record::one_line};
 
-use crate::support::{Case, Link, text};
+use crate::support::{Case, Link, require, text};
 
 #[path = "../../src/domain/page/markup.rs"]
 mod markup;
@@ -297,18 +297,13 @@ fn chromium(test: &str) -> Option<PathBuf> {
     let found = ["chromium", "chromium-browser"]
         .iter()
         .find_map(|c| which::which(c).ok());
-    if found.is_some() {
-        return found;
-    }
-    let msg = format!(
-        "\n######## SKIPPED {test}: no chromium here ########\n\
-         ######## install it: bash ci/install-deps.sh (as root), or apt-get install chromium ########\n"
+    let met = require(
+        test,
+        found.is_some(),
+        "no chromium here; install it: bash ci/install-deps.sh (as root), or apt-get install \
+         chromium",
     );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}(CI=true: a skip is a failure)");
-    }
-    eprintln!("{msg}");
-    None
+    if met { found } else { None }
 }
 
 /// Chromium headless on `page` with `args`; its output. A fresh profile each time, nothing
@@ -586,14 +581,15 @@ fn render_time_of_100k_granules() {
 
 #[test]
 fn progress_is_a_live_bar_on_a_terminal_and_plain_lines_elsewhere() {
-    let Ok(script) = which::which("script") else {
-        let msg = "######## SKIPPED report_html::progress...: no `script` (util-linux) ########";
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{msg} (CI=true: a skip is a failure)");
-        }
-        eprintln!("{msg}");
+    let found = which::which("script");
+    if !require(
+        "report_html::progress_is_a_live_bar_on_a_terminal_and_plain_lines_elsewhere",
+        found.is_ok(),
+        "no `script` (util-linux)",
+    ) {
         return;
-    };
+    }
+    let script = found.unwrap();
     let case = Case::new(Link::Pie);
     case.granule("g.gran", 200, &["--work", "20000"]);
     case.list(&["g.gran"]);

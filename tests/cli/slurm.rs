@@ -4,39 +4,13 @@
 //! Needs the one-node test bed (`bash ci/slurm-testbed.sh up`, done by `ci/test.sh` as
 //! root). Without it these tests skip loudly; under CI (`CI=true`) that is a failure.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 
-use crate::support::{Case, Link, submit, text};
-
-/// True when a Slurm cluster answers; otherwise skips (or fails under CI).
-pub(crate) fn slurm_available(test: &str) -> bool {
-    let up = Command::new("sinfo")
-        .args(["-h", "-o", "%T"])
-        .output()
-        .is_ok_and(|o| {
-            let states = text(&o.stdout);
-            o.status.success()
-                && ["idle", "mixed", "allocated", "completing"]
-                    .iter()
-                    .any(|s| states.contains(s))
-        });
-    if up {
-        return true;
-    }
-    let msg = format!(
-        "\n######## SKIPPED {test}: no Slurm cluster answers `sinfo` ########\n\
-         ######## run `bash ci/test.sh` as root: it starts the one-node test bed ########\n"
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}(CI=true: a skipped Slurm test is a failure)");
-    }
-    eprintln!("{msg}");
-    false
-}
+use crate::support::{Case, Link, slurm_available, submit, text};
 
 /// Granules of a few shapes, the list, options, and the serial reference outputs in `serial`.
 fn campaign(case: &Case, extra: &[&str]) {
@@ -56,6 +30,15 @@ fn campaign(case: &Case, extra: &[&str]) {
 /// `pseg-slurm gen ARGS | sbatch --parsable`, run from the test's directory; the job id.
 fn gen_and_submit(case: &Case, args: &[&str]) -> String {
     submit(case.gen_cmd(case.mock()).args(args))
+}
+
+/// `gen_and_submit` of a 5-minute job into `out`, with `extra`; waits for it to end and
+/// returns its elements' (JobState, ExitCode).
+fn run_job(case: &Case, out: &str, extra: &[&str]) -> Vec<(String, String)> {
+    let dir = case.path(out);
+    let mut args = vec!["--time", "5", "--out", dir.to_str().unwrap()];
+    args.extend(extra);
+    wait_job(&gen_and_submit(case, &args), Duration::from_secs(180))
 }
 
 /// Waits for every element of job `id` to finish; returns (JobState, ExitCode) per element.
@@ -128,9 +111,9 @@ fn array_job_outputs_equal_a_serial_run() {
     }
     let case = Case::new(Link::Static);
     campaign(&case, &[]);
-    let out = case.path("out-array");
-    let id = gen_and_submit(
+    let states = run_job(
         &case,
+        "out-array",
         &[
             "--mode",
             "array",
@@ -140,13 +123,8 @@ fn array_job_outputs_equal_a_serial_run() {
             "1",
             "--memory",
             "300M",
-            "--time",
-            "5",
-            "--out",
-            out.to_str().unwrap(),
         ],
     );
-    let states = wait_job(&id, Duration::from_secs(180));
     assert_eq!(states.len(), 3, "5 granules in chunks of 2: 3 elements");
     for (state, _) in &states {
         assert_eq!(state, "COMPLETED", "{}", logs(&case, "out-array"));
@@ -162,9 +140,9 @@ fn tasks_job_outputs_equal_a_serial_run() {
     }
     let case = Case::new(Link::Static);
     campaign(&case, &[]);
-    let out = case.path("out-tasks");
-    let id = gen_and_submit(
+    let states = run_job(
         &case,
+        "out-tasks",
         &[
             "--mode",
             "tasks",
@@ -174,13 +152,8 @@ fn tasks_job_outputs_equal_a_serial_run() {
             "1",
             "--memory",
             "300M",
-            "--time",
-            "5",
-            "--out",
-            out.to_str().unwrap(),
         ],
     );
-    let states = wait_job(&id, Duration::from_secs(180));
     assert_eq!(
         states,
         vec![("COMPLETED".into(), "0:0".into())],
@@ -215,39 +188,20 @@ fn memory_sized_from_a_measured_peak_fits_and_far_too_little_is_oom_killed() {
         peak > 150 << 20,
         "two workers of 80 MiB each must show: {peak} bytes"
     );
-    let fits = case.path("out-fits");
-    let id = gen_and_submit(
+    let peak_mem = format!("{}K", peak.div_ceil(1024));
+    let states = run_job(
         &case,
-        &[
-            "--cpus-per-task",
-            "2",
-            "--peak-mem",
-            &format!("{}K", peak.div_ceil(1024)),
-            "--time",
-            "5",
-            "--out",
-            fits.to_str().unwrap(),
-        ],
+        "out-fits",
+        &["--cpus-per-task", "2", "--peak-mem", &peak_mem],
     );
-    let states = wait_job(&id, Duration::from_secs(180));
     assert_eq!(states[0].0, "COMPLETED", "{}", logs(&case, "out-fits"));
     assert_eq!(case.outputs("out-fits"), case.outputs("local"));
 
-    let starved = case.path("out-starved");
-    let id = gen_and_submit(
+    let states = run_job(
         &case,
-        &[
-            "--cpus-per-task",
-            "2",
-            "--peak-mem",
-            "40M",
-            "--time",
-            "5",
-            "--out",
-            starved.to_str().unwrap(),
-        ],
+        "out-starved",
+        &["--cpus-per-task", "2", "--peak-mem", "40M"],
     );
-    let states = wait_job(&id, Duration::from_secs(180));
     let log = logs(&case, "out-starved");
     assert_ne!(states[0].0, "COMPLETED", "{log}");
     assert!(
@@ -281,10 +235,10 @@ fn memory_admission_keeps_a_job_inside_its_limit() {
             format!("max_workers: 4\nstep_args: [{step_args}]\n"),
         )
         .unwrap();
-        let dir = case.path(out);
         // 217 MiB + 15 % headroom: a 250 MiB job, room for two 80 MiB workers, not four.
-        let id = gen_and_submit(
+        run_job(
             &case,
+            out,
             &[
                 "--config",
                 config.to_str().unwrap(),
@@ -294,13 +248,8 @@ fn memory_admission_keeps_a_job_inside_its_limit() {
                 "217M",
                 "--headroom",
                 "15",
-                "--time",
-                "5",
-                "--out",
-                dir.to_str().unwrap(),
             ],
-        );
-        wait_job(&id, Duration::from_secs(180))
+        )
     };
 
     let states = submit("admitted", "");
@@ -346,22 +295,13 @@ fn a_job_sized_from_pseg_steps_own_reports_fits_its_measured_peak() {
     case.granule("heavy.gran", 40, &memory);
     case.list(&["heavy.gran"]);
     case.options(10);
-    let first = case.path("first");
-    let id = gen_and_submit(
+    let states = run_job(
         &case,
-        &[
-            "--cpus-per-task",
-            "2",
-            "--peak-mem",
-            "1G",
-            "--time",
-            "5",
-            "--out",
-            first.to_str().unwrap(),
-        ],
+        "first",
+        &["--cpus-per-task", "2", "--peak-mem", "1G"],
     );
-    let states = wait_job(&id, Duration::from_secs(180));
     assert_eq!(states[0].0, "COMPLETED", "{}", logs(&case, "first"));
+    let first = case.path("first");
 
     let sized = case.path("sized");
     let args = [
@@ -374,17 +314,7 @@ fn a_job_sized_from_pseg_steps_own_reports_fits_its_measured_peak() {
         "--out",
         sized.to_str().unwrap(),
     ];
-    let script = Command::new(cargo_bin!("pseg-slurm"))
-        .arg("gen")
-        .arg("--files")
-        .arg(case.path("data/list.txt"))
-        .arg("--exe")
-        .arg(case.mock())
-        .arg("--options")
-        .arg(case.path("clavrx_options"))
-        .args(args)
-        .output()
-        .unwrap();
+    let script = case.gen_cmd(case.mock()).args(args).output().unwrap();
     assert!(script.status.success(), "{}", text(&script.stderr));
     let script = text(&script.stdout);
     let per_cpu: u64 = script
@@ -425,15 +355,49 @@ fn a_job_sized_from_pseg_steps_own_reports_fits_its_measured_peak() {
     );
 }
 
-/// The campaign's counts from `pseg-slurm status --format yaml`.
-fn status(case: &Case, out: &str) -> serde_yaml::Value {
-    let o = Command::new(cargo_bin!("pseg-slurm"))
-        .args(["status", "--format", "yaml"])
-        .arg(case.path(out))
+/// A copy of the mock of our own, so its processes are ours to count.
+fn own_clavrxorb(case: &Case) -> PathBuf {
+    let exe = case.path("clavrxorb");
+    std::fs::copy(case.mock(), &exe).unwrap();
+    exe
+}
+
+/// gen of a one-task, one-CPU job over the list into `out` with `exe` as clavrxorb, a time
+/// limit of `minutes` and a 30 s warning; the caller adds the rest.
+fn slowed_job(case: &Case, exe: &Path, minutes: &str, sleep_ms: &str) -> Command {
+    let mut cmd = case.gen_cmd(exe);
+    cmd.args(["--mode", "tasks", "--ntasks", "1", "--cpus-per-task", "1"])
+        .args([
+            "--memory",
+            "300M",
+            "--time",
+            minutes,
+            "--warning-seconds",
+            "30",
+        ])
+        .arg("--out")
+        .arg(case.path("out"))
+        // Seen by the mock inside the job (sbatch exports the environment): each segment
+        // takes this long, without changing the output.
+        .env("MOCK_CLAVRX_SLEEP_MS", sleep_ms);
+    cmd
+}
+
+/// Slurm's time-limit warning, to every step of job `id`, as `--signal=USR1@N` sends it.
+fn warn(id: &str) {
+    let sent = Command::new("scancel")
+        .args(["--signal=USR1", id])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    serde_yaml::from_slice(&o.stdout).unwrap()
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+}
+
+fn assert_no_clavrxorb(exe: &Path) {
+    assert_eq!(
+        processes_of(exe),
+        Vec::<i32>::new(),
+        "clavrxorb left behind"
+    );
 }
 
 /// Live processes running the executable at `exe`.
@@ -457,21 +421,8 @@ fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign
     }
     let case = Case::new(Link::Static);
     campaign(&case, &[]);
-    // A copy of the mock of our own, so its processes are ours to count.
-    let exe = case.path("clavrxorb");
-    std::fs::copy(case.mock(), &exe).unwrap();
-    let submit_slowed = |sleep_ms: &str| {
-        submit(
-            case.gen_cmd(&exe)
-                .args(["--mode", "tasks", "--ntasks", "1", "--cpus-per-task", "1"])
-                .args(["--memory", "300M", "--time", "5", "--warning-seconds", "30"])
-                .arg("--out")
-                .arg(case.path("out"))
-                // Seen by the mock inside the job (sbatch exports the environment): each
-                // segment takes this long, without changing the output.
-                .env("MOCK_CLAVRX_SLEEP_MS", sleep_ms),
-        )
-    };
+    let exe = own_clavrxorb(&case);
+    let submit_slowed = |sleep_ms: &str| submit(&slowed_job(&case, &exe, "5", sleep_ms));
 
     // 5 granules of 1 to 8 segments at 4 s each: about 100 s of work. Slurm's own warning
     // (`--signal=USR1@30`) lands up to a minute early, so the test sends it itself, at a
@@ -479,7 +430,7 @@ fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign
     let id = submit_slowed("4000");
     let started = Instant::now();
     loop {
-        let c = status(&case, "out")["counts"].clone();
+        let c = case.status("out")["counts"].clone();
         if c["done"].as_u64() >= Some(1) && c["running"].as_u64() == Some(1) {
             break;
         }
@@ -490,11 +441,7 @@ fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let warned = Command::new("scancel")
-        .args(["--signal=USR1", &id])
-        .output()
-        .unwrap();
-    assert!(warned.status.success(), "{}", text(&warned.stderr));
+    warn(&id);
     let states = wait_job(&id, Duration::from_secs(240));
     let log = logs(&case, "out");
     assert_ne!(
@@ -507,22 +454,18 @@ fn a_time_limit_interrupts_midway_and_a_second_submission_completes_the_campaign
         log.contains("interrupted by signal") || log.contains("time-limit warning came"),
         "{log}"
     );
-    let s = status(&case, "out");
+    let s = case.status("out");
     let counts = &s["counts"];
     assert_eq!(counts["running"].as_u64(), Some(0), "{s:?}");
     assert_eq!(counts["claimed"].as_u64(), Some(0), "{s:?}");
     assert!(counts["done"].as_u64().unwrap() < 5, "{s:?}");
-    assert_eq!(
-        processes_of(&exe),
-        Vec::<i32>::new(),
-        "clavrxorb left behind"
-    );
+    assert_no_clavrxorb(&exe);
     let done_first = counts["done"].as_u64().unwrap();
 
     let states = wait_job(&submit_slowed("0"), Duration::from_secs(240));
     let log = logs(&case, "out");
     assert_eq!(states[0].0, "COMPLETED", "{log}");
-    let s = status(&case, "out");
+    let s = case.status("out");
     assert_eq!(s["counts"]["done"].as_u64(), Some(5), "{s:?}");
     assert!(
         log.contains(&format!("{done_first} of 5 granule(s) already done")) || done_first == 0,
@@ -541,22 +484,9 @@ fn a_failed_granule_is_listed_by_status_and_produced_by_retry_once_fixed() {
     case.granule("bad.gran", 40, &["--fault", "clone-segv:2"]);
     case.list(&["good.gran", "bad.gran"]);
     case.options(10);
+    run_job(&case, "out", &["--cpus-per-task", "1", "--memory", "300M"]);
     let out = case.path("out");
-    let id = gen_and_submit(
-        &case,
-        &[
-            "--cpus-per-task",
-            "1",
-            "--memory",
-            "300M",
-            "--time",
-            "5",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    wait_job(&id, Duration::from_secs(180));
-    let s = status(&case, "out");
+    let s = case.status("out");
     assert_eq!(s["counts"]["done"].as_u64(), Some(1), "{s:?}");
     assert_eq!(s["counts"]["failed"].as_u64(), Some(1), "{s:?}");
     let listing = Command::new(cargo_bin!("pseg-slurm"))
@@ -581,28 +511,20 @@ fn a_failed_granule_is_listed_by_status_and_produced_by_retry_once_fixed() {
             .success()
     );
     case.list(&["good.gran", "bad.gran"]);
-    let retry = Command::new("bash")
-        .arg("-c")
-        .arg(r#"set -o pipefail; "$0" retry "$1" --failed | sbatch --parsable"#)
-        .arg(cargo_bin!("pseg-slurm"))
-        .arg(&out)
-        .current_dir(case.dir.path())
-        .output()
-        .unwrap();
-    assert!(retry.status.success(), "{}", text(&retry.stderr));
-    let id = text(&retry.stdout)
-        .trim()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = submit(
+        Command::new(cargo_bin!("pseg-slurm"))
+            .arg("retry")
+            .arg(&out)
+            .arg("--failed")
+            .current_dir(case.dir.path()),
+    );
     let states = wait_job(&id, Duration::from_secs(180));
     assert!(
         states.iter().all(|(s, _)| s == "COMPLETED"),
         "{states:?} {}",
         logs(&case, "out")
     );
-    let s = status(&case, "out");
+    let s = case.status("out");
     assert_eq!(s["counts"]["done"].as_u64(), Some(2), "{s:?}");
     assert_eq!(
         case.outputs("out")["bad.gran.level2.bin"],
@@ -616,31 +538,13 @@ fn a_warning_midway_lets_the_granule_in_flight_finish_and_the_job_exit_138() {
         return;
     }
     let case = Case::new(Link::Static);
-    case.granule("first.gran", 57, &[]);
-    case.granule("second.gran", 60, &[]);
-    case.list(&["first.gran", "second.gran"]);
-    case.options(10);
-    let out = case.step("serial").arg("--serial").output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let exe = case.path("clavrxorb");
-    std::fs::copy(case.mock(), &exe).unwrap();
+    case.two_granules();
+    let exe = own_clavrxorb(&case);
     let submit_slowed = |sleep_ms: &str| {
         submit(
-            case.gen_cmd(&exe)
-                .args(["--mode", "tasks", "--ntasks", "1", "--cpus-per-task", "1"])
-                .args([
-                    "--memory",
-                    "300M",
-                    "--time",
-                    "10",
-                    "--warning-seconds",
-                    "30",
-                ])
-                .arg("--out")
-                .arg(case.path("out"))
+            slowed_job(&case, &exe, "10", sleep_ms)
                 .arg("--work")
-                .arg(case.path("work"))
-                .env("MOCK_CLAVRX_SLEEP_MS", sleep_ms),
+                .arg(case.path("work")),
         )
     };
     // 6 segments of about a second each, one worker: the warning lands about half-way.
@@ -670,12 +574,7 @@ fn a_warning_midway_lets_the_granule_in_flight_finish_and_the_job_exit_138() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // To every step of the job, as `--signal=USR1@N` does.
-    let sent = Command::new("scancel")
-        .args(["--signal=USR1", &id])
-        .output()
-        .unwrap();
-    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    warn(&id);
     let states = wait_job(&id, Duration::from_secs(120));
     let log = logs(&case, "out");
     assert_eq!(
@@ -683,18 +582,14 @@ fn a_warning_midway_lets_the_granule_in_flight_finish_and_the_job_exit_138() {
         "exit 138 asks for a resubmission: {log}"
     );
     assert!(log.contains("time-limit warning: kept"), "{log}");
-    let s = status(&case, "out");
+    let s = case.status("out");
     assert_eq!(s["counts"]["done"].as_u64(), Some(1), "{s:?}\n{log}");
     assert_eq!(
         s["counts"]["pending"].as_u64(),
         Some(1),
         "nothing new started: {s:?}"
     );
-    assert_eq!(
-        processes_of(&exe),
-        Vec::<i32>::new(),
-        "clavrxorb left behind"
-    );
+    assert_no_clavrxorb(&exe);
     let serial = case.outputs("serial");
     let got = case.outputs("out");
     assert!(got["first.gran.level2.bin"] == serial["first.gran.level2.bin"]);

@@ -1,5 +1,7 @@
-//! Test harness: builds the mock clavrxorb (PIE and static), gives each test its own
-//! directory, and checks that no mock process of a test outlives it.
+//! Test harness: builds the mock clavrxorb (PIE and static) and the ledger claimer fixture,
+//! gives each test its own directory with builders for the commands it runs, checks that no
+//! mock process of a test outlives it, and holds `require`, the one way a test skips for
+//! want of root, cgroups, Slurm or a tool (a failure under `CI=true`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,36 @@ pub fn mock(link: Link) -> &'static Path {
         Link::Pie => PIE.get_or_init(|| build_mock(Link::Pie)),
         Link::Static => STATIC.get_or_init(|| build_mock(Link::Static)),
     }
+}
+
+/// The ledger claimer fixture (tests/ledger-claimer), built once per test run. In a target
+/// folder of its own, as the mock: the `cargo test` running us holds the lock of ours.
+pub fn ledger_claimer() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--locked",
+                "-p",
+                "ledger-claimer",
+                "--manifest-path",
+            ])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building the ledger claimer failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("debug/ledger-claimer")
+    })
 }
 
 /// One test's world: granules, a list, an options file, output directories.
@@ -160,6 +192,29 @@ impl Case {
             .env_remove("SLURM_NTASKS")
             .env_remove("SLURM_CPUS_PER_TASK");
         cmd
+    }
+
+    /// Two granules of 6 segments, listed, with options; the serial reference in `serial`.
+    pub fn two_granules(&self) {
+        self.granule("first.gran", 57, &[]);
+        self.granule("second.gran", 60, &[]);
+        self.list(&["first.gran", "second.gran"]);
+        self.options(10);
+        let out = self.step("serial").arg("--serial").output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+
+    /// Starts `step` under nohup (SIGHUP to an orphaned group then ends nothing, as on a
+    /// login node), from the test's directory, its output dropped.
+    pub fn start_nohup(&self, step: &Command) -> std::process::Child {
+        wrapped(step, "nohup")
+            .arg(step.get_program())
+            .args(step.get_args())
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     /// A CLAVR-x run folder `run/` over granules already in `data/`: `file_list` (line 1 the
@@ -390,6 +445,17 @@ impl Case {
         cg.peak()
     }
 
+    /// The campaign in `out` as `pseg-slurm status --format yaml` tells it.
+    pub fn status(&self, out: &str) -> serde_yaml::Value {
+        let o = Command::new(cargo_bin!("pseg-slurm"))
+            .args(["status", "--format", "yaml"])
+            .arg(self.path(out))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        serde_yaml::from_slice(&o.stdout).unwrap()
+    }
+
     /// The granule report `pseg-step` wrote for `name` into `out`.
     pub fn report(&self, out: &str, name: &str) -> serde_yaml::Value {
         let path = self
@@ -402,39 +468,68 @@ impl Case {
     }
 }
 
+/// Whether `test` may run: true when what it needs is `met`. Otherwise a loud skip naming
+/// what is `missing` (and how to get it), and under `CI=true` a failure: CI installs and
+/// starts everything the suite needs, so a test that cannot run there is a broken test bed,
+/// not a pass. Every skip of the integration tests goes through here.
+pub fn require(test: &str, met: bool, missing: &str) -> bool {
+    if met {
+        return true;
+    }
+    let msg = format!("\n######## SKIPPED {test}: {missing} ########\n");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}(CI=true: a skip is a failure)");
+    }
+    eprintln!("{msg}");
+    false
+}
+
 /// True when this process may create memory cgroups (root, cgroup v1 memory mounted).
 pub fn can_make_cgroups() -> bool {
-    nix::unistd::geteuid().is_root() && Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists()
+    is_root() && Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists()
 }
 
-/// Skips a test that needs root and cgroup v1, loudly; under CI that is a failure.
+/// True when this process runs as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// `require`s root and cgroup v1.
 pub fn needs_cgroups(test: &str) -> bool {
-    if can_make_cgroups() {
-        return true;
-    }
-    let msg =
-        format!("######## SKIPPED {test}: needs root and a cgroup v1 memory controller ########");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg} (CI=true: a skip is a failure)");
-    }
-    eprintln!("{msg}");
-    false
+    require(
+        test,
+        can_make_cgroups(),
+        "needs root and a cgroup v1 memory controller",
+    )
 }
 
-/// Skips a test that needs root (to mount a filesystem), loudly; under CI that is a failure.
+/// `require`s root (to mount a filesystem).
 pub fn needs_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    let msg = format!("######## SKIPPED {test}: needs root ########");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg} (CI=true: a skip is a failure)");
-    }
-    eprintln!("{msg}");
-    false
+    require(test, is_root(), "needs root")
 }
 
-/// Runs `gen | sbatch --parsable` (with `gen`'s arguments, folder and environment); the job id.
+/// True when a Slurm cluster answers; otherwise skips (or fails under CI).
+pub fn slurm_available(test: &str) -> bool {
+    let up = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .is_ok_and(|o| {
+            let states = text(&o.stdout);
+            o.status.success()
+                && ["idle", "mixed", "allocated", "completing"]
+                    .iter()
+                    .any(|s| states.contains(s))
+        });
+    require(
+        test,
+        up,
+        "no Slurm cluster answers `sinfo`; run `bash ci/test.sh` as root: it starts the \
+         one-node test bed",
+    )
+}
+
+/// Runs `CMD | sbatch --parsable` for `gen_cmd` (gen or retry, with its arguments, folder and
+/// environment); the job id.
 pub fn submit(gen_cmd: &Command) -> String {
     let mut cmd = wrapped(gen_cmd, "bash");
     cmd.arg("-c")
@@ -448,7 +543,8 @@ pub fn submit(gen_cmd: &Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "gen | sbatch failed:\n{}",
+        "{} | sbatch failed:\n{}",
+        gen_cmd.get_program().to_string_lossy(),
         text(&out.stderr)
     );
     text(&out.stdout)
