@@ -59,7 +59,7 @@ impl RunLock {
         };
         let text = serde_yaml::to_string(&LockFile {
             holder: me.clone(),
-            since_unix: crate::domain::reports::unix_now(),
+            since_unix: crate::base::time::unix_now(),
         })
         .unwrap_or_default();
         let mut took_over = None;
@@ -101,8 +101,14 @@ impl RunLock {
                             .unwrap_or_else(|| "unknown holder".into()),
                         since: old
                             .map(|o| {
-                                let ago = crate::domain::reports::unix_now() - o.since_unix;
-                                format!("{} ago", crate::domain::campaign::status::duration(ago))
+                                let ago = crate::base::time::unix_now() - o.since_unix;
+                                format!(
+                                    "{} ago",
+                                    crate::base::time::duration(
+                                        ago,
+                                        crate::base::time::Style::Whole
+                                    )
+                                )
                             })
                             .unwrap_or_else(|| "?".into()),
                         why,

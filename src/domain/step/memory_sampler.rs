@@ -720,7 +720,7 @@ impl<'a> MemWatch<'a> {
             held_by: self.held_by.map(|e| match e {
                 Some(e) => format!(
                     "{} a worker ({} estimate)",
-                    crate::base::size::Size(e.bytes),
+                    crate::base::units::Size(e.bytes),
                     e.source.as_str()
                 ),
                 None => "no estimate of a worker's memory yet: one worker at a time".into(),
