@@ -329,6 +329,18 @@ pub fn own_process_group() -> i32 {
     nix::unistd::getpgrp().as_raw()
 }
 
+/// CPU time the calling thread has used; zero if the clock cannot be read.
+pub fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(Duration::ZERO, Duration::from)
+}
+
+/// Whether this process may read `path` (access(2) with `R_OK`: permissions and ACLs as the
+/// kernel sees them, which mode bits alone do not tell).
+pub fn check_readable(path: &std::path::Path) -> io::Result<()> {
+    Ok(nix::unistd::access(path, nix::unistd::AccessFlags::R_OK)?)
+}
+
 /// The host name.
 pub fn hostname() -> io::Result<String> {
     Ok(nix::unistd::gethostname()?.to_string_lossy().into_owned())
@@ -408,6 +420,61 @@ mod tests {
         drop(child.stdin.take());
         child.wait().unwrap();
         let e = reset_peak_rss(proc, i32::MAX).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_pipe_carries_bytes_and_is_closed_on_exec() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let (read, write) = pipe().unwrap();
+        for fd in [read.as_raw_fd(), write.as_raw_fd()] {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap();
+            let flags = u32::from_str_radix(flags.trim(), 8).unwrap();
+            assert_ne!(flags & 0o2000000, 0, "O_CLOEXEC on {fd}: {info}");
+        }
+        std::fs::File::from(write).write_all(b"+42\n").unwrap();
+        let mut text = String::new();
+        std::fs::File::from(read).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "+42\n");
+    }
+
+    #[test]
+    fn blocked_signals_show_in_the_thread_mask() {
+        // A thread of its own: the mask is per thread, and the test harness's stays as it is.
+        let blocked = std::thread::spawn(|| {
+            block_signals(&[Signal::SIGUSR1, Signal::SIGHUP]).unwrap();
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            let hex = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))
+                .unwrap();
+            u64::from_str_radix(hex.trim(), 16).unwrap()
+        })
+        .join()
+        .unwrap();
+        let bit = |s: Signal| 1u64 << (s as i32 - 1);
+        assert_eq!(
+            blocked & (bit(Signal::SIGUSR1) | bit(Signal::SIGHUP)),
+            bit(Signal::SIGUSR1) | bit(Signal::SIGHUP)
+        );
+        assert_eq!(blocked & bit(Signal::SIGTERM), 0);
+    }
+
+    #[test]
+    fn identity_and_access_facts() {
+        let me = crate::base::proc_stat::read(std::path::Path::new("/proc"), std::process::id());
+        let pgid = me.unwrap().pgid;
+        assert_eq!(own_process_group(), pgid);
+        assert!(!hostname().unwrap().is_empty());
+        let busy: u64 = (0..100_000u64).map(std::hint::black_box).sum();
+        assert!(busy > 0 && thread_cpu_time() > Duration::ZERO);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("list.txt");
+        std::fs::write(&file, "a\n").unwrap();
+        assert!(check_readable(&file).is_ok());
+        let e = check_readable(&dir.path().join("missing")).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 

@@ -325,8 +325,7 @@ fn campaign_estimate(dir: &Path, newest: usize) -> Option<u64> {
 
 /// CPU time this thread has used.
 fn thread_cpu() -> Duration {
-    use nix::time::{ClockId, clock_gettime};
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
+    crate::base::unix::thread_cpu_time()
 }
 
 /// Slurm's memory for this step from its environment (values in MiB).
