@@ -416,20 +416,6 @@ mod tests {
 
     #[test]
     fn time_limits() {
-        let t = |s: &str| s.parse::<TimeLimit>().map(|t| t.seconds);
-        assert_eq!(t("90"), Ok(5400));
-        assert_eq!(t("90:30"), Ok(5430));
-        assert_eq!(t("01:30:00"), Ok(5400));
-        assert_eq!(t("2-12"), Ok(2 * 86400 + 12 * 3600));
-        assert_eq!(t("2-12:30"), Ok(2 * 86400 + 12 * 3600 + 1800));
-        assert_eq!(t("1-00:00:01"), Ok(86401));
-        assert!(t("").is_err() && t("1:2:3:4").is_err() && t("0").is_err());
-        assert!(t("-1").is_err() && t("1h").is_err());
-        assert_eq!(TimeLimit::from_seconds(5400).to_string(), "01:30:00");
-        assert_eq!(
-            TimeLimit::from_seconds(86400 + 61).to_string(),
-            "1-00:01:01"
-        );
         let c = parse("time: 90\n").unwrap();
         assert_eq!(c.time.unwrap().seconds, 5400);
         let c = parse("time: 01:00:00\n").unwrap();
@@ -438,15 +424,6 @@ mod tests {
 
     #[test]
     fn percents() {
-        let p = |s: &str| s.parse::<Percent>().map(|p| p.basis_points);
-        assert_eq!(p("15"), Ok(1500));
-        assert_eq!(p("15%"), Ok(1500));
-        assert_eq!(p("12.5%"), Ok(1250));
-        assert_eq!(p("0.25"), Ok(25));
-        assert_eq!(p("0"), Ok(0));
-        assert!(p("-5").is_err() && p("1.234").is_err() && p("%").is_err());
-        assert_eq!(Percent::from_basis_points(1250).to_string(), "12.5%");
-        assert_eq!(Percent::from_basis_points(1525).to_string(), "15.25%");
         assert_eq!(
             parse("headroom: 20\n").unwrap().headroom.unwrap(),
             Percent::from_basis_points(2000)
@@ -481,10 +458,10 @@ mod tests {
 
     #[test]
     fn percentiles() {
-        assert_eq!("95".parse::<Percentile>().unwrap().get(), 95.0);
-        assert_eq!("p99.5".parse::<Percentile>().unwrap().get(), 99.5);
-        assert!("0".parse::<Percentile>().is_err());
-        assert!("101".parse::<Percentile>().is_err());
+        assert_eq!(
+            parse("percentile: 95\n").unwrap().percentile.unwrap().get(),
+            95.0
+        );
         assert!(parse("percentile: 0\n").is_err());
     }
 

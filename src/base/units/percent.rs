@@ -120,3 +120,29 @@ impl<'de> serde::Deserialize<'de> for Percentile {
         super::deserialize(d)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percents() {
+        let p = |s: &str| s.parse::<Percent>().map(|p| p.basis_points);
+        assert_eq!(p("15"), Ok(1500));
+        assert_eq!(p("15%"), Ok(1500));
+        assert_eq!(p("12.5%"), Ok(1250));
+        assert_eq!(p("0.25"), Ok(25));
+        assert_eq!(p("0"), Ok(0));
+        assert!(p("-5").is_err() && p("1.234").is_err() && p("%").is_err());
+        assert_eq!(Percent::from_basis_points(1250).to_string(), "12.5%");
+        assert_eq!(Percent::from_basis_points(1525).to_string(), "15.25%");
+    }
+
+    #[test]
+    fn percentiles() {
+        assert_eq!("95".parse::<Percentile>().unwrap().get(), 95.0);
+        assert_eq!("p99.5".parse::<Percentile>().unwrap().get(), 99.5);
+        assert!("0".parse::<Percentile>().is_err());
+        assert!("101".parse::<Percentile>().is_err());
+    }
+}

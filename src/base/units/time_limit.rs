@@ -89,3 +89,26 @@ impl<'de> serde::Deserialize<'de> for TimeLimit {
         super::deserialize(d)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_limits() {
+        let t = |s: &str| s.parse::<TimeLimit>().map(|t| t.seconds);
+        assert_eq!(t("90"), Ok(5400));
+        assert_eq!(t("90:30"), Ok(5430));
+        assert_eq!(t("01:30:00"), Ok(5400));
+        assert_eq!(t("2-12"), Ok(2 * 86400 + 12 * 3600));
+        assert_eq!(t("2-12:30"), Ok(2 * 86400 + 12 * 3600 + 1800));
+        assert_eq!(t("1-00:00:01"), Ok(86401));
+        assert!(t("").is_err() && t("1:2:3:4").is_err() && t("0").is_err());
+        assert!(t("-1").is_err() && t("1h").is_err());
+        assert_eq!(TimeLimit::from_seconds(5400).to_string(), "01:30:00");
+        assert_eq!(
+            TimeLimit::from_seconds(86400 + 61).to_string(),
+            "1-00:01:01"
+        );
+    }
+}
