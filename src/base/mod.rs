@@ -1,5 +1,5 @@
 //! The base layer: small tools the domain and the commands build on. Base imports nothing of
-//! ours (no `crate::domain`, no `crate::cmd`): only the standard library and crates.
+//! ours, neither the domain layer nor the commands: only the standard library and crates.
 //!
 //! - [`units`]: the value types users write as text (sizes, time limits, percentages), with
 //!   one parse-from-string serde deserializer for all of them.
