@@ -1,6 +1,6 @@
 //! Making control characters visible before a name reaches a terminal or a log: a granule
 //! named with ESC or CR must not move the cursor, recolour the screen or hide a line.
-//! Owns only that; HTML escaping is the page's own (`render::svg::esc`).
+//! Owns only that; HTML escaping is the report page's own.
 
 use std::borrow::Cow;
 use std::fmt::Write;

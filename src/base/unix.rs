@@ -5,8 +5,9 @@
 //! `CLONE_PARENT` are our children too. Nothing here knows the tracer protocol.
 #![allow(unsafe_code)]
 
+use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
@@ -18,7 +19,38 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::domain::fanout::machine::Exit;
+/// How a child ended, as `waitpid` said: its exit status, or the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exited with status {c}"),
+            Exit::Signal(s) => write!(f, "was killed by signal {s} ({})", signal_name(*s)),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        _ => "signal",
+    }
+}
 
 /// What happened to a child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,44 +312,44 @@ fn rusage_seconds(who: nix::sys::resource::UsageWho) -> f64 {
     })
 }
 
-/// CPU time (user + system, in clock ticks) a process has used, from `/proc/PID/stat`.
-pub fn cpu_ticks(pid: i32) -> Option<u64> {
-    parse_cpu_ticks(&read_stat(pid)?)
+/// A pipe whose ends are closed on exec: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
 }
 
-/// True when the process is stopped (state `T`), so not the one a hang is blamed on.
-pub fn is_stopped(pid: i32) -> bool {
-    read_stat(pid).and_then(|s| parse_state(&s)) == Some('T')
+/// Blocks `signals` in this thread (and the threads it starts): they stay pending, so their
+/// default action (ending the process) never runs.
+pub fn block_signals(signals: &[Signal]) -> io::Result<()> {
+    let set: SigSet = signals.iter().copied().collect();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(io::Error::from)
+}
+
+/// This process's process group.
+pub fn own_process_group() -> i32 {
+    nix::unistd::getpgrp().as_raw()
+}
+
+/// CPU time the calling thread has used; zero if the clock cannot be read.
+pub fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(Duration::ZERO, Duration::from)
+}
+
+/// Whether this process may read `path` (access(2) with `R_OK`: permissions and ACLs as the
+/// kernel sees them, which mode bits alone do not tell).
+pub fn check_readable(path: &std::path::Path) -> io::Result<()> {
+    Ok(nix::unistd::access(path, nix::unistd::AccessFlags::R_OK)?)
+}
+
+/// The host name.
+pub fn hostname() -> io::Result<String> {
+    Ok(nix::unistd::gethostname()?.to_string_lossy().into_owned())
 }
 
 /// Resets a process's RSS high-water mark (`VmHWM`) to its RSS now (`clear_refs` 5, Linux
 /// 4.0+), so the mark read later is the peak since this moment. Allowed for our own children.
 pub fn reset_peak_rss(proc_root: &std::path::Path, pid: i32) -> io::Result<()> {
     std::fs::write(proc_root.join(pid.to_string()).join("clear_refs"), "5")
-}
-
-fn read_stat(pid: i32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
-}
-
-/// The one-letter state from a `/proc/PID/stat` line.
-pub fn parse_state(stat: &str) -> Option<char> {
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .next()?
-        .chars()
-        .next()
-}
-
-/// utime + stime from a `/proc/PID/stat` line. The command name may hold spaces and
-/// parentheses, so fields are counted from the last `)`.
-pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3 of the line, utime 14 and stime 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
 
 #[cfg(test)]
@@ -337,23 +369,29 @@ mod tests {
     }
 
     #[test]
-    fn stat_fixture_with_a_hostile_name() {
-        let stat = include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/proc/stat-clone.txt"
-        ));
-        assert_eq!(parse_cpu_ticks(stat), Some(1234 + 56));
-        assert_eq!(parse_state(stat), Some('S'));
-    }
-
-    #[test]
-    fn our_own_cpu_time_is_readable() {
-        assert!(cpu_ticks(std::process::id() as i32).is_some());
-    }
-
-    #[test]
     fn a_childs_peak_rss_resets_to_its_rss_now() {
-        use crate::domain::memory::read_status;
+        // The peak (`VmHWM`) and the RSS now (`VmRSS`), in bytes.
+        #[derive(Debug)]
+        struct Marks {
+            hwm: u64,
+            rss: u64,
+        }
+        let read_status = |proc: &std::path::Path, pid: i32| -> io::Result<Marks> {
+            let text = std::fs::read_to_string(proc.join(pid.to_string()).join("status"))?;
+            let kib = |key: &str| -> u64 {
+                let line = text.lines().find_map(|l| l.strip_prefix(key)).unwrap();
+                line.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+                    << 10
+            };
+            Ok(Marks {
+                hwm: kib("VmHWM:"),
+                rss: kib("VmRSS:"),
+            })
+        };
         let proc = std::path::Path::new("/proc");
         let mut cmd = Command::new("sh");
         // Builds an 8 MiB string, drops it, then waits: its peak stays, its RSS falls.
@@ -382,6 +420,61 @@ mod tests {
         drop(child.stdin.take());
         child.wait().unwrap();
         let e = reset_peak_rss(proc, i32::MAX).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_pipe_carries_bytes_and_is_closed_on_exec() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let (read, write) = pipe().unwrap();
+        for fd in [read.as_raw_fd(), write.as_raw_fd()] {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap();
+            let flags = u32::from_str_radix(flags.trim(), 8).unwrap();
+            assert_ne!(flags & 0o2000000, 0, "O_CLOEXEC on {fd}: {info}");
+        }
+        std::fs::File::from(write).write_all(b"+42\n").unwrap();
+        let mut text = String::new();
+        std::fs::File::from(read).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "+42\n");
+    }
+
+    #[test]
+    fn blocked_signals_show_in_the_thread_mask() {
+        // A thread of its own: the mask is per thread, and the test harness's stays as it is.
+        let blocked = std::thread::spawn(|| {
+            block_signals(&[Signal::SIGUSR1, Signal::SIGHUP]).unwrap();
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            let hex = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))
+                .unwrap();
+            u64::from_str_radix(hex.trim(), 16).unwrap()
+        })
+        .join()
+        .unwrap();
+        let bit = |s: Signal| 1u64 << (s as i32 - 1);
+        assert_eq!(
+            blocked & (bit(Signal::SIGUSR1) | bit(Signal::SIGHUP)),
+            bit(Signal::SIGUSR1) | bit(Signal::SIGHUP)
+        );
+        assert_eq!(blocked & bit(Signal::SIGTERM), 0);
+    }
+
+    #[test]
+    fn identity_and_access_facts() {
+        let me = crate::base::proc_stat::read(std::path::Path::new("/proc"), std::process::id());
+        let pgid = me.unwrap().pgid;
+        assert_eq!(own_process_group(), pgid);
+        assert!(!hostname().unwrap().is_empty());
+        let busy: u64 = (0..100_000u64).map(std::hint::black_box).sum();
+        assert!(busy > 0 && thread_cpu_time() > Duration::ZERO);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("list.txt");
+        std::fs::write(&file, "a\n").unwrap();
+        assert!(check_readable(&file).is_ok());
+        let e = check_readable(&dir.path().join("missing")).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::base::size::Size;
-use crate::domain::site_config::{Mode, Percent, Percentile, TimeLimit};
+use crate::base::units::Size;
+use crate::base::units::{Percent, Percentile, TimeLimit};
+use crate::domain::site_config::Mode;
 
 /// Run CLAVR-x (clavrxorb) over many granules on Slurm, one segment per core.
 #[derive(Debug, Parser)]

@@ -79,7 +79,7 @@ fn dispatch(cli: Cli) -> Outcome {
             let summary = status::summarize(
                 status::read(&dir)?,
                 &RetryBudget::default(),
-                crate::domain::reports::unix_now(),
+                crate::base::time::unix_now(),
             );
             let text = match args.format {
                 Format::Text => status::render_text(&summary),

@@ -17,7 +17,7 @@ pub fn run(args: &ReleaseArgs) -> Outcome {
     };
     let me = Holder::current();
     let plan = release::plan(&ledger, &filter, &me)?;
-    let now = crate::domain::reports::unix_now();
+    let now = crate::base::time::unix_now();
     let mut released = 0;
     // Line by line: if releasing one fails, what was done before is on stdout.
     for found in &plan.found {

@@ -1,8 +1,7 @@
 //! `pseg-slurm report`: renders the page and writes it (atomically: a browser reloading it
 //! never sees half a page).
 
-use std::io::Write;
-
+use crate::base::atomic_file;
 use crate::cmd::args::ReportArgs;
 use crate::cmd::{Outcome, print, warn};
 use crate::domain::page;
@@ -30,17 +29,9 @@ pub fn run(args: &ReportArgs) -> Outcome {
     let name = out
         .file_name()
         .ok_or_else(|| format!("{} names no file to write the page to", out.display()))?;
-    let write = || -> std::io::Result<()> {
-        // Readable by others, as a page to share (the umask still applies).
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".pseg-report")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .tempfile_in(dir)?;
-        tmp.write_all(page.html.as_bytes())?;
-        tmp.persist(dir.join(name)).map_err(|e| e.error)?;
-        Ok(())
-    };
-    write().map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    // Readable by others, as a page to share (the umask still applies).
+    atomic_file::write_with_mode(dir, name, page.html.as_bytes(), 0o644)
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     eprintln!(
         "pseg-slurm: wrote {} ({} granule(s), {} drawn in detail); open it in a browser",
         out.display(),

@@ -5,10 +5,10 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use crate::base::time::{Style, duration};
 use crate::cmd::args::{ReportArgs, RunArgs};
 use crate::domain::autopilot::decide::Limits;
 use crate::domain::autopilot::{self, Ending, Observer, Progress, Request, RunError, slurm};
-use crate::domain::campaign::status::duration;
 use crate::domain::script::quote;
 
 /// `--max-submissions` reached, or Slurm cannot be got past.
@@ -239,7 +239,7 @@ fn progress_line(p: &Progress) -> String {
         line.push_str(&format!("; {rate:.1}/h"));
     }
     if let Some(eta) = p.eta_seconds.filter(|_| p.pending + p.running > 0) {
-        line.push_str(&format!(", ETA {}", duration(eta)));
+        line.push_str(&format!(", ETA {}", duration(eta, Style::Whole)));
     }
     match p.jobs.len() {
         0 => {}

@@ -121,7 +121,7 @@ pub struct StepArgs {
 
     /// Memory this step may use, when no cgroup or Slurm limit says (e.g. 12G; binary units).
     #[arg(long, value_name = "SIZE")]
-    pub mem_budget: Option<crate::base::size::Size>,
+    pub mem_budget: Option<crate::base::units::Size>,
 
     /// Reports of earlier runs (granule reports, step summaries, or folders of them): their
     /// workers' private memory is admission's estimate until this step measures its own.

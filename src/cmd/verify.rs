@@ -64,7 +64,7 @@ pub fn run(args: &VerifyArgs) -> Outcome {
         "{} done granule(s), {} file(s), {}",
         report.checked,
         report.files,
-        crate::base::size::Size(report.bytes)
+        crate::base::units::Size(report.bytes)
     );
     if report.findings.is_empty() {
         eprintln!("pseg-slurm: verified {checked}: every output matches its manifest");

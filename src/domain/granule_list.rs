@@ -316,9 +316,9 @@ impl GranuleList {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(ProblemKind::Missing),
                 Err(e) => Some(ProblemKind::Unreadable(e.to_string())),
                 Ok(m) if !m.is_file() => Some(ProblemKind::NotAFile),
-                Ok(_) => nix::unistd::access(&g.path, nix::unistd::AccessFlags::R_OK)
+                Ok(_) => crate::base::unix::check_readable(&g.path)
                     .err()
-                    .map(|e| ProblemKind::Unreadable(std::io::Error::from(e).to_string())),
+                    .map(|e| ProblemKind::Unreadable(e.to_string())),
             };
             if let Some(kind) = kind {
                 problems.push(Problem {

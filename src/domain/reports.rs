@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ledger::store;
+use crate::base::atomic_file;
+use crate::base::identity::SlurmIds;
 
 pub const SCHEMA: &str = "pseg-report/1";
 /// Reports live in this folder of the output directory.
@@ -35,36 +36,6 @@ pub enum Proof {
     /// output it left is non-empty. A truncated output is not caught.
     #[serde(rename = "exit-and-outputs")]
     ExitAndOutputs,
-}
-
-/// Where in Slurm a step ran, when it did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlurmIds {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub array_job_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub array_task_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub step_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub procid: Option<String>,
-}
-
-impl SlurmIds {
-    /// From the environment Slurm gives a task; `None` outside Slurm.
-    pub fn from_env() -> Option<SlurmIds> {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let ids = SlurmIds {
-            job_id: get("SLURM_JOB_ID"),
-            array_job_id: get("SLURM_ARRAY_JOB_ID"),
-            array_task_id: get("SLURM_ARRAY_TASK_ID"),
-            step_id: get("SLURM_STEP_ID"),
-            procid: get("SLURM_PROCID"),
-        };
-        ids.job_id.is_some().then_some(ids)
-    }
 }
 
 /// When one segment went through each phase, in seconds since the granule started.
@@ -323,7 +294,7 @@ pub struct StepReport {
 pub fn write(dir: &Path, name: &str, value: &impl Serialize) -> io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let text = serde_yaml::to_string(value).map_err(io::Error::other)?;
-    store::write_atomic(dir, name, text.as_bytes())?;
+    atomic_file::write(dir, name, text.as_bytes())?;
     Ok(dir.join(name))
 }
 
@@ -341,23 +312,11 @@ pub fn outputs_present(dir: &Path, name: &str) -> bool {
     crate::domain::ledger::outputs::present_in(dir, name)
 }
 
-/// The host name, for reports.
-pub fn host() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Seconds since the Unix epoch, now.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::identity::host;
+    use crate::base::time::unix_now;
 
     #[test]
     fn a_written_report_reads_back_and_names_its_schema() {

@@ -7,14 +7,12 @@
 //! later stages only see absolute paths. This module does not merge command-line flags (see
 //! `script::settings`) and does not check that paths exist.
 
-use std::fmt;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::base::size::Size;
+use crate::base::units::{Percent, Percentile, Size, TimeLimit};
 
 /// The annotated example, printed by `pseg-slurm config init`.
 pub const EXAMPLE: &str = include_str!(concat!(
@@ -300,210 +298,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// A Slurm time limit, held in whole seconds. Accepts Slurm's forms: `minutes`,
-/// `minutes:seconds`, `hours:minutes:seconds`, `days-hours`, `days-hours:minutes`,
-/// `days-hours:minutes:seconds`; in YAML also a plain integer of minutes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TimeLimit {
-    pub seconds: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "`{0}` is not a Slurm time limit; write minutes (90), HH:MM:SS (01:30:00) \
-     or D-HH:MM:SS (1-12:00:00)"
-)]
-pub struct TimeLimitError(pub String);
-
-impl TimeLimit {
-    pub fn from_seconds(seconds: u64) -> TimeLimit {
-        TimeLimit { seconds }
-    }
-}
-
-impl FromStr for TimeLimit {
-    type Err = TimeLimitError;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || TimeLimitError(text.to_string());
-        let t = text.trim();
-        let num = |s: &str| -> Result<u64, TimeLimitError> {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            s.parse().map_err(|_| bad())
-        };
-        let (days, clock) = match t.split_once('-') {
-            Some((d, rest)) => (Some(num(d)?), rest),
-            None => (None, t),
-        };
-        let parts = clock.split(':').map(num).collect::<Result<Vec<u64>, _>>()?;
-        let seconds = match (days, parts.as_slice()) {
-            (None, [m]) => m * 60,
-            (None, [m, s]) => m * 60 + s,
-            (None, [h, m, s]) => h * 3600 + m * 60 + s,
-            (Some(d), [h]) => d * 86400 + h * 3600,
-            (Some(d), [h, m]) => d * 86400 + h * 3600 + m * 60,
-            (Some(d), [h, m, s]) => d * 86400 + h * 3600 + m * 60 + s,
-            _ => return Err(bad()),
-        };
-        if seconds == 0 {
-            return Err(bad());
-        }
-        Ok(TimeLimit { seconds })
-    }
-}
-
-/// `HH:MM:SS`, or `D-HH:MM:SS` from one day on.
-impl fmt::Display for TimeLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.seconds;
-        let (d, h, m, sec) = (s / 86400, s % 86400 / 3600, s % 3600 / 60, s % 60);
-        if d > 0 {
-            write!(f, "{d}-{h:02}:{m:02}:{sec:02}")
-        } else {
-            write!(f, "{h:02}:{m:02}:{sec:02}")
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for TimeLimit {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = TimeLimit;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a time limit such as \"02:00:00\", \"1-00:00:00\" or 90 (minutes)")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TimeLimit, E> {
-                if v == 0 {
-                    return Err(E::custom("a time limit of 0 minutes leaves no time to run"));
-                }
-                Ok(TimeLimit { seconds: v * 60 })
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TimeLimit, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A percentage held exactly in hundredths of a percent (basis points): `15`, `15%`, `12.5%`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Percent {
-    pub basis_points: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a percentage; write e.g. 15 or 15% (at most two decimals, at most 1000%)")]
-pub struct PercentError(pub String);
-
-impl Percent {
-    pub const fn from_basis_points(basis_points: u32) -> Percent {
-        Percent { basis_points }
-    }
-}
-
-impl FromStr for Percent {
-    type Err = PercentError;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || PercentError(text.to_string());
-        let t = text.trim();
-        let t = t.strip_suffix('%').unwrap_or(t).trim();
-        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() || !digits(whole) || !digits(frac) || frac.len() > 2 {
-            return Err(bad());
-        }
-        let whole: u32 = whole.parse().map_err(|_| bad())?;
-        let frac: u32 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
-        if whole > 1000 {
-            return Err(bad());
-        }
-        Ok(Percent {
-            basis_points: whole * 100 + frac,
-        })
-    }
-}
-
-impl fmt::Display for Percent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (w, r) = (self.basis_points / 100, self.basis_points % 100);
-        match r {
-            0 => write!(f, "{w}%"),
-            r if r % 10 == 0 => write!(f, "{w}.{}%", r / 10),
-            r => write!(f, "{w}.{r:02}%"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Percent {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Percent;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a percentage such as 15 or 15%")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Percent, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Percent, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Percent, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A percentile in (0, 100]: 100 is the maximum, 95 the value 95 % of granules stay within.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-pub struct Percentile(f64);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a percentile; write a number above 0 and at most 100 (100 = the maximum)")]
-pub struct PercentileError(pub String);
-
-impl Percentile {
-    pub const MAX: Percentile = Percentile(100.0);
-
-    pub fn new(p: f64) -> Option<Percentile> {
-        (p > 0.0 && p <= 100.0).then_some(Percentile(p))
-    }
-
-    pub fn get(self) -> f64 {
-        self.0
-    }
-}
-
-impl FromStr for Percentile {
-    type Err = PercentileError;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let t = text.trim();
-        let t = t.strip_prefix('p').unwrap_or(t);
-        t.parse::<f64>()
-            .ok()
-            .and_then(Percentile::new)
-            .ok_or_else(|| PercentileError(text.to_string()))
-    }
-}
-
-impl fmt::Display for Percentile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Percentile {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let p = f64::deserialize(d)?;
-        Percentile::new(p).ok_or_else(|| serde::de::Error::custom(PercentileError(p.to_string())))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,20 +416,6 @@ mod tests {
 
     #[test]
     fn time_limits() {
-        let t = |s: &str| s.parse::<TimeLimit>().map(|t| t.seconds);
-        assert_eq!(t("90"), Ok(5400));
-        assert_eq!(t("90:30"), Ok(5430));
-        assert_eq!(t("01:30:00"), Ok(5400));
-        assert_eq!(t("2-12"), Ok(2 * 86400 + 12 * 3600));
-        assert_eq!(t("2-12:30"), Ok(2 * 86400 + 12 * 3600 + 1800));
-        assert_eq!(t("1-00:00:01"), Ok(86401));
-        assert!(t("").is_err() && t("1:2:3:4").is_err() && t("0").is_err());
-        assert!(t("-1").is_err() && t("1h").is_err());
-        assert_eq!(TimeLimit::from_seconds(5400).to_string(), "01:30:00");
-        assert_eq!(
-            TimeLimit::from_seconds(86400 + 61).to_string(),
-            "1-00:01:01"
-        );
         let c = parse("time: 90\n").unwrap();
         assert_eq!(c.time.unwrap().seconds, 5400);
         let c = parse("time: 01:00:00\n").unwrap();
@@ -644,15 +424,6 @@ mod tests {
 
     #[test]
     fn percents() {
-        let p = |s: &str| s.parse::<Percent>().map(|p| p.basis_points);
-        assert_eq!(p("15"), Ok(1500));
-        assert_eq!(p("15%"), Ok(1500));
-        assert_eq!(p("12.5%"), Ok(1250));
-        assert_eq!(p("0.25"), Ok(25));
-        assert_eq!(p("0"), Ok(0));
-        assert!(p("-5").is_err() && p("1.234").is_err() && p("%").is_err());
-        assert_eq!(Percent::from_basis_points(1250).to_string(), "12.5%");
-        assert_eq!(Percent::from_basis_points(1525).to_string(), "15.25%");
         assert_eq!(
             parse("headroom: 20\n").unwrap().headroom.unwrap(),
             Percent::from_basis_points(2000)
@@ -687,10 +458,10 @@ mod tests {
 
     #[test]
     fn percentiles() {
-        assert_eq!("95".parse::<Percentile>().unwrap().get(), 95.0);
-        assert_eq!("p99.5".parse::<Percentile>().unwrap().get(), 99.5);
-        assert!("0".parse::<Percentile>().is_err());
-        assert!("101".parse::<Percentile>().is_err());
+        assert_eq!(
+            parse("percentile: 95\n").unwrap().percentile.unwrap().get(),
+            95.0
+        );
         assert!(parse("percentile: 0\n").is_err());
     }
 

@@ -245,7 +245,9 @@ fn check_memory(name: &str, part: &str, report: &serde_yaml::Value) {
     assert_eq!(line.get("points").split(' ').count(), series.len());
     // The page prints the peak in binary units.
     assert!(
-        part.contains(&pseg_slurm::base::size::Size(m["peak_bytes"].as_u64().unwrap()).to_string()),
+        part.contains(
+            &pseg_slurm::base::units::Size(m["peak_bytes"].as_u64().unwrap()).to_string()
+        ),
         "{name}"
     );
 }

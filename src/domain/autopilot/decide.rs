@@ -36,10 +36,7 @@ impl Sizing {
             None => "no --mem-per-cpu (the cluster's default)".into(),
         });
         parts.push(match self.time_seconds {
-            Some(t) => format!(
-                "--time={}",
-                crate::domain::site_config::TimeLimit { seconds: t }
-            ),
+            Some(t) => format!("--time={}", crate::base::units::TimeLimit { seconds: t }),
             None => "no --time (the partition's default)".into(),
         });
         format!(
@@ -254,7 +251,7 @@ pub fn decide(view: &View, last: Option<&Last>, limits: Limits) -> Action {
                 "{} granule(s) interrupted and the last job finished none, one granule per \
                  task: resubmitting with twice the time limit ({})",
                 view.interrupted,
-                crate::domain::site_config::TimeLimit { seconds: t * 2 }
+                crate::base::units::TimeLimit { seconds: t * 2 }
             )
         } else {
             format!(

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::time::{Style, duration, unix_now};
 use crate::domain::ledger::Holder;
 use crate::domain::ledger::alive::{Liveness, Verdict};
 use crate::domain::ledger::store;
@@ -59,7 +60,7 @@ impl RunLock {
         };
         let text = serde_yaml::to_string(&LockFile {
             holder: me.clone(),
-            since_unix: crate::domain::reports::unix_now(),
+            since_unix: unix_now(),
         })
         .unwrap_or_default();
         let mut took_over = None;
@@ -101,8 +102,8 @@ impl RunLock {
                             .unwrap_or_else(|| "unknown holder".into()),
                         since: old
                             .map(|o| {
-                                let ago = crate::domain::reports::unix_now() - o.since_unix;
-                                format!("{} ago", crate::domain::campaign::status::duration(ago))
+                                let ago = unix_now() - o.since_unix;
+                                format!("{} ago", duration(ago, Style::Whole))
                             })
                             .unwrap_or_else(|| "?".into()),
                         why,

@@ -18,6 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::base::units::TimeLimit;
 use crate::cmd::args::GenArgs;
 use crate::domain::campaign::status::{self, Failure, Overview};
 use crate::domain::campaign::{retry, verify};
@@ -27,7 +28,7 @@ use crate::domain::ledger::campaign_yaml::{Campaign, GenCall, RunOutcome, Submis
 use crate::domain::ledger::classify::{FailureKind, RetryBudget};
 use crate::domain::ledger::{Holder, Ledger, LedgerError, STATE_DIR};
 use crate::domain::script::{self, GenError, Generated};
-use crate::domain::site_config::{Mode, TimeLimit};
+use crate::domain::site_config::Mode;
 use decide::{Action, Last, Limits, Overrides, Purpose, View};
 use lock::{LockError, RunLock};
 use slurm::SlurmError;
@@ -314,7 +315,7 @@ fn finish(
     campaign.run_outcome = Some(RunOutcome {
         exit: u8::from(exit != Ending::AllDone),
         why,
-        unix: crate::domain::reports::unix_now(),
+        unix: crate::base::time::unix_now(),
     });
     save(campaign, ctx.state)?;
     Ok(Some(Finished {
@@ -337,7 +338,7 @@ fn stop(
     campaign.run_outcome = Some(RunOutcome {
         exit: 3,
         why: why.clone(),
-        unix: crate::domain::reports::unix_now(),
+        unix: crate::base::time::unix_now(),
     });
     save(campaign, state)?;
     Ok(Finished {
@@ -479,7 +480,7 @@ impl Ctx<'_> {
             sizing: slurm::script_sizing(&generated.script, granules.len()),
             overrides,
             done_before,
-            submitted_unix: crate::domain::reports::unix_now(),
+            submitted_unix: crate::base::time::unix_now(),
             ended_unix: None,
         })
     }
@@ -503,7 +504,7 @@ impl Ctx<'_> {
             g.sizing.profile = self.profile().unwrap_or_default();
         }
         if let Some(mib) = o.peak_mem_mib {
-            g.sizing.peak_mem = Some(crate::base::size::Size(mib << 20));
+            g.sizing.peak_mem = Some(crate::base::units::Size(mib << 20));
         }
         if let Some(t) = o.time_seconds {
             g.slurm.time = Some(TimeLimit::from_seconds(t));
@@ -625,7 +626,7 @@ fn poll_jobs(campaign: &mut Campaign, state: &Path) -> Result<usize, SlurmError>
         if slurm::queued(&s.job_id)? {
             active += 1;
         } else {
-            s.ended_unix = Some(crate::domain::reports::unix_now());
+            s.ended_unix = Some(crate::base::time::unix_now());
             changed = true;
         }
     }
@@ -640,7 +641,7 @@ fn summary(state: &Path) -> Result<Overview, RunError> {
     Ok(status::summarize(
         status::read(state)?,
         &RetryBudget::default(),
-        crate::domain::reports::unix_now(),
+        crate::base::time::unix_now(),
     ))
 }
 

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::base::units::TimeLimit;
 use crate::domain::autopilot::decide::Sizing;
-use crate::domain::site_config::TimeLimit;
 
 /// How long one `sbatch` or `squeue` may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);

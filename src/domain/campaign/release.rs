@@ -17,14 +17,14 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use crate::domain::campaign::status::duration;
+use crate::base::time::unix_now;
+use crate::base::time::{Style, duration};
 use crate::domain::ledger::alive::Verdict;
 use crate::domain::ledger::claim::{ClaimFile, ClaimState, read_claim};
 use crate::domain::ledger::error::LedgerError;
 use crate::domain::ledger::holder::Holder;
 use crate::domain::ledger::record::Outcome;
 use crate::domain::ledger::{Ledger, key, store};
-use crate::domain::reports::unix_now;
 
 /// Which claims to consider. Empty lists match everything.
 #[derive(Debug, Clone, Default)]
@@ -262,8 +262,8 @@ pub fn describe(found: &Found, now: f64) -> String {
         "{}: held by {} since {} ({} ago); {why}",
         found.granule,
         found.holder.describe(),
-        crate::domain::page::fmt::utc(found.claimed),
-        duration(now - found.claimed)
+        crate::base::time::utc(found.claimed),
+        duration(now - found.claimed, Style::Whole)
     )
 }
 

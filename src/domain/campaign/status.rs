@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::base::time::{Style, duration};
 use crate::domain::granule_list::read_list;
 use crate::domain::ledger::Ledger;
 use crate::domain::ledger::alive::{Liveness, Verdict};
@@ -436,21 +437,6 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Overview {
     s
 }
 
-/// `1 d 04 h`, `2 h 05 min`, `3 min 20 s`, `12 s`.
-pub fn duration(seconds: f64) -> String {
-    let t = seconds.max(0.0).round() as u64;
-    let (d, h, m, s) = (t / 86400, t / 3600 % 24, t / 60 % 60, t % 60);
-    if d > 0 {
-        format!("{d} d {h:02} h")
-    } else if h > 0 {
-        format!("{h} h {m:02} min")
-    } else if m > 0 {
-        format!("{m} min {s:02} s")
-    } else {
-        format!("{s} s")
-    }
-}
-
 fn percent(part: usize, whole: usize) -> String {
     if whole == 0 {
         String::new()
@@ -527,7 +513,7 @@ pub fn render_text(s: &Overview) -> String {
             let _ = writeln!(
                 w,
                 "throughput: {rate:.1} granules/hour over {} ({} done in the last hour)",
-                duration(s.elapsed_seconds),
+                duration(s.elapsed_seconds, Style::Whole),
                 s.done_last_hour
             );
         }
@@ -543,7 +529,7 @@ pub fn render_text(s: &Overview) -> String {
             let _ = writeln!(
                 w,
                 "ETA:        {} for {} granules at that rate",
-                duration(eta),
+                duration(eta, Style::Whole),
                 s.remaining
             );
         }
@@ -595,7 +581,7 @@ pub fn render_text(s: &Overview) -> String {
                 "  {}  held by {} since {}: {}",
                 l.name,
                 l.holder,
-                crate::domain::page::fmt::utc(l.claimed),
+                crate::base::time::utc(l.claimed),
                 l.why
             );
         }
@@ -638,7 +624,7 @@ pub fn render_text(s: &Overview) -> String {
                 h.failed,
                 h.interrupted,
                 h.busy,
-                duration(h.seconds)
+                duration(h.seconds, Style::Whole)
             );
         }
     }
@@ -653,7 +639,7 @@ pub fn render_text(s: &Overview) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::reports::SlurmIds;
+    use crate::base::identity::SlurmIds;
 
     fn rec(name: &str, status: Status, host: &str, start: f64, end: Option<f64>) -> Record {
         let mut r = Record::new(name);
@@ -913,14 +899,5 @@ mod tests {
             "ends at the last end when idle"
         );
         assert!(render_text(&finished).contains("nothing left to do"));
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(duration(12.4), "12 s");
-        assert_eq!(duration(200.0), "3 min 20 s");
-        assert_eq!(duration(7500.0), "2 h 05 min");
-        assert_eq!(duration(86400.0 + 4.0 * 3600.0), "1 d 04 h");
-        assert_eq!(duration(-5.0), "0 s");
     }
 }

@@ -12,12 +12,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::base::parallel::parallel_map;
+use crate::domain::ledger::Ledger;
 use crate::domain::ledger::claim::Marked;
 use crate::domain::ledger::error::LedgerError;
 use crate::domain::ledger::holder::Holder;
 use crate::domain::ledger::outputs::{self, Manifest, Problem};
 use crate::domain::ledger::record::Status;
-use crate::domain::ledger::{Ledger, store};
 use crate::domain::reports;
 
 /// What is wrong about one granule.
@@ -140,7 +141,7 @@ pub fn check(ledger: &Ledger, out: &Path) -> Result<Report, LedgerError> {
         .map(|r| r.name)
         .collect();
     done.sort();
-    let checked = store::parallel_map(&done, |name| check_one(&reports, out, name));
+    let checked = parallel_map(&done, |name| check_one(&reports, out, name));
     let mut report = Report {
         checked: checked.len(),
         ..Report::default()

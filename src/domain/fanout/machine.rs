@@ -15,44 +15,11 @@ pub const FINAL: i32 = 3;
 pub const SAVE: i32 = 6;
 pub const ALL_FINISH: i32 = 7;
 
-/// How a process ended, as `waitpid` said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
-}
+pub use crate::base::unix::Exit;
 
-impl Exit {
-    /// clavrxorb ends normally with 0 or 1.
-    pub fn is_normal(self) -> bool {
-        matches!(self, Exit::Code(0 | 1))
-    }
-}
-
-impl fmt::Display for Exit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Exit::Code(c) => write!(f, "exited with status {c}"),
-            Exit::Signal(s) => write!(f, "was killed by signal {s} ({})", signal_name(*s)),
-        }
-    }
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        15 => "SIGTERM",
-        24 => "SIGXCPU",
-        _ => "signal",
-    }
+/// clavrxorb ends normally with 0 or 1.
+fn is_normal(exit: Exit) -> bool {
+    matches!(exit, Exit::Code(0 | 1))
 }
 
 /// What a segment went through, for progress and timing reports.
@@ -472,7 +439,7 @@ impl Fanout {
                 },
             });
         }
-        debug_assert!(exit.is_normal());
+        debug_assert!(is_normal(exit));
         GranuleState::Done
     }
 
@@ -748,7 +715,7 @@ impl Fanout {
         }
         if pid == self.parent {
             let finished = if self.tracer {
-                self.parent_state == ParentState::Finishing && exit.is_normal()
+                self.parent_state == ParentState::Finishing && is_normal(exit)
             } else {
                 // Without waitpoints, exit 1 is also clavrxorb's answer to a SIGTERM from
                 // anyone: only 0 may count as an end.
@@ -768,7 +735,7 @@ impl Fanout {
                     kind: Fault::NotProcessed,
                 });
             }
-            let kind = if exit.is_normal() {
+            let kind = if is_normal(exit) {
                 Fault::EndedEarly(exit)
             } else {
                 Fault::Died(exit)
@@ -789,7 +756,7 @@ impl Fanout {
             self.early_exits.insert(pid, exit);
             return Ok(());
         }
-        let kind = if exit.is_normal() {
+        let kind = if is_normal(exit) {
             Fault::EndedEarly(exit)
         } else {
             Fault::Died(exit)

@@ -25,10 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nix::fcntl::OFlag;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signal::Signal;
 
-use crate::base::unix;
+use crate::base::{proc_stat, unix};
 
 /// Set in the environment of a `pseg-step` started as a watchdog.
 pub(crate) const ENV: &str = "PSEG_STEP_WATCHDOG";
@@ -55,7 +54,7 @@ impl Watchdog {
     /// Starts the watchdog; `cleanup` is the marker file of a work directory it removes,
     /// with the directory, should `pseg-step` die.
     pub fn start(cleanup: Option<&Path>) -> io::Result<Watchdog> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (read, write) = unix::pipe()?;
         // Unique to this pseg-step: its pid, and when it started the watchdog.
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -106,18 +105,14 @@ pub fn run_if_watchdog() -> bool {
     if std::env::var_os(ENV).is_none() {
         return false;
     }
-    let mut ignored = SigSet::empty();
     // Slurm signals every process of a step (SIGUSR1 before the time limit, SIGTERM at it):
     // the watchdog must outlive pseg-step, so only the closing pipe ends it.
-    for s in [
+    let _ = unix::block_signals(&[
         Signal::SIGINT,
         Signal::SIGTERM,
         Signal::SIGHUP,
         Signal::SIGUSR1,
-    ] {
-        ignored.add(s);
-    }
-    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ignored), None);
+    ]);
     let cleanup = std::env::var_os(ENV_CLEANUP).map(PathBuf::from);
     let (mut groups, ended) = read_pipe(io::stdin().lock());
     if let (false, Ok(token)) = (ended, std::env::var(ENV_TOKEN)) {
@@ -126,7 +121,7 @@ pub fn run_if_watchdog() -> bool {
             &format!("{ENV_OWNER}={token}"),
         ));
         // Never our own (pseg-step's) group.
-        groups.remove(&nix::unistd::getpgrp().as_raw());
+        groups.remove(&unix::own_process_group());
     }
     if !groups.is_empty() {
         for &g in &groups {
@@ -179,20 +174,10 @@ fn groups_with_env(proc_root: &Path, entry: &str) -> BTreeSet<i32> {
             env.split(|&b| b == 0)
                 .any(|v| v == entry.as_bytes())
                 .then_some(())?;
-            parse_pgid(&std::fs::read_to_string(e.path().join("stat")).ok()?)
+            Some(proc_stat::parse(&std::fs::read_to_string(e.path().join("stat")).ok()?)?.pgid)
         })
         .filter(|&g| g > 1)
         .collect()
-}
-
-/// The process group field of a `/proc/PID/stat` line (after the name, which may hold
-/// anything, parentheses and blanks included).
-fn parse_pgid(stat: &str) -> Option<i32> {
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
 }
 
 /// Groups registered and not unregistered by the time the input ends, and whether
@@ -240,7 +225,9 @@ mod tests {
             let dir = proc.path().join(pid.to_string());
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("environ"), env).unwrap();
-            let stat = format!("{pid} (a) b) T 1 {pgid} {pgid} 0 -1 4194304 111 0 0 0\n");
+            let stat = format!(
+                "{pid} (a) b) T 1 {pgid} {pgid} 0 -1 4194304 111 0 0 0 5 6 0 0 20 0 1 0 98765 0 0\n"
+            );
             std::fs::write(dir.join("stat"), stat).unwrap();
         };
         let ours = b"HOME=/root\0PSEG_STEP_OWNER=42.7\0PATH=/bin\0";

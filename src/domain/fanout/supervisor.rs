@@ -9,12 +9,14 @@
 
 use std::collections::HashSet;
 use std::io;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use super::control::{Monitor, ProcControl};
 use super::machine::{Exit, Failure, Fanout, Fault, GranuleState, Pid, Role};
+use crate::base::proc_stat;
 use crate::base::unix::{self, ChildEvent, Interrupt, Signals};
 
 /// How a granule's processes ended.
@@ -413,7 +415,7 @@ fn stalled<O: Monitor, T>(
         .live
         .iter()
         .copied()
-        .filter(|&p| !unix::is_stopped(p))
+        .filter(|&p| !proc_stat::read(Path::new("/proc"), p as u32).is_some_and(|s| s.stopped()))
         .min()
         .unwrap_or(leader);
     let f = Failure {
@@ -475,7 +477,10 @@ fn killed_by_scheduler(f: &Failure) -> bool {
 }
 
 fn cpu_of(pids: &HashSet<Pid>) -> u64 {
-    pids.iter().filter_map(|&p| unix::cpu_ticks(p)).sum()
+    pids.iter()
+        .filter_map(|&p| proc_stat::read(Path::new("/proc"), p as u32))
+        .map(|s| s.cpu_ticks())
+        .sum()
 }
 
 /// Ends every process of the group `pgid` (SIGTERM and SIGCONT, SIGKILL after `grace`) and

@@ -21,7 +21,8 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::domain::ledger::holder::{Holder, parse_stat};
+use crate::base::proc_stat;
+use crate::domain::ledger::holder::Holder;
 
 /// Job states after which no process of the job runs.
 const FINAL_STATES: [&str; 10] = [
@@ -137,13 +138,13 @@ impl Liveness {
     }
 
     fn local(&self, holder: &Holder) -> Verdict {
-        let path = self.proc_root.join(holder.pid.to_string()).join("stat");
+        let path = proc_stat::path(&self.proc_root, holder.pid);
         match std::fs::read_to_string(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Verdict::Dead(format!("pid {} is gone", holder.pid))
             }
             Err(e) => Verdict::Unknown(format!("cannot read {}: {e}", path.display())),
-            Ok(text) => match parse_stat(&text) {
+            Ok(text) => match proc_stat::parse(&text) {
                 None => Verdict::Unknown(format!("cannot parse {}", path.display())),
                 Some(s) if s.start_time != holder.pid_start_time => Verdict::Dead(format!(
                     "pid {} is now another process (started at tick {}, not {})",
@@ -220,7 +221,7 @@ fn show_job(scontrol: &Path, job: &str, timeout: Duration) -> Option<JobFate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::reports::SlurmIds;
+    use crate::base::identity::SlurmIds;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::atomic_file;
 use crate::domain::ledger::error::LedgerError;
 use crate::domain::ledger::store;
 
@@ -96,7 +97,7 @@ impl Campaign {
             output_dir: output_dir.to_path_buf(),
             gen_call,
             granules: None,
-            written_unix: crate::domain::reports::unix_now(),
+            written_unix: crate::base::time::unix_now(),
             written_by: by.to_string(),
             submissions: Vec::new(),
             run_outcome: None,
@@ -133,7 +134,7 @@ impl Campaign {
             new.submissions = old.submissions;
             new.run_outcome = new.run_outcome.or(old.run_outcome);
         }
-        store::write_atomic(state_dir, FILE, new.text().as_bytes())
+        atomic_file::write(state_dir, FILE, new.text().as_bytes())
             .map_err(LedgerError::write(state_dir.join(FILE)))
     }
 

@@ -4,13 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::atomic_file;
+use crate::base::time::unix_now;
 use crate::domain::ledger::alive::Verdict;
 use crate::domain::ledger::classify::FailureKind;
 use crate::domain::ledger::error::LedgerError;
 use crate::domain::ledger::holder::Holder;
 use crate::domain::ledger::record::{self, Outcome, Record, Status};
 use crate::domain::ledger::{Ledger, key, store};
-use crate::domain::reports::unix_now;
 
 /// How often one claim looks again after its view went stale (a claim vanished or was
 /// replaced under it) before it counts the granule as held.
@@ -546,7 +547,7 @@ impl Ledger {
         let target = dir.join(name);
         match read_claim(&target)? {
             ClaimState::Present(c) if c.nonce == current.nonce => {
-                store::write_atomic(dir, name, ours).map_err(LedgerError::write(&target))?;
+                atomic_file::write(dir, name, ours).map_err(LedgerError::write(&target))?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -578,10 +579,10 @@ pub(crate) fn read_claim(path: &std::path::Path) -> Result<ClaimState, LedgerErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::identity::SlurmIds;
     use crate::domain::ledger::alive::Liveness;
     use crate::domain::ledger::record::Ending;
     use crate::domain::ledger::testing::{files_in, ledger};
-    use crate::domain::reports::SlurmIds;
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
 

@@ -3,16 +3,16 @@
 //! A pid alone is not: pids are reused. The pid's start time (field 22 of `/proc/PID/stat`,
 //! clock ticks since boot) tells a reused pid, the boot id tells a rebooted host, the pid
 //! namespace tells a container whose pids this host cannot see, and the Slurm ids let a
-//! process on another node ask the controller. Parsing is pure ([`parse_stat`]); readers
-//! take a `/proc` root so tests can point them elsewhere.
+//! process on another node ask the controller. Readers take a `/proc` root so tests can point
+//! them elsewhere.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::identity::{self, SlurmIds};
 use crate::domain::ledger::key;
-use crate::domain::reports::{self, SlurmIds};
 
 /// A process that holds (or held) a granule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,11 +46,9 @@ impl Holder {
     /// time of 0 never matches a live process, so such a holder is only ever judged by Slurm).
     pub fn read(proc_root: &Path, pid: u32) -> Holder {
         let text = |rel: &str| std::fs::read_to_string(proc_root.join(rel)).ok();
-        let pid_start_time = text(&format!("{pid}/stat"))
-            .and_then(|s| parse_stat(&s))
-            .map_or(0, |s| s.start_time);
+        let pid_start_time = identity::start_time(proc_root, pid).unwrap_or(0);
         Holder {
-            host: reports::host(),
+            host: identity::host(),
             pid,
             pid_start_time,
             boot_id: text("sys/kernel/random/boot_id").map(|s| s.trim().to_string()),
@@ -110,67 +108,9 @@ pub fn parse_restart_count(value: Option<&str>) -> Option<u32> {
     value?.trim().parse().ok()
 }
 
-/// What `/proc/PID/stat` says about liveness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    /// Field 3: `R`, `S`, `D`, `Z` (zombie: exited, not yet reaped), `X` (dead)...
-    pub state: char,
-    /// Field 22.
-    pub start_time: u64,
-}
-
-impl Stat {
-    /// A zombie or dead task has exited: it will never finish a granule.
-    pub fn exited(&self) -> bool {
-        matches!(self.state, 'Z' | 'X' | 'x')
-    }
-}
-
-/// Parses `/proc/PID/stat`. The command name (field 2) may hold spaces and parentheses, so
-/// fields are counted after its last `)`.
-pub fn parse_stat(text: &str) -> Option<Stat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // After the state (field 3) come fields 4..; field 22 is the 19th of those.
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(Stat { state, start_time })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    #[test]
-    fn parses_a_real_stat_line() {
-        let fixture =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc/stat-clone.txt");
-        let text = std::fs::read_to_string(fixture).unwrap();
-        let stat = parse_stat(&text).unwrap();
-        let field22: u64 = text[text.rfind(')').unwrap() + 1..]
-            .split_whitespace()
-            .nth(19)
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(stat.start_time, field22);
-    }
-
-    #[test]
-    fn odd_command_names_and_zombies() {
-        let line = "77 (a) b (c)) Z 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
-        assert_eq!(
-            parse_stat(line),
-            Some(Stat {
-                state: 'Z',
-                start_time: 98765
-            })
-        );
-        assert!(parse_stat(line).unwrap().exited());
-        assert_eq!(parse_stat("77 (x) S 1 2"), None);
-        assert_eq!(parse_stat("garbage"), None);
-    }
 
     #[test]
     fn restart_count_is_read_and_old_claims_default_to_none() {

@@ -96,6 +96,8 @@ pub use error::LedgerError;
 pub use holder::Holder;
 pub use record::{Ending, Outcome, Record, Status};
 
+use crate::base::atomic_file;
+use crate::base::parallel::parallel_map;
 use alive::Liveness;
 
 /// The state folder's name inside the output folder.
@@ -245,10 +247,10 @@ impl Ledger {
             source: std::io::Error::other(e),
         })?;
         line.push(b'\n');
-        match store::write_atomic(dir, &file, &line) {
+        match atomic_file::write(dir, &file, &line) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(dir).map_err(LedgerError::write(dir))?;
-                store::write_atomic(dir, &file, &line).map_err(LedgerError::write(&path))
+                atomic_file::write(dir, &file, &line).map_err(LedgerError::write(&path))
             }
             other => other.map_err(LedgerError::write(&path)),
         }
@@ -271,7 +273,7 @@ impl Ledger {
                 });
             }
         };
-        let listed = store::parallel_map(&shards, |shard| -> Result<Vec<PathBuf>, LedgerError> {
+        let listed = parallel_map(&shards, |shard| -> Result<Vec<PathBuf>, LedgerError> {
             let entries = std::fs::read_dir(shard).map_err(LedgerError::read(shard))?;
             Ok(entries
                 .filter_map(|e| e.ok())
@@ -287,7 +289,7 @@ impl Ledger {
         for part in listed {
             files.extend(part?);
         }
-        let parsed = store::parallel_map(&files, |path| match store::read_small(path) {
+        let parsed = parallel_map(&files, |path| match store::read_small(path) {
             Ok(bytes) => serde_json::from_slice::<Record>(&bytes).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         });
@@ -311,7 +313,7 @@ impl Ledger {
                 .map(|r| (r.name.clone(), r))
                 .collect()
         } else {
-            let read = store::parallel_map(names, |n| self.record_lenient(n));
+            let read = parallel_map(names, |n| self.record_lenient(n));
             let mut map = HashMap::new();
             for record in read {
                 if let Some(r) = record? {

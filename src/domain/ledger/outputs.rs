@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::atomic_file;
 use crate::domain::ledger::store;
 
 /// The manifest format written now.
@@ -96,7 +97,7 @@ pub fn write(dir: &Path, out: &Path, name: &str, outputs: &[String]) -> io::Resu
     let mut text = serde_json::to_vec_pretty(&manifest).map_err(io::Error::other)?;
     text.push(b'\n');
     std::fs::create_dir_all(dir)?;
-    store::write_atomic(dir, &format!("{name}{SUFFIX}"), &text)
+    atomic_file::write(dir, format!("{name}{SUFFIX}"), &text)
 }
 
 /// Reads manifest text: the current JSON, or a legacy list of names.

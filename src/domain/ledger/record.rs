@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::identity::SlurmIds;
 use crate::domain::ledger::classify::{FailureKind, RetryBudget};
 use crate::domain::ledger::holder::Holder;
-use crate::domain::reports::SlurmIds;
 
 pub const SCHEMA: &str = "pseg-ledger/1";
 

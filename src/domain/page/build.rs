@@ -11,9 +11,9 @@ use tera::{Context, Tera};
 use super::aggregate::{self, Aggregate};
 use super::load::{Entry, Loaded};
 use super::{Options, RenderError, Rendered, charts, fmt, segment_chart};
-use crate::domain::ledger::store;
+use crate::base::parallel::parallel_map;
 use crate::domain::plan;
-use crate::domain::reports::{self, GranuleReport};
+use crate::domain::reports::GranuleReport;
 
 const TEMPLATE: &str = include_str!("page.html.tera");
 
@@ -166,7 +166,7 @@ pub fn build(path: &Path, loaded: &Loaded, options: &Options) -> Result<Rendered
         .collect();
     let mut wanted: Vec<usize> = picked.iter().map(|p| p.0).collect();
     wanted.extend(slow_rows.iter().filter(|i| !seen.contains(i)));
-    let read = store::parallel_map(&wanted, |&i| loaded.report(&entries[i]));
+    let read = parallel_map(&wanted, |&i| loaded.report(&entries[i]));
     let mut warnings: Vec<String> = loaded
         .unreadable
         .iter()
@@ -246,7 +246,7 @@ pub fn build(path: &Path, loaded: &Loaded, options: &Options) -> Result<Rendered
             format!("pseg report: {}", path.display())
         },
         source: source_line(path, loaded),
-        generated: fmt::utc(reports::unix_now()),
+        generated: fmt::utc(crate::base::time::unix_now()),
         granules: c.granules,
         done: c.done,
         failed: c.failed,
@@ -733,6 +733,7 @@ mod tests {
     use super::*;
     use crate::domain::page::testing::{self, elements};
     use crate::domain::page::{load, render};
+    use crate::domain::reports;
 
     fn campaign() -> tempfile::TempDir {
         let out = tempfile::tempdir().unwrap();

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::RenderError;
-use crate::domain::ledger::{self, Ledger, Record, Status, store};
+use crate::base::parallel::parallel_map;
+use crate::domain::ledger::{self, Ledger, Record, Status};
 use crate::domain::reports::{self, GranuleReport};
 
 /// One granule of the campaign, as the index knows it.
@@ -346,7 +347,7 @@ pub fn load(path: &Path) -> Result<Loaded, RenderError> {
             .filter(|(name, _)| !known.contains(name))
             .map(|(_, path)| path)
             .collect();
-        let heads = store::parallel_map(&unknown, |p| read_head(p));
+        let heads = parallel_map(&unknown, |p| read_head(p));
         for (path, head) in unknown.into_iter().zip(heads) {
             match head {
                 Ok(h) if h.kind == "granule" => {

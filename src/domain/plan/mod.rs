@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::base::units::{self, Unit};
 use crate::domain::reports::GranuleReport;
 use crate::domain::script::profile::{self, ProfileError, Report};
 use sim::Setup;
@@ -39,28 +40,22 @@ impl Efficiency {
     }
 }
 
+/// A fraction as written: `0.8`, `1`.
+impl std::str::FromStr for Efficiency {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Efficiency, String> {
+        let e = text.trim().parse::<f64>().ok().and_then(Efficiency::new);
+        e.ok_or_else(|| not_efficiency(&text))
+    }
+}
+
+impl Unit for Efficiency {
+    const EXPECTING: &'static str = "a fraction between 0 and 1, such as 0.8";
+}
+
 impl<'de> serde::Deserialize<'de> for Efficiency {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Efficiency;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a fraction between 0 and 1, such as 0.8")
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Efficiency, E> {
-                Efficiency::new(v).ok_or_else(|| E::custom(not_efficiency(&v)))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Efficiency, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Efficiency, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Efficiency, E> {
-                Err(E::custom(not_efficiency(&v)))
-            }
-        }
-        d.deserialize_any(V)
+        units::deserialize(d)
     }
 }
 

@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use crate::base::size::Size;
+use crate::base::units::Size;
+use crate::base::units::{Percent, Percentile, TimeLimit};
 use crate::domain::script::cluster;
 use crate::domain::script::context::{ArrayVars, ContainerVars, ScriptContext};
 use crate::domain::script::cores;
@@ -17,7 +18,7 @@ use crate::domain::script::profile::Measurements;
 use crate::domain::script::quote;
 use crate::domain::script::settings::{Settings, Source, Sourced};
 use crate::domain::script::sizing;
-use crate::domain::site_config::{Mode, Percent, Percentile, TimeLimit};
+use crate::domain::site_config::Mode;
 
 /// Everything `context` needs, checked.
 pub struct Inputs<'a> {

@@ -9,12 +9,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::base::size::Size;
+use crate::base::units::Size;
+use crate::base::units::{Percent, Percentile, TimeLimit};
 use crate::cmd::args::GenArgs;
 use crate::domain::granule_list::GranuleList;
 use crate::domain::script::error::GenError;
 use crate::domain::script::sizing::DEFAULT_HEADROOM;
-use crate::domain::site_config::{Mode, Percent, Percentile, SiteConfig, TimeLimit, is_bare_name};
+use crate::domain::site_config::{Mode, SiteConfig, is_bare_name};
 
 /// Seconds before the time limit that Slurm warns pseg-step (SIGUSR1) by default.
 pub const DEFAULT_WARNING_SECONDS: u16 = 120;

@@ -4,8 +4,8 @@
 //! basis points and every rounding goes up, once, at the end. Where the numbers come from
 //! (reports, flags, config) is the caller's business.
 
-use crate::base::size::MIB;
-use crate::domain::site_config::{Percent, Percentile, TimeLimit};
+use crate::base::units::MIB;
+use crate::base::units::{Percent, Percentile, TimeLimit};
 
 /// The headroom used when neither a flag nor the config sets one.
 pub const DEFAULT_HEADROOM: Percent = Percent::from_basis_points(1500);
@@ -59,7 +59,7 @@ pub fn time_limit(wall_seconds: f64, granules: usize, headroom: Percent) -> Time
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::size::GIB;
+    use crate::base::units::GIB;
 
     fn pct(p: f64) -> Percentile {
         Percentile::new(p).unwrap()

@@ -149,7 +149,7 @@ pub fn start<'p, C>(
         progress,
         prior_wall,
         started,
-        started_unix: reports::unix_now(),
+        started_unix: crate::base::time::unix_now(),
         cpu_seconds: 0.0,
         retries: Vec::new(),
         run: placeholder(),
@@ -182,7 +182,7 @@ fn start_run<'p, C>(
     cap: usize,
 ) -> Result<GranuleFlight<'p, C>, (Running<C>, io::Error)> {
     let started = Instant::now();
-    let started_unix = reports::unix_now();
+    let started_unix = crate::base::time::unix_now();
     let oom_before = oom_kills(plan);
     let granule = &running.granule;
     let name = granule.name();
@@ -453,7 +453,7 @@ fn finish_run<C>(
                         .as_ref()
                         .map_or_else(String::new, |l| format!(
                             " under the memory limit {} ({})",
-                            crate::base::size::Size(l.bytes),
+                            crate::base::units::Size(l.bytes),
                             l.source
                         ))
                 ));
@@ -496,8 +496,8 @@ fn finish_run<C>(
         name,
         status,
         error,
-        host: reports::host(),
-        slurm: reports::SlurmIds::from_env(),
+        host: crate::base::identity::host(),
+        slurm: crate::base::identity::SlurmIds::from_env(),
         started_unix,
         wall_seconds: started.elapsed().as_secs_f64(),
         cpu_seconds,

@@ -325,8 +325,7 @@ fn campaign_estimate(dir: &Path, newest: usize) -> Option<u64> {
 
 /// CPU time this thread has used.
 fn thread_cpu() -> Duration {
-    use nix::time::{ClockId, clock_gettime};
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
+    crate::base::unix::thread_cpu_time()
 }
 
 /// Slurm's memory for this step from its environment (values in MiB).
@@ -720,7 +719,7 @@ impl<'a> MemWatch<'a> {
             held_by: self.held_by.map(|e| match e {
                 Some(e) => format!(
                     "{} a worker ({} estimate)",
-                    crate::base::size::Size(e.bytes),
+                    crate::base::units::Size(e.bytes),
                     e.source.as_str()
                 ),
                 None => "no estimate of a worker's memory yet: one worker at a time".into(),

@@ -258,7 +258,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
         |l| {
             format!(
                 "memory limit {} ({})",
-                crate::base::size::Size(l.bytes),
+                crate::base::units::Size(l.bytes),
                 l.source
             )
         },

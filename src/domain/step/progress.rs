@@ -270,18 +270,7 @@ fn shorten(name: &str, max: usize) -> String {
 
 /// `12.3 s`, `4 min 05 s`, `1 h 02 min`.
 fn seconds(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 60.0 {
-        format!("{s:.1} s")
-    } else if s < 3600.0 {
-        format!("{} min {:02} s", (s / 60.0) as u64, s as u64 % 60)
-    } else {
-        format!(
-            "{} h {:02} min",
-            (s / 3600.0) as u64,
-            (s as u64 % 3600) / 60
-        )
-    }
+    crate::base::time::duration(d.as_secs_f64(), crate::base::time::Style::Clock)
 }
 
 #[cfg(test)]

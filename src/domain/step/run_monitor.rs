@@ -130,7 +130,7 @@ impl Monitor for Watch<'_> {
             let why = match self.memory.held_by {
                 Some(Some(e)) => format!(
                     "one more would not fit: {} a worker ({} estimate)",
-                    crate::base::size::Size(e.bytes),
+                    crate::base::units::Size(e.bytes),
                     e.source.as_str()
                 ),
                 _ => "no estimate of a worker's memory yet".into(),

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::base::size::Size;
+use crate::base::units::Size;
 use crate::domain::reports::{self, GranuleReport, StepReport};
 
 pub struct StepSummary {
@@ -21,9 +21,9 @@ impl StepSummary {
             report: StepReport {
                 schema: reports::SCHEMA.into(),
                 kind: "step".into(),
-                host: reports::host(),
-                slurm: reports::SlurmIds::from_env(),
-                started_unix: reports::unix_now(),
+                host: crate::base::identity::host(),
+                slurm: crate::base::identity::SlurmIds::from_env(),
+                started_unix: crate::base::time::unix_now(),
                 wall_seconds: 0.0,
                 driver_cpu_seconds: 0.0,
                 granules: 0,

@@ -174,30 +174,19 @@ impl fmt::Display for Size {
     }
 }
 
+/// A YAML size: a string with a unit (`8G`); a bare number is refused (see
+/// [`SizeError::NoUnit`]).
+impl super::Unit for Size {
+    const EXPECTING: &'static str = "a size such as 8G, 3584M or 512K (binary units)";
+    fn from_number(n: super::Number) -> Option<Result<Size, String>> {
+        let text = n.to_string();
+        Some(Err(no_unit(&text, &text).to_string()))
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for Size {
-    /// A YAML size: a string with a unit (`8G`); a bare number is refused (see
-    /// [`SizeError::NoUnit`]).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Size;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a size such as 8G, 3584M or 512K (binary units)")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
-                Err(E::custom(no_unit(&v.to_string(), &v.to_string())))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
-                Err(E::custom(no_unit(&v.to_string(), &v.to_string())))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Size, E> {
-                Err(E::custom(no_unit(&v.to_string(), &v.to_string())))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
-                parse_size(v).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        super::deserialize(d)
     }
 }
 
