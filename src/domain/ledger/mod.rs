@@ -2,11 +2,15 @@
 //! and claims that keep two live processes off one granule — with no database server and no
 //! advisory locks, only exclusive creation (`link`) and `rename`, which NFS makes atomic.
 //!
-//! This module owns the state folder's layout, the records and claims, the resume rule and
-//! the takeover rule, and the outputs manifests that prove a granule done (`outputs.rs`).
-//! It runs no granule and decides no failure kind of a run (the driver does, with
-//! [`FailureKind::from_parts`]); `status` and `retry` only read it (and `retry` resets);
-//! `verify` sends done granules whose outputs changed back (`output-changed`).
+//! This module is storage: it owns the state folder's layout, the records and claims, the
+//! resume rule and the takeover rule, and the outputs manifests that prove a granule done
+//! (`outputs.rs`). It runs no granule and decides no failure kind of a run (the driver does,
+//! with [`FailureKind::from_parts`]). The campaign operations over it live in
+//! `domain::campaign` and use only its named operations: [`Ledger::claims`] (a read-only
+//! view), [`Ledger::liveness`], [`Ledger::release_claim`],
+//! [`Ledger::release_unreadable_claim`], [`Ledger::reset_for_retry`] and
+//! [`Ledger::mark_output_changed`]; which claims to release and what a status means are
+//! decided there, not here.
 //!
 //! # Layout (default `<output dir>/pseg-state`, see [`STATE_DIR`])
 //!
@@ -90,7 +94,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use campaign_yaml::{Campaign, GenCall};
-pub use claim::{Claim, Queue};
+pub use claim::{Claim, ClaimContent, ClaimFile, FoundClaim, Queue};
 pub use classify::{FailureKind, RetryBudget};
 pub use error::LedgerError;
 pub use holder::Holder;
@@ -113,7 +117,7 @@ pub struct Ledger {
     dir: PathBuf,
     budget: RetryBudget,
     output_ok: Box<dyn Fn(&str) -> bool + Send + Sync>,
-    pub(crate) alive: Liveness,
+    alive: Liveness,
 }
 
 /// Every record of a state folder.
@@ -126,8 +130,8 @@ pub struct Scan {
 
 impl Ledger {
     /// Opens the state folder `dir`, creating its layout if missing. The retry budget is
-    /// [`RetryBudget::default`] and a done record is trusted to have its output, until
-    /// [`Ledger::with_budget`] and [`Ledger::with_output_check`] say otherwise.
+    /// [`RetryBudget::default`]; a done record is trusted to have its output until
+    /// [`Ledger::with_output_check`] says otherwise.
     pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
         for path in Ledger::layout(dir) {
             std::fs::create_dir_all(&path)
@@ -162,7 +166,8 @@ impl Ledger {
     }
 
     /// The retry budget that [`Ledger::pending`] and the claims apply.
-    pub fn with_budget(mut self, budget: RetryBudget) -> Ledger {
+    #[cfg(test)]
+    fn with_budget(mut self, budget: RetryBudget) -> Ledger {
         self.budget = budget;
         self
     }
@@ -175,7 +180,7 @@ impl Ledger {
     }
 
     #[cfg(test)]
-    pub(crate) fn with_liveness(mut self, alive: Liveness) -> Ledger {
+    fn with_liveness(mut self, alive: Liveness) -> Ledger {
         self.alive = alive;
         self
     }
@@ -188,6 +193,11 @@ impl Ledger {
         &self.budget
     }
 
+    /// Judges claim holders by the takeover rule, with this ledger's evidence (`alive.rs`).
+    pub fn liveness(&self) -> &Liveness {
+        &self.alive
+    }
+
     /// Where a granule's record lives.
     pub fn record_path(&self, name: &str) -> PathBuf {
         self.dir
@@ -196,11 +206,11 @@ impl Ledger {
             .join(format!("{}.json", key::encode(name)))
     }
 
-    pub(crate) fn claims_dir(&self) -> PathBuf {
+    fn claims_dir(&self) -> PathBuf {
         self.dir.join(CLAIMS)
     }
 
-    pub(crate) fn takeovers_dir(&self) -> PathBuf {
+    fn takeovers_dir(&self) -> PathBuf {
         self.dir.join(TAKEOVERS)
     }
 
@@ -225,7 +235,7 @@ impl Ledger {
 
     /// Like [`Ledger::record`], but an unreadable record counts as none (the granule is
     /// then simply redone; its next record replaces the bad file).
-    pub(crate) fn record_lenient(&self, name: &str) -> Result<Option<Record>, LedgerError> {
+    fn record_lenient(&self, name: &str) -> Result<Option<Record>, LedgerError> {
         match self.record(name) {
             Err(LedgerError::Corrupt { .. }) => Ok(None),
             other => other,
@@ -233,7 +243,7 @@ impl Ledger {
     }
 
     /// Writes a record (by the holder of its claim only).
-    pub(crate) fn write_record(&self, record: &Record) -> Result<(), LedgerError> {
+    fn write_record(&self, record: &Record) -> Result<(), LedgerError> {
         let path = self.record_path(&record.name);
         let dir = path.parent().unwrap_or(&self.dir);
         let file = path
