@@ -3,6 +3,8 @@
 //! `unix`, the one module with `unsafe` code and raw OS calls.
 
 pub mod bounded_read;
+#[doc(hidden)]
+pub mod ci_skip;
 pub mod cpus;
 pub mod escape;
 pub mod size;

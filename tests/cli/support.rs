@@ -409,29 +409,13 @@ pub fn can_make_cgroups() -> bool {
 
 /// Skips a test that needs root and cgroup v1, loudly; under CI that is a failure.
 pub fn needs_cgroups(test: &str) -> bool {
-    if can_make_cgroups() {
-        return true;
-    }
-    let msg =
-        format!("######## SKIPPED {test}: needs root and a cgroup v1 memory controller ########");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg} (CI=true: a skip is a failure)");
-    }
-    eprintln!("{msg}");
-    false
+    let needs = "needs root and a cgroup v1 memory controller";
+    pseg_slurm::base::ci_skip::runs(test, can_make_cgroups(), needs)
 }
 
 /// Skips a test that needs root (to mount a filesystem), loudly; under CI that is a failure.
 pub fn needs_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    let msg = format!("######## SKIPPED {test}: needs root ########");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg} (CI=true: a skip is a failure)");
-    }
-    eprintln!("{msg}");
-    false
+    pseg_slurm::base::ci_skip::runs(test, nix::unistd::geteuid().is_root(), "needs root")
 }
 
 /// Runs `gen | sbatch --parsable` (with `gen`'s arguments, folder and environment); the job id.
