@@ -134,7 +134,8 @@ impl Claim {
     }
 
     /// This attempt's number, from 1.
-    pub fn attempt(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn attempt(&self) -> u32 {
         self.record.attempts
     }
 
@@ -144,7 +145,8 @@ impl Claim {
     }
 
     /// The record as this attempt last wrote it.
-    pub fn record(&self) -> &Record {
+    #[cfg(test)]
+    pub(crate) fn record(&self) -> &Record {
         &self.record
     }
 }

@@ -77,14 +77,14 @@
 //! # Ok(()) }
 //! ```
 
-pub mod alive;
-pub mod campaign_yaml;
-pub mod claim;
-pub mod classify;
-pub mod error;
-pub mod holder;
+pub(crate) mod alive;
+pub(crate) mod campaign_yaml;
+pub(crate) mod claim;
+pub(crate) mod classify;
+pub(crate) mod error;
+pub(crate) mod holder;
 pub mod key;
-pub mod outputs;
+pub(crate) mod outputs;
 pub mod record;
 pub mod store;
 #[cfg(test)]
@@ -94,7 +94,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use campaign_yaml::{Campaign, GenCall};
-pub use claim::{Claim, ClaimContent, ClaimFile, FoundClaim, Queue};
+pub use claim::{Claim, ClaimContent, ClaimFile, FoundClaim, Marked, Queue};
 pub use classify::{FailureKind, RetryBudget};
 pub use error::LedgerError;
 pub use holder::Holder;
@@ -189,7 +189,8 @@ impl Ledger {
         &self.dir
     }
 
-    pub fn budget(&self) -> &RetryBudget {
+    #[cfg(test)]
+    pub(crate) fn budget(&self) -> &RetryBudget {
         &self.budget
     }
 

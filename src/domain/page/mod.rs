@@ -13,15 +13,15 @@
 //!   read on the page;
 //! - `build.rs` and `page.html.tera`: the page around them.
 
-pub mod aggregate;
-pub mod build;
-pub mod charts;
-pub mod fmt;
-pub mod load;
+mod aggregate;
+mod build;
+mod charts;
+pub(crate) mod fmt;
+mod load;
 #[cfg(test)]
 mod markup;
-pub mod segment_chart;
-pub mod svg;
+mod segment_chart;
+mod svg;
 #[cfg(test)]
 pub(crate) mod testing;
 
