@@ -6,11 +6,12 @@
 //! resume rule and the takeover rule, and the outputs manifests that prove a granule done
 //! (`outputs.rs`). It runs no granule and decides no failure kind of a run (the driver does,
 //! with [`FailureKind::from_parts`]). The campaign operations over it live in
-//! `domain::campaign` and use only its named operations: [`Ledger::claims`] (a read-only
-//! view), [`Ledger::liveness`], [`Ledger::release_claim`],
-//! [`Ledger::release_unreadable_claim`], [`Ledger::reset_for_retry`] and
-//! [`Ledger::mark_output_changed`]; which claims to release and what a status means are
-//! decided there, not here.
+//! `domain::campaign` and go through named storage operations — reading ([`Ledger::scan`],
+//! [`Ledger::claims`], a read-only view of the claim files, [`Ledger::liveness`]) and
+//! changing a granule under its claim ([`Ledger::release_claim`],
+//! [`Ledger::release_unreadable_claim`], [`Ledger::reset_for_retry`],
+//! [`Ledger::mark_output_changed`]), never the files themselves. Which claims to release,
+//! which granules to retry and what a status means are decided there, not here.
 //!
 //! # Layout (default `<output dir>/pseg-state`, see [`STATE_DIR`])
 //!
