@@ -12,7 +12,9 @@
 //! An unreadable claim names no holder to judge, and pseg-slurm never leaves one (claims
 //! appear complete, by link or rename), so it is released when asked for: moved into
 //! `takeovers/` (kept as evidence) only if it is still the very file judged.
-//! This module selects, acts and describes; it prints nothing and parses no flags.
+//! This module selects (which claims, and why) and describes; the ledger acts
+//! ([`Ledger::release_claim`], [`Ledger::release_unreadable_claim`]). It prints nothing and
+//! parses no flags.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
