@@ -58,7 +58,7 @@ pub struct Found {
     /// When it was claimed (Unix seconds).
     pub claimed: f64,
     pub decision: Decision,
-    found: FoundClaim,
+    claim: FoundClaim,
 }
 
 /// A claim file that cannot be read.
@@ -68,7 +68,7 @@ pub struct Unreadable {
     /// The granule, when its key tells.
     pub granule: Option<String>,
     pub why: String,
-    found: FoundClaim,
+    claim: FoundClaim,
     /// Device and inode of the file judged: only that file is released.
     id: Option<(u64, u64)>,
 }
@@ -132,7 +132,7 @@ pub fn plan(ledger: &Ledger, filter: &Filter, me: &Holder) -> Result<Plan, Ledge
                             .map(|m| (m.dev(), m.ino())),
                         path: found.path.clone(),
                         why: why.clone(),
-                        found,
+                        claim: found,
                     });
                 }
                 continue;
@@ -156,7 +156,7 @@ pub fn plan(ledger: &Ledger, filter: &Filter, me: &Holder) -> Result<Plan, Ledge
             holder: claim.holder().clone(),
             claimed: claim.claimed(),
             decision,
-            found,
+            claim: found,
         });
     }
     plan.found.sort_by(|a, b| a.granule.cmp(&b.granule));
@@ -176,7 +176,7 @@ pub fn release_unreadable(
     );
     Ok(
         match ledger.release_unreadable_claim(
-            &bad.found,
+            &bad.claim,
             bad.id,
             bad.granule.as_deref(),
             me,
@@ -197,7 +197,7 @@ pub fn release(ledger: &Ledger, found: &Found, me: &Holder) -> Result<Released, 
         "released by pseg-slurm release: {} ({why})",
         found.holder.describe()
     );
-    Ok(match ledger.release_claim(&found.found, me, &why)? {
+    Ok(match ledger.release_claim(&found.claim, me, &why)? {
         Some(interrupted) => Released::Done { interrupted },
         None => Released::Changed,
     })

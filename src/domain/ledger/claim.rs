@@ -1,6 +1,7 @@
-//! Claiming granules: exclusive claim files, takeover from dead holders, and the record
-//! writes of one attempt (claimed, running, finished). The rules are in the module comment
-//! of `ledger`; this file is their implementation.
+//! Claiming granules: exclusive claim files, takeover from dead holders, the record writes
+//! of one attempt (claimed, running, finished), and the few changes other commands make
+//! under a claim (`retry --failed`, `verify`, `release`). The rules are in the module
+//! comment of `ledger`; this file is their implementation.
 
 use std::path::{Path, PathBuf};
 
