@@ -14,6 +14,8 @@
 
 pub mod atomic_file;
 pub mod bounded_read;
+#[doc(hidden)]
+pub mod ci_skip;
 pub mod cpus;
 pub mod escape;
 pub mod identity;

@@ -3,17 +3,17 @@
 //! `crate::base` below it.
 
 pub mod autopilot;
-pub mod campaign;
-pub mod clavrx_options;
+pub(crate) mod campaign;
+pub(crate) mod clavrx_options;
 pub mod fanout;
 pub mod granule_list;
 pub mod ledger;
 pub mod memory;
 pub mod page;
-pub mod plan;
-pub mod reports;
-pub mod script;
-pub mod site_config;
-pub mod step;
+pub(crate) mod plan;
+pub(crate) mod reports;
+pub(crate) mod script;
+pub(crate) mod site_config;
+pub(crate) mod step;
 pub mod task_share;
-pub mod tracer;
+pub(crate) mod tracer;

@@ -12,19 +12,18 @@
 //! An unreadable claim names no holder to judge, and pseg-slurm never leaves one (claims
 //! appear complete, by link or rename), so it is released when asked for: moved into
 //! `takeovers/` (kept as evidence) only if it is still the very file judged.
-//! This module selects, acts and describes; it prints nothing and parses no flags.
+//! This module selects (which claims, and why) and describes; the ledger acts
+//! ([`Ledger::release_claim`], [`Ledger::release_unreadable_claim`]). It prints nothing and
+//! parses no flags.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use crate::base::time::unix_now;
 use crate::base::time::{Style, duration};
 use crate::domain::ledger::alive::Verdict;
-use crate::domain::ledger::claim::{ClaimFile, ClaimState, read_claim};
 use crate::domain::ledger::error::LedgerError;
 use crate::domain::ledger::holder::Holder;
-use crate::domain::ledger::record::Outcome;
-use crate::domain::ledger::{Ledger, key, store};
+use crate::domain::ledger::{ClaimContent, FoundClaim, Ledger, key};
 
 /// Which claims to consider. Empty lists match everything.
 #[derive(Debug, Clone, Default)]
@@ -59,8 +58,7 @@ pub struct Found {
     /// When it was claimed (Unix seconds).
     pub claimed: f64,
     pub decision: Decision,
-    key: String,
-    claim: Box<ClaimFile>,
+    claim: FoundClaim,
 }
 
 /// A claim file that cannot be read.
@@ -70,7 +68,7 @@ pub struct Unreadable {
     /// The granule, when its key tells.
     pub granule: Option<String>,
     pub why: String,
-    key: String,
+    claim: FoundClaim,
     /// Device and inode of the file judged: only that file is released.
     id: Option<(u64, u64)>,
 }
@@ -119,44 +117,46 @@ pub enum Released {
 /// Reads every claim matching `filter` and judges its holder, as seen by `me`.
 pub fn plan(ledger: &Ledger, filter: &Filter, me: &Holder) -> Result<Plan, LedgerError> {
     let mut plan = Plan::default();
-    for (key, path, state) in ledger.read_claims()? {
-        let claim = match state {
-            ClaimState::Missing => continue,
-            ClaimState::Unreadable(why) => {
-                let named = filter.granules.iter().find(|g| key::encode(g) == key);
+    for found in ledger.claims()? {
+        let claim = match &found.content {
+            ClaimContent::Unreadable(why) => {
+                let named = filter.granules.iter().find(|g| key::encode(g) == found.key);
                 let every = filter.granules.is_empty() && filter.host.is_none();
                 if named.is_some() || every {
                     plan.unreadable.push(Unreadable {
-                        granule: named.cloned().or_else(|| key::decode(&key)),
-                        id: path.symlink_metadata().ok().map(|m| (m.dev(), m.ino())),
-                        path,
-                        why,
-                        key,
+                        granule: named.cloned().or_else(|| key::decode(&found.key)),
+                        id: found
+                            .path
+                            .symlink_metadata()
+                            .ok()
+                            .map(|m| (m.dev(), m.ino())),
+                        path: found.path.clone(),
+                        why: why.clone(),
+                        claim: found,
                     });
                 }
                 continue;
             }
-            ClaimState::Present(c) => c,
+            ClaimContent::Held(c) => c.clone(),
         };
-        if !filter.matches(&claim.granule, &claim.holder) {
+        if !filter.matches(claim.granule(), claim.holder()) {
             continue;
         }
-        let decision = if claim.holder.same_process(me) {
+        let decision = if claim.holder().same_process(me) {
             Decision::Keep("held by this very process".into())
         } else {
-            match ledger.alive.judge(&claim.holder, me) {
+            match ledger.liveness().judge(claim.holder(), me) {
                 Verdict::Alive(why) => Decision::Keep(format!("alive: {why}")),
                 Verdict::Dead(why) => Decision::Release(format!("provably dead: {why}")),
                 Verdict::Unknown(why) => Decision::Release(format!("not provably alive: {why}")),
             }
         };
         plan.found.push(Found {
-            granule: claim.granule.clone(),
-            holder: claim.holder.clone(),
-            claimed: claim.claimed,
+            granule: claim.granule().to_string(),
+            holder: claim.holder().clone(),
+            claimed: claim.claimed(),
             decision,
-            key,
-            claim,
+            claim: found,
         });
     }
     plan.found.sort_by(|a, b| a.granule.cmp(&b.granule));
@@ -170,56 +170,22 @@ pub fn release_unreadable(
     bad: &Unreadable,
     me: &Holder,
 ) -> Result<Released, LedgerError> {
-    let id = |p: &std::path::Path| p.symlink_metadata().ok().map(|m| (m.dev(), m.ino()));
-    let still = matches!(read_claim(&bad.path)?, ClaimState::Unreadable(_));
-    if !still || bad.id.is_none() || id(&bad.path) != bad.id {
-        return Ok(Released::Changed);
-    }
-    let aside = ledger
-        .takeovers_dir()
-        .join(format!("{}.unreadable-claim", key::encode(&me.nonce())));
-    match std::fs::rename(&bad.path, &aside) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Released::Changed),
-        Err(source) => {
-            return Err(LedgerError::Write {
-                path: bad.path.clone(),
-                source,
-            });
-        }
-    }
-    if id(&aside) != bad.id {
-        // Replaced between the check and the move (another release, then a fresh claim):
-        // put that claim back where its holder expects it.
-        std::fs::hard_link(&aside, &bad.path).map_err(LedgerError::write(&bad.path))?;
-        store::remove_optional(&aside).map_err(LedgerError::write(&aside))?;
-        return Ok(Released::Changed);
-    }
-    let Some(granule) = &bad.granule else {
-        return Ok(Released::Done { interrupted: false });
-    };
-    // A record left `claimed` or `running` under the bad claim: only its claim's holder may
-    // write it, so claim it (fresh) first.
     let why = format!(
         "released by pseg-slurm release: its claim file was unreadable ({})",
         bad.why
     );
-    let ours = ClaimFile::new(granule, me, Some(why.clone()));
-    if ledger.acquire(&bad.key, &ours, me)?.is_none() {
-        return Ok(Released::Done { interrupted: false });
-    }
-    let marked = match ledger.record_lenient(granule) {
-        Ok(Some(mut record)) if record.is_held() => {
-            record.end_attempt(&Outcome::interrupted(&why), unix_now());
-            ledger.write_record(&record).map(|()| true)
-        }
-        Ok(_) => Ok(false),
-        Err(e) => Err(e),
-    };
-    ledger.release(&bad.key)?;
-    Ok(Released::Done {
-        interrupted: marked?,
-    })
+    Ok(
+        match ledger.release_unreadable_claim(
+            &bad.claim,
+            bad.id,
+            bad.granule.as_deref(),
+            me,
+            &why,
+        )? {
+            Some(interrupted) => Released::Done { interrupted },
+            None => Released::Changed,
+        },
+    )
 }
 
 /// Releases one claim the plan decided to release (others are left alone: `Kept`).
@@ -231,24 +197,9 @@ pub fn release(ledger: &Ledger, found: &Found, me: &Holder) -> Result<Released, 
         "released by pseg-slurm release: {} ({why})",
         found.holder.describe()
     );
-    let now = unix_now();
-    let ours = ClaimFile::new(&found.granule, me, Some(why.clone()));
-    let dir = ledger.claims_dir();
-    if !ledger.take_over(&dir, &found.key, &found.claim, &ours.bytes(), me, &why, 0)? {
-        return Ok(Released::Changed);
-    }
-    // We hold the claim now: only we may write the record.
-    let marked = match ledger.record_lenient(&found.granule) {
-        Ok(Some(mut record)) if record.is_held() => {
-            record.end_attempt(&Outcome::interrupted(&why), now);
-            ledger.write_record(&record).map(|()| true)
-        }
-        Ok(_) => Ok(false),
-        Err(e) => Err(e),
-    };
-    ledger.release(&found.key)?;
-    Ok(Released::Done {
-        interrupted: marked?,
+    Ok(match ledger.release_claim(&found.claim, me, &why)? {
+        Some(interrupted) => Released::Done { interrupted },
+        None => Released::Changed,
     })
 }
 
@@ -270,6 +221,7 @@ pub fn describe(found: &Found, now: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::time::unix_now;
     use crate::domain::ledger::record::Status;
     use crate::domain::ledger::testing::ledger;
     use std::path::Path;
@@ -415,9 +367,8 @@ mod tests {
             release_unreadable(&l, &p.unreadable[0], &me).unwrap(),
             Released::Changed
         );
-        assert!(matches!(
-            read_claim(&claims.join("junk%20x.hdf")).unwrap(),
-            ClaimState::Present(_)
-        ));
+        let now = l.claims().unwrap();
+        let junk = now.iter().find(|c| c.key == "junk%20x.hdf").unwrap();
+        assert!(matches!(junk.content, ClaimContent::Held(_)));
     }
 }

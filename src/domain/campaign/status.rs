@@ -16,15 +16,14 @@ use serde::Serialize;
 
 use crate::base::time::{Style, duration};
 use crate::domain::granule_list::read_list;
-use crate::domain::ledger::Ledger;
 use crate::domain::ledger::alive::{Liveness, Verdict};
 use crate::domain::ledger::campaign_yaml::Campaign;
-use crate::domain::ledger::claim::ClaimState;
 use crate::domain::ledger::classify::{FailureKind, RetryBudget};
 use crate::domain::ledger::error::LedgerError;
 use crate::domain::ledger::holder::Holder;
 use crate::domain::ledger::key;
 use crate::domain::ledger::record::{Record, Status};
+use crate::domain::ledger::{ClaimContent, Ledger};
 
 /// Failures listed in the text output; YAML and JSON list them all.
 const TEXT_FAILURES: usize = 20;
@@ -220,33 +219,32 @@ fn judge_claims(
     let me = Holder::current();
     let mut unreadable = Vec::new();
     let mut judged = Vec::new();
-    for (key, path, state) in ledger.read_claims()? {
-        match state {
-            ClaimState::Missing => {}
-            ClaimState::Unreadable(why) => unreadable.push(UnreadableClaim {
-                path,
-                granule: key::decode(&key),
+    for found in ledger.claims()? {
+        match found.content {
+            ClaimContent::Unreadable(why) => unreadable.push(UnreadableClaim {
+                path: found.path,
+                granule: key::decode(&found.key),
                 why,
             }),
             // A dead holder's claim on a finished record is stale, not lost: its outcome
             // stands, and the next claimer replaces it.
-            ClaimState::Present(c) if !held.get(c.granule.as_str()).copied().unwrap_or(true) => {}
-            ClaimState::Present(c) if c.holder.same_process(&me) => {}
-            ClaimState::Present(c) => judged.push(c),
+            ClaimContent::Held(c) if !held.get(c.granule()).copied().unwrap_or(true) => {}
+            ClaimContent::Held(c) if c.holder().same_process(&me) => {}
+            ClaimContent::Held(c) => judged.push(c),
         }
     }
-    let holders: Vec<&Holder> = judged.iter().map(|c| &c.holder).collect();
-    let verdicts = judge_all(&ledger.alive, &holders, &me);
+    let holders: Vec<&Holder> = judged.iter().map(|c| c.holder()).collect();
+    let verdicts = judge_all(ledger.liveness(), &holders, &me);
     let dead = judged
         .iter()
         .zip(verdicts)
         .filter_map(|(c, verdict)| match verdict {
             Verdict::Dead(why) => Some((
-                c.granule.clone(),
+                c.granule().to_string(),
                 LostClaim {
-                    name: c.granule.clone(),
-                    holder: c.holder.describe(),
-                    claimed: c.claimed,
+                    name: c.granule().to_string(),
+                    holder: c.holder().describe(),
+                    claimed: c.claimed(),
                     why,
                 },
             )),

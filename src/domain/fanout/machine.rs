@@ -308,10 +308,6 @@ impl Fanout {
         self.parent_exit
     }
 
-    pub fn segments_read(&self) -> u32 {
-        self.segments_read
-    }
-
     /// Whether memory ever kept a worker from starting while the cap would have allowed it.
     pub fn memory_bound(&self) -> bool {
         self.memory_bound

@@ -1,6 +1,9 @@
-//! Claiming granules: exclusive claim files, takeover from dead holders, and the record
-//! writes of one attempt (claimed, running, finished). The rules are in the module comment
-//! of `ledger`; this file is their implementation.
+//! Claiming granules: exclusive claim files, takeover from dead holders, the record writes
+//! of one attempt (claimed, running, finished), and the few changes other commands make
+//! under a claim (`retry --failed`, `verify`, `release`). The rules are in the module
+//! comment of `ledger`; this file is their implementation.
+
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,26 +22,42 @@ const ROUNDS: usize = 4;
 /// How deep a takeover goes: taking over a takeover whose taker died, and so on.
 const MAX_DEPTH: usize = 2;
 
-/// What a claim file (and a takeover file) holds.
+/// What a claim file (and a takeover file) holds. Read-only outside the ledger: found by
+/// [`Ledger::claims`], given back to [`Ledger::release_claim`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ClaimFile {
+pub struct ClaimFile {
     /// Unique to this claim: what a takeover names.
-    pub(crate) nonce: String,
-    pub(crate) granule: String,
-    pub(crate) holder: Holder,
-    pub(crate) claimed: f64,
+    nonce: String,
+    granule: String,
+    holder: Holder,
+    claimed: f64,
     /// Takeover files: the nonce of the claim taken over, its holder, and the evidence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) replaces: Option<String>,
+    replaces: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) previous: Option<Holder>,
+    previous: Option<Holder>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) why: Option<String>,
+    why: Option<String>,
 }
 
 impl ClaimFile {
+    /// The granule claimed.
+    pub fn granule(&self) -> &str {
+        &self.granule
+    }
+
+    /// The process that made the claim.
+    pub fn holder(&self) -> &Holder {
+        &self.holder
+    }
+
+    /// When it was claimed (Unix seconds).
+    pub fn claimed(&self) -> f64 {
+        self.claimed
+    }
+
     /// A fresh claim of `granule` by `me`, made now.
-    pub(crate) fn new(granule: &str, me: &Holder, why: Option<String>) -> ClaimFile {
+    fn new(granule: &str, me: &Holder, why: Option<String>) -> ClaimFile {
         ClaimFile {
             nonce: me.nonce(),
             granule: granule.to_string(),
@@ -50,14 +69,14 @@ impl ClaimFile {
         }
     }
 
-    pub(crate) fn bytes(&self) -> Vec<u8> {
+    fn bytes(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec(self).unwrap_or_default();
         v.push(b'\n');
         v
     }
 }
 
-pub(crate) enum ClaimState {
+enum ClaimState {
     Missing,
     /// Not a claim file we can read (the text says why): nobody can prove its holder dead,
     /// so it blocks its granule until `pseg-slurm release` removes it. pseg-slurm never
@@ -66,8 +85,26 @@ pub(crate) enum ClaimState {
     Present(Box<ClaimFile>),
 }
 
+/// One file in `claims/`, as [`Ledger::claims`] found it.
+#[derive(Debug, Clone)]
+pub struct FoundClaim {
+    /// The file's name: the escaped granule name (`key.rs`).
+    pub key: String,
+    pub path: PathBuf,
+    pub content: ClaimContent,
+}
+
+/// What a claim file found holds.
+#[derive(Debug, Clone)]
+pub enum ClaimContent {
+    /// Not a claim file we can read (the text says why): nobody can prove its holder dead,
+    /// so it blocks its granule until `pseg-slurm release` removes it.
+    Unreadable(String),
+    Held(Box<ClaimFile>),
+}
+
 /// How a claim file became ours.
-pub(crate) enum Acquired {
+enum Acquired {
     Fresh,
     TakenOver { from: Box<Holder>, why: String },
 }
@@ -99,7 +136,8 @@ impl Claim {
     }
 
     /// This attempt's number, from 1.
-    pub fn attempt(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn attempt(&self) -> u32 {
         self.record.attempts
     }
 
@@ -109,7 +147,8 @@ impl Claim {
     }
 
     /// The record as this attempt last wrote it.
-    pub fn record(&self) -> &Record {
+    #[cfg(test)]
+    pub(crate) fn record(&self) -> &Record {
         &self.record
     }
 }
@@ -265,23 +304,24 @@ impl Ledger {
             .collect())
     }
 
-    /// Every claim file now, by key, with what it holds; one that cannot be read at all
-    /// (a folder, no permission) counts as unreadable, with why.
-    pub(crate) fn read_claims(
-        &self,
-    ) -> Result<Vec<(String, std::path::PathBuf, ClaimState)>, LedgerError> {
+    /// Every claim file now, sorted by key, with what it holds; one that cannot be read at
+    /// all (a folder, no permission) counts as unreadable, with why.
+    pub fn claims(&self) -> Result<Vec<FoundClaim>, LedgerError> {
         let mut keys: Vec<String> = self.claimed_keys()?.into_iter().collect();
         keys.sort();
         let mut claims = Vec::with_capacity(keys.len());
         for key in keys {
             let path = self.claim_path(&key);
-            let state = match read_claim(&path) {
+            let content = match read_claim(&path) {
                 Ok(ClaimState::Missing) => continue,
-                Ok(state) => state,
-                Err(LedgerError::Read { source, .. }) => ClaimState::Unreadable(source.to_string()),
+                Ok(ClaimState::Unreadable(why)) => ClaimContent::Unreadable(why),
+                Ok(ClaimState::Present(c)) => ClaimContent::Held(c),
+                Err(LedgerError::Read { source, .. }) => {
+                    ClaimContent::Unreadable(source.to_string())
+                }
                 Err(e) => return Err(e),
             };
-            claims.push((key, path, state));
+            claims.push(FoundClaim { key, path, content });
         }
         Ok(claims)
     }
@@ -356,11 +396,110 @@ impl Ledger {
         result
     }
 
-    pub(crate) fn claim_path(&self, key: &str) -> std::path::PathBuf {
+    /// `pseg-slurm release`: takes `found`'s claim (whose holder the caller judged
+    /// releasable) over through the takeover protocol, so it never races a claimer; marks a
+    /// record still `claimed` or `running` interrupted (`why`); removes the claim.
+    /// `Ok(None)`: the claim changed since it was read (finished, taken over): left alone.
+    /// `Ok(Some(interrupted))`: released, and whether the record was marked.
+    pub fn release_claim(
+        &self,
+        found: &FoundClaim,
+        me: &Holder,
+        why: &str,
+    ) -> Result<Option<bool>, LedgerError> {
+        let ClaimContent::Held(claim) = &found.content else {
+            return Ok(None);
+        };
+        let now = unix_now();
+        let ours = ClaimFile::new(&claim.granule, me, Some(why.to_string()));
+        let dir = self.claims_dir();
+        if !self.take_over(&dir, &found.key, claim, &ours.bytes(), me, why, 0)? {
+            return Ok(None);
+        }
+        // We hold the claim now: only we may write the record.
+        self.interrupt_held(&claim.granule, &found.key, why, now)
+            .map(Some)
+    }
+
+    /// `pseg-slurm release` of an unreadable claim file: moves it into `takeovers/` (kept as
+    /// evidence) only if it is still the very file found (same device and inode `id`), then
+    /// marks its granule's record interrupted if a holder had it (`why`).
+    /// `Ok(None)`: the file changed since it was read: left alone.
+    /// `Ok(Some(interrupted))`: released, and whether the record was marked.
+    pub fn release_unreadable_claim(
+        &self,
+        found: &FoundClaim,
+        id: Option<(u64, u64)>,
+        granule: Option<&str>,
+        me: &Holder,
+        why: &str,
+    ) -> Result<Option<bool>, LedgerError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = &found.path;
+        let id_of = |p: &Path| p.symlink_metadata().ok().map(|m| (m.dev(), m.ino()));
+        let still = matches!(read_claim(path)?, ClaimState::Unreadable(_));
+        if !still || id.is_none() || id_of(path) != id {
+            return Ok(None);
+        }
+        let aside = self
+            .takeovers_dir()
+            .join(format!("{}.unreadable-claim", key::encode(&me.nonce())));
+        match std::fs::rename(path, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(LedgerError::Write {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+        if id_of(&aside) != id {
+            // Replaced between the check and the move (another release, then a fresh claim):
+            // put that claim back where its holder expects it.
+            std::fs::hard_link(&aside, path).map_err(LedgerError::write(path))?;
+            store::remove_optional(&aside).map_err(LedgerError::write(&aside))?;
+            return Ok(None);
+        }
+        let Some(granule) = granule else {
+            return Ok(Some(false));
+        };
+        // A record left `claimed` or `running` under the bad claim: only its claim's holder
+        // may write it, so claim it (fresh) first.
+        let ours = ClaimFile::new(granule, me, Some(why.to_string()));
+        if self.acquire(&found.key, &ours, me)?.is_none() {
+            return Ok(Some(false));
+        }
+        self.interrupt_held(granule, &found.key, why, unix_now())
+            .map(Some)
+    }
+
+    /// Under our claim on `key`: marks a record still `claimed` or `running` interrupted
+    /// (redone on resume, no retry charged), then removes the claim. True if it was marked.
+    fn interrupt_held(
+        &self,
+        granule: &str,
+        key: &str,
+        why: &str,
+        now: f64,
+    ) -> Result<bool, LedgerError> {
+        let marked = match self.record_lenient(granule) {
+            Ok(Some(mut record)) if record.is_held() => {
+                record.end_attempt(&Outcome::interrupted(why), now);
+                self.write_record(&record).map(|()| true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        };
+        self.release(key)?;
+        marked
+    }
+
+    fn claim_path(&self, key: &str) -> PathBuf {
         self.claims_dir().join(key)
     }
 
-    pub(crate) fn release(&self, key: &str) -> Result<(), LedgerError> {
+    fn release(&self, key: &str) -> Result<(), LedgerError> {
         let path = self.claim_path(key);
         store::remove_optional(&path).map_err(LedgerError::write(&path))
     }
@@ -461,7 +600,7 @@ impl Ledger {
 
     /// Makes `claims/<key>` ours: created fresh, or taken from a provably dead holder.
     /// `None`: held by someone alive (or not provably dead).
-    pub(crate) fn acquire(
+    fn acquire(
         &self,
         key: &str,
         ours: &ClaimFile,
@@ -498,7 +637,7 @@ impl Ledger {
     /// Replaces `dir/name`, which held `current` (whose holder is dead), with `ours` — if
     /// this process wins `takeovers/<current.nonce>` and `dir/name` still holds `current`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn take_over(
+    fn take_over(
         &self,
         dir: &std::path::Path,
         name: &str,
@@ -555,7 +694,7 @@ impl Ledger {
     }
 }
 
-pub(crate) fn read_claim(path: &std::path::Path) -> Result<ClaimState, LedgerError> {
+fn read_claim(path: &Path) -> Result<ClaimState, LedgerError> {
     let Some(bytes) = store::read_optional(path).map_err(LedgerError::read(path))? else {
         // A dangling symbolic link reads as missing, yet takes the name: no claim can be
         // created there.

@@ -54,7 +54,8 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 10] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [FailureKind; 10] = [
         FailureKind::OutOfMemory,
         FailureKind::TimeLimit,
         FailureKind::Signal,

@@ -2,11 +2,16 @@
 //! and claims that keep two live processes off one granule — with no database server and no
 //! advisory locks, only exclusive creation (`link`) and `rename`, which NFS makes atomic.
 //!
-//! This module owns the state folder's layout, the records and claims, the resume rule and
-//! the takeover rule, and the outputs manifests that prove a granule done (`outputs.rs`).
-//! It runs no granule and decides no failure kind of a run (the driver does, with
-//! [`FailureKind::from_parts`]); `status` and `retry` only read it (and `retry` resets);
-//! `verify` sends done granules whose outputs changed back (`output-changed`).
+//! This module is storage: it owns the state folder's layout, the records and claims, the
+//! resume rule and the takeover rule, and the outputs manifests that prove a granule done
+//! (`outputs.rs`). It runs no granule and decides no failure kind of a run (the driver does,
+//! with [`FailureKind::from_parts`]). The campaign operations over it live in
+//! `domain::campaign` and go through named storage operations — reading ([`Ledger::scan`],
+//! [`Ledger::claims`], a read-only view of the claim files, [`Ledger::liveness`]) and
+//! changing a granule under its claim ([`Ledger::release_claim`],
+//! [`Ledger::release_unreadable_claim`], [`Ledger::reset_for_retry`],
+//! [`Ledger::mark_output_changed`]), never the files themselves. Which claims to release,
+//! which granules to retry and what a status means are decided there, not here.
 //!
 //! # Layout (default `<output dir>/pseg-state`, see [`STATE_DIR`])
 //!
@@ -73,14 +78,14 @@
 //! # Ok(()) }
 //! ```
 
-pub mod alive;
-pub mod campaign_yaml;
-pub mod claim;
-pub mod classify;
-pub mod error;
-pub mod holder;
+pub(crate) mod alive;
+pub(crate) mod campaign_yaml;
+pub(crate) mod claim;
+pub(crate) mod classify;
+pub(crate) mod error;
+pub(crate) mod holder;
 pub mod key;
-pub mod outputs;
+pub(crate) mod outputs;
 pub mod record;
 pub mod store;
 #[cfg(test)]
@@ -90,7 +95,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use campaign_yaml::{Campaign, GenCall};
-pub use claim::{Claim, Queue};
+pub use claim::{Claim, ClaimContent, ClaimFile, FoundClaim, Marked, Queue};
 pub use classify::{FailureKind, RetryBudget};
 pub use error::LedgerError;
 pub use holder::Holder;
@@ -115,7 +120,7 @@ pub struct Ledger {
     dir: PathBuf,
     budget: RetryBudget,
     output_ok: Box<dyn Fn(&str) -> bool + Send + Sync>,
-    pub(crate) alive: Liveness,
+    alive: Liveness,
 }
 
 /// Every record of a state folder.
@@ -128,8 +133,8 @@ pub struct Scan {
 
 impl Ledger {
     /// Opens the state folder `dir`, creating its layout if missing. The retry budget is
-    /// [`RetryBudget::default`] and a done record is trusted to have its output, until
-    /// [`Ledger::with_budget`] and [`Ledger::with_output_check`] say otherwise.
+    /// [`RetryBudget::default`]; a done record is trusted to have its output until
+    /// [`Ledger::with_output_check`] says otherwise.
     pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
         for path in Ledger::layout(dir) {
             std::fs::create_dir_all(&path)
@@ -164,7 +169,8 @@ impl Ledger {
     }
 
     /// The retry budget that [`Ledger::pending`] and the claims apply.
-    pub fn with_budget(mut self, budget: RetryBudget) -> Ledger {
+    #[cfg(test)]
+    fn with_budget(mut self, budget: RetryBudget) -> Ledger {
         self.budget = budget;
         self
     }
@@ -177,7 +183,7 @@ impl Ledger {
     }
 
     #[cfg(test)]
-    pub(crate) fn with_liveness(mut self, alive: Liveness) -> Ledger {
+    fn with_liveness(mut self, alive: Liveness) -> Ledger {
         self.alive = alive;
         self
     }
@@ -186,8 +192,14 @@ impl Ledger {
         &self.dir
     }
 
-    pub fn budget(&self) -> &RetryBudget {
+    #[cfg(test)]
+    pub(crate) fn budget(&self) -> &RetryBudget {
         &self.budget
+    }
+
+    /// Judges claim holders by the takeover rule, with this ledger's evidence (`alive.rs`).
+    pub fn liveness(&self) -> &Liveness {
+        &self.alive
     }
 
     /// Where a granule's record lives.
@@ -198,11 +210,11 @@ impl Ledger {
             .join(format!("{}.json", key::encode(name)))
     }
 
-    pub(crate) fn claims_dir(&self) -> PathBuf {
+    fn claims_dir(&self) -> PathBuf {
         self.dir.join(CLAIMS)
     }
 
-    pub(crate) fn takeovers_dir(&self) -> PathBuf {
+    fn takeovers_dir(&self) -> PathBuf {
         self.dir.join(TAKEOVERS)
     }
 
@@ -227,7 +239,7 @@ impl Ledger {
 
     /// Like [`Ledger::record`], but an unreadable record counts as none (the granule is
     /// then simply redone; its next record replaces the bad file).
-    pub(crate) fn record_lenient(&self, name: &str) -> Result<Option<Record>, LedgerError> {
+    fn record_lenient(&self, name: &str) -> Result<Option<Record>, LedgerError> {
         match self.record(name) {
             Err(LedgerError::Corrupt { .. }) => Ok(None),
             other => other,
@@ -235,7 +247,7 @@ impl Ledger {
     }
 
     /// Writes a record (by the holder of its claim only).
-    pub(crate) fn write_record(&self, record: &Record) -> Result<(), LedgerError> {
+    fn write_record(&self, record: &Record) -> Result<(), LedgerError> {
         let path = self.record_path(&record.name);
         let dir = path.parent().unwrap_or(&self.dir);
         let file = path

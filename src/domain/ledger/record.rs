@@ -33,15 +33,6 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Pending,
-        Status::Claimed,
-        Status::Running,
-        Status::Done,
-        Status::Failed,
-        Status::Interrupted,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Status::Pending => "pending",

@@ -13,7 +13,7 @@ use super::load::{Entry, Loaded};
 use super::{Options, RenderError, Rendered, charts, fmt, segment_chart};
 use crate::base::parallel::parallel_map;
 use crate::domain::plan;
-use crate::domain::reports::GranuleReport;
+use crate::domain::reports::{self, GranuleReport};
 
 const TEMPLATE: &str = include_str!("page.html.tera");
 
@@ -131,82 +131,11 @@ enum Why {
 pub fn build(path: &Path, loaded: &Loaded, options: &Options) -> Result<Rendered, RenderError> {
     let entries = &loaded.entries;
     let summary = aggregate::summarize(entries, options.slowest.max(options.details));
-    let by_name: HashMap<&str, usize> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.name.as_str(), i))
-        .collect();
-
-    // The granules drawn in detail, in page order, and those whose report the tables need.
-    let mut picked: Vec<(usize, Why)> = Vec::new();
-    let mut seen = HashSet::new();
-    for name in &options.granules {
-        let Some(&i) = by_name.get(name.as_str()) else {
-            return Err(unknown(name, entries));
-        };
-        if seen.insert(i) {
-            picked.push((i, Why::Asked));
-        }
-    }
-    for (rank, &i) in summary.slowest.iter().take(options.details).enumerate() {
-        if seen.insert(i) {
-            picked.push((i, Why::Slow(rank + 1)));
-        }
-    }
-    for &i in summary.failed.iter().take(options.failed_details) {
-        if seen.insert(i) {
-            picked.push((i, Why::Failed));
-        }
-    }
-    let slow_rows: Vec<usize> = summary
-        .slowest
-        .iter()
-        .take(options.slowest)
-        .copied()
-        .collect();
-    let mut wanted: Vec<usize> = picked.iter().map(|p| p.0).collect();
-    wanted.extend(slow_rows.iter().filter(|i| !seen.contains(i)));
-    let read = parallel_map(&wanted, |&i| loaded.report(&entries[i]));
-    let mut warnings: Vec<String> = loaded
-        .unreadable
-        .iter()
-        .take(20)
-        .map(|(p, why)| format!("cannot read {}: {why}", p.display()))
-        .collect();
-    if loaded.unreadable.len() > 20 {
-        warnings.push(format!(
-            "... and {} more unreadable files",
-            loaded.unreadable.len() - 20
-        ));
-    }
-    warnings.extend(loaded.clamped.iter().take(20).cloned());
-    let mut reports: HashMap<usize, GranuleReport> = HashMap::new();
-    let mut missing: HashMap<usize, String> = HashMap::new();
-    for (i, r) in wanted.iter().zip(read) {
-        match r {
-            Some(Ok(r)) => {
-                let clamped = r
-                    .error
-                    .as_deref()
-                    .filter(|e| e.contains(super::load::CLAMPED));
-                if let Some(note) = clamped.filter(|_| loaded.single.is_none()) {
-                    warnings.push(note.to_string());
-                }
-                reports.insert(*i, r);
-            }
-            Some(Err(why)) => {
-                warnings.push(format!(
-                    "cannot read the report of {}: {why}",
-                    entries[*i].name
-                ));
-                missing.insert(*i, format!("its report cannot be read: {why}"));
-            }
-            None => {
-                missing.insert(*i, "it has no report".into());
-            }
-        }
-    }
+    let picked = pick(entries, &summary, options)?;
+    let mut warnings = load_warnings(loaded);
+    let reports = read_reports(loaded, &picked.wanted, &mut warnings);
     let anchors: HashMap<usize, String> = picked
+        .details
         .iter()
         .enumerate()
         .map(|(n, (i, _))| (*i, anchor(n, &entries[*i].name)))
@@ -214,6 +143,7 @@ pub fn build(path: &Path, loaded: &Loaded, options: &Options) -> Result<Rendered
 
     let single = entries.len() == 1;
     let details: Vec<Detail> = picked
+        .details
         .iter()
         .map(|&(i, why)| {
             let why = if single { Why::Only } else { why };
@@ -221,15 +151,16 @@ pub fn build(path: &Path, loaded: &Loaded, options: &Options) -> Result<Rendered
                 &entries[i],
                 why,
                 &anchors[&i],
-                reports.get(&i),
-                missing.get(&i),
+                reports.read.get(&i),
+                reports.missing.get(&i),
             )
         })
         .collect();
-    let slowest = slow_rows
+    let slowest = picked
+        .slow_rows
         .iter()
         .enumerate()
-        .map(|(n, &i)| slow_row(n + 1, &entries[i], anchors.get(&i), reports.get(&i)))
+        .map(|(n, &i)| slow_row(n + 1, &entries[i], anchors.get(&i), reports.read.get(&i)))
         .collect();
     let failed_rows = summary
         .failed
@@ -261,7 +192,7 @@ pub fn build(path: &Path, loaded: &Loaded, options: &Options) -> Result<Rendered
             } else {
                 campaign_charts(&summary)
             };
-            charts.extend(plan_chart(&reports));
+            charts.extend(plan_chart(&reports.read));
             charts
         },
         slowest: if single { Vec::new() } else { slowest },
@@ -270,19 +201,135 @@ pub fn build(path: &Path, loaded: &Loaded, options: &Options) -> Result<Rendered
         details,
         warnings: warnings.clone(),
     };
-    let mut tera = Tera::default();
-    tera.add_raw_template("report.html", TEMPLATE)
-        .map_err(RenderError::Template)?;
-    let context = Context::from_serialize(&page).map_err(RenderError::Template)?;
-    let html = tera
-        .render("report.html", &context)
-        .map_err(RenderError::Template)?;
     Ok(Rendered {
-        html,
+        html: fill_template(&page)?,
         granules: c.granules,
         details: page.details.len(),
         warnings,
     })
+}
+
+/// The granules a page shows, by index into the entries.
+struct Picked {
+    /// Drawn in detail, in page order, with why.
+    details: Vec<(usize, Why)>,
+    /// The rows of the slowest table.
+    slow_rows: Vec<usize>,
+    /// Those whose report the details and tables need.
+    wanted: Vec<usize>,
+}
+
+/// Picks the granules to detail: those asked for by name, then the slowest, then failed ones.
+fn pick(entries: &[Entry], summary: &Aggregate, options: &Options) -> Result<Picked, RenderError> {
+    let by_name: HashMap<&str, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.as_str(), i))
+        .collect();
+    let mut picked: Vec<(usize, Why)> = Vec::new();
+    let mut seen = HashSet::new();
+    for name in &options.granules {
+        let Some(&i) = by_name.get(name.as_str()) else {
+            return Err(unknown(name, entries));
+        };
+        if seen.insert(i) {
+            picked.push((i, Why::Asked));
+        }
+    }
+    for (rank, &i) in summary.slowest.iter().take(options.details).enumerate() {
+        if seen.insert(i) {
+            picked.push((i, Why::Slow(rank + 1)));
+        }
+    }
+    for &i in summary.failed.iter().take(options.failed_details) {
+        if seen.insert(i) {
+            picked.push((i, Why::Failed));
+        }
+    }
+    let slow_rows: Vec<usize> = summary
+        .slowest
+        .iter()
+        .take(options.slowest)
+        .copied()
+        .collect();
+    let mut wanted: Vec<usize> = picked.iter().map(|p| p.0).collect();
+    wanted.extend(slow_rows.iter().filter(|i| !seen.contains(i)));
+    Ok(Picked {
+        details: picked,
+        slow_rows,
+        wanted,
+    })
+}
+
+/// The page's warnings about the input: unreadable files, clamped values.
+fn load_warnings(loaded: &Loaded) -> Vec<String> {
+    let mut warnings: Vec<String> = loaded
+        .unreadable
+        .iter()
+        .take(20)
+        .map(|(p, why)| format!("cannot read {}: {why}", p.display()))
+        .collect();
+    if loaded.unreadable.len() > 20 {
+        warnings.push(format!(
+            "... and {} more unreadable files",
+            loaded.unreadable.len() - 20
+        ));
+    }
+    warnings.extend(loaded.clamped.iter().take(20).cloned());
+    warnings
+}
+
+/// The reports of the wanted granules, and why the others have none.
+struct Reports {
+    read: HashMap<usize, GranuleReport>,
+    missing: HashMap<usize, String>,
+}
+
+/// Reads the reports of `wanted` in parallel; what cannot be read adds a warning.
+fn read_reports(loaded: &Loaded, wanted: &[usize], warnings: &mut Vec<String>) -> Reports {
+    let entries = &loaded.entries;
+    let read = parallel_map(wanted, |&i| loaded.report(&entries[i]));
+    let mut reports = Reports {
+        read: HashMap::new(),
+        missing: HashMap::new(),
+    };
+    for (i, r) in wanted.iter().zip(read) {
+        match r {
+            Some(Ok(r)) => {
+                let clamped = r
+                    .error
+                    .as_deref()
+                    .filter(|e| e.contains(super::load::CLAMPED));
+                if let Some(note) = clamped.filter(|_| loaded.single.is_none()) {
+                    warnings.push(note.to_string());
+                }
+                reports.read.insert(*i, r);
+            }
+            Some(Err(why)) => {
+                warnings.push(format!(
+                    "cannot read the report of {}: {why}",
+                    entries[*i].name
+                ));
+                reports
+                    .missing
+                    .insert(*i, format!("its report cannot be read: {why}"));
+            }
+            None => {
+                reports.missing.insert(*i, "it has no report".into());
+            }
+        }
+    }
+    reports
+}
+
+/// Fills the template with `page`.
+fn fill_template(page: &Page) -> Result<String, RenderError> {
+    let mut tera = Tera::default();
+    tera.add_raw_template("report.html", TEMPLATE)
+        .map_err(RenderError::Template)?;
+    let context = Context::from_serialize(page).map_err(RenderError::Template)?;
+    tera.render("report.html", &context)
+        .map_err(RenderError::Template)
 }
 
 fn unknown(name: &str, entries: &[Entry]) -> RenderError {
@@ -539,13 +586,7 @@ fn detail(
     r: Option<&GranuleReport>,
     missing: Option<&String>,
 ) -> Detail {
-    let why = match why {
-        Why::Only => String::new(),
-        Why::Asked => "asked for".to_string(),
-        Why::Slow(1) => "the slowest".to_string(),
-        Why::Slow(n) => format!("slowest #{n}"),
-        Why::Failed => "a recent failure".to_string(),
-    };
+    let why = why_text(why);
     let Some(r) = r else {
         return Detail {
             anchor: anchor.into(),
@@ -561,6 +602,31 @@ fn detail(
             charts: Vec::new(),
         };
     };
+    Detail {
+        anchor: anchor.into(),
+        name: r.name.clone(),
+        status: e.status.name(),
+        why,
+        facts: granule_facts(r),
+        error: r.error.clone().or_else(|| e.error.clone()),
+        note: None,
+        charts: granule_charts(r),
+    }
+}
+
+/// Why a granule is detailed, as its heading says it.
+fn why_text(why: Why) -> String {
+    match why {
+        Why::Only => String::new(),
+        Why::Asked => "asked for".to_string(),
+        Why::Slow(1) => "the slowest".to_string(),
+        Why::Slow(n) => format!("slowest #{n}"),
+        Why::Failed => "a recent failure".to_string(),
+    }
+}
+
+/// The facts of one granule's run: times, segments, workers, memory, where it ran.
+fn granule_facts(r: &GranuleReport) -> Vec<Fact> {
     let w = &r.workers;
     let m = &r.memory;
     let mut facts = vec![
@@ -643,6 +709,11 @@ fn detail(
     }
     facts.push(fact("host", host));
 
+    facts
+}
+
+/// The memory chart's legend: which lines are drawn, and why a cgroup line is not.
+fn memory_legend(m: &reports::Memory) -> Vec<Legend> {
     let cgroup_label = match &m.cgroup {
         Some(cg) => match &cg.limit_at {
             Some(at) => format!("cgroup usage ({})", at.display()),
@@ -680,7 +751,13 @@ fn detail(
     if scale.limit_drawn {
         memory_legend.push(legend("limit", "the limit admission works against"));
     }
-    let charts = vec![
+    memory_legend
+}
+
+/// One granule's charts: segments per worker, workers busy, memory.
+fn granule_charts(r: &GranuleReport) -> Vec<Chart> {
+    let memory_legend = memory_legend(&r.memory);
+    vec![
         Chart {
             title: "Segments per worker".into(),
             caption: "Each lane is one worker slot (or clavrxorb itself); hover a bar for its \
@@ -715,17 +792,7 @@ fn detail(
             legend: memory_legend,
             svg: charts::memory(r),
         },
-    ];
-    Detail {
-        anchor: anchor.into(),
-        name: r.name.clone(),
-        status: e.status.name(),
-        why,
-        facts,
-        error: r.error.clone().or_else(|| e.error.clone()),
-        note: None,
-        charts,
-    }
+    ]
 }
 
 #[cfg(test)]

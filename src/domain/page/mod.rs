@@ -8,19 +8,20 @@
 //! the page details (the slowest few, the failed, and any asked for by name).
 //!
 //! - `load.rs`: finding and reading records and reports (the only file access);
-//! - `campaign.rs`: the aggregation (pure);
-//! - `svg.rs`, `timeline.rs`, `charts.rs`: the drawings (pure);
-//! - `page.rs` and `page.html.tera`: the page around them.
+//! - `aggregate.rs`: the aggregation (pure);
+//! - `svg.rs`, `segment_chart.rs`, `charts.rs`: the drawings (pure); `fmt.rs`: how numbers
+//!   read on the page;
+//! - `build.rs` and `page.html.tera`: the page around them.
 
-pub mod aggregate;
-pub mod build;
-pub mod charts;
-pub mod fmt;
-pub mod load;
+mod aggregate;
+mod build;
+mod charts;
+pub(crate) mod fmt;
+mod load;
 #[cfg(test)]
 mod markup;
-pub mod segment_chart;
-pub mod svg;
+mod segment_chart;
+mod svg;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -50,18 +50,7 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
     let s = inputs.settings;
     let p = inputs.paths;
     let n = inputs.n_granules;
-    let mut notes = vec![
-        format!(
-            "{}{}; all present and readable when generated",
-            inputs.list_kind[..1].to_uppercase(),
-            &inputs.list_kind[1..]
-        ),
-        match inputs.config_path {
-            Some(path) => format!("Site config: {}", path.display()),
-            None => "Site config: none (flags and built-in defaults only)".to_string(),
-        },
-        format!("Template: {}", inputs.template),
-    ];
+    let mut notes = input_notes(inputs);
     let spread = match s.mode.value {
         Mode::Array => array_spread(s, n, warnings)?,
         Mode::Tasks => tasks_spread(s, n)?,
@@ -77,72 +66,12 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
     let (time, time_note) = time(inputs, spread.granules_per_task, warnings);
     notes.push(time_note);
     let warning = s.warning_seconds.value;
-    if let Some(t) = time
-        .as_ref()
-        .filter(|t| warning > 0 && t.value.seconds <= u64::from(warning))
-    {
-        return Err(GenError::TimeNotAfterWarning {
-            time: t.value.to_string(),
-            time_from: t.source.clone(),
-            warning,
-            warning_from: s.warning_seconds.source.clone(),
-        });
-    }
-    let time = time.map(|t| t.value.to_string());
-    for (flag, value) in [
-        ("--partition", &s.partition),
-        ("--account", &s.account),
-        ("--qos", &s.qos),
-    ] {
-        if let Some(v) = value {
-            notes.push(format!("{flag}={}: {}", v.value, v.source));
-        }
-    }
-    notes.push(if warning > 0 {
-        format!(
-            "--signal=USR1@{warning}: {}; on SIGUSR1 this long before the time limit (up to a \
-             minute earlier) pseg-step starts no new granule and lets each one in flight \
-             finish when it is projected to end in time, recording the others interrupted",
-            s.warning_seconds.source
-        )
-    } else {
-        format!("--signal: none ({})", s.warning_seconds.source)
-    });
-    let job_name = match &s.job_name {
-        Some(name) => {
-            notes.push(format!("--job-name={}: {}", name.value, name.source));
-            name.value.clone()
-        }
-        None => {
-            let name = default_job_name(&p.list);
-            notes.push(format!("--job-name={name}: default, pseg-<list name>"));
-            name
-        }
-    };
-    let log_path = p.log_dir.join(match s.mode.value {
-        Mode::Array => "%x-%A_%a.out",
-        Mode::Tasks => "%x-%j.out",
-    });
-    notes.push(format!(
-        "--output: one log per {} in {} (created by gen)",
-        match s.mode.value {
-            Mode::Array => "array element",
-            Mode::Tasks => "job",
-        },
-        p.log_dir.display()
-    ));
-    if let Some(exe) = &p.exe {
-        notes.push(format!(
-            "clavrxorb: {} ({})",
-            exe.value.display(),
-            exe.source
-        ));
-    }
-    notes.push(format!(
-        "pseg-step: {} ({})",
-        p.pseg_step.value.display(),
-        p.pseg_step.source
-    ));
+    let time = time_after_warning(s, time)?;
+    notes.extend(queue_notes(s));
+    notes.push(signal_note(s));
+    let job_name = job_name(s, p, &mut notes);
+    let log_path = log_path(s, p, &mut notes);
+    notes.extend(program_notes(p));
 
     let step_argv = step_argv(s, p, spread.array.as_ref());
     check_step_argv(s, &step_argv)?;
@@ -191,6 +120,121 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
         setup: s.setup.clone(),
         notes: notes.iter().map(|n| one_line(n)).collect(),
     })
+}
+
+/// The header's first notes: what the list is, the site config, the template.
+fn input_notes(inputs: &Inputs) -> Vec<String> {
+    vec![
+        format!(
+            "{}{}; all present and readable when generated",
+            inputs.list_kind[..1].to_uppercase(),
+            &inputs.list_kind[1..]
+        ),
+        match inputs.config_path {
+            Some(path) => format!("Site config: {}", path.display()),
+            None => "Site config: none (flags and built-in defaults only)".to_string(),
+        },
+        format!("Template: {}", inputs.template),
+    ]
+}
+
+/// The time limit as `--time` says it, checked to leave room for the warning signal.
+fn time_after_warning(
+    s: &Settings,
+    time: Option<Sourced<TimeLimit>>,
+) -> Result<Option<String>, GenError> {
+    let warning = s.warning_seconds.value;
+    if let Some(t) = time
+        .as_ref()
+        .filter(|t| warning > 0 && t.value.seconds <= u64::from(warning))
+    {
+        return Err(GenError::TimeNotAfterWarning {
+            time: t.value.to_string(),
+            time_from: t.source.clone(),
+            warning,
+            warning_from: s.warning_seconds.source.clone(),
+        });
+    }
+    Ok(time.map(|t| t.value.to_string()))
+}
+
+/// Where `--partition`, `--account` and `--qos` came from, for those given.
+fn queue_notes(s: &Settings) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (flag, value) in [
+        ("--partition", &s.partition),
+        ("--account", &s.account),
+        ("--qos", &s.qos),
+    ] {
+        if let Some(v) = value {
+            notes.push(format!("{flag}={}: {}", v.value, v.source));
+        }
+    }
+    notes
+}
+
+/// What `--signal` asks for and what pseg-step does on it.
+fn signal_note(s: &Settings) -> String {
+    let warning = s.warning_seconds.value;
+    if warning > 0 {
+        format!(
+            "--signal=USR1@{warning}: {}; on SIGUSR1 this long before the time limit (up to a \
+             minute earlier) pseg-step starts no new granule and lets each one in flight \
+             finish when it is projected to end in time, recording the others interrupted",
+            s.warning_seconds.source
+        )
+    } else {
+        format!("--signal: none ({})", s.warning_seconds.source)
+    }
+}
+
+/// `--job-name`: given, or pseg-<list name>; its note goes to `notes`.
+fn job_name(s: &Settings, p: &Paths, notes: &mut Vec<String>) -> String {
+    match &s.job_name {
+        Some(name) => {
+            notes.push(format!("--job-name={}: {}", name.value, name.source));
+            name.value.clone()
+        }
+        None => {
+            let name = default_job_name(&p.list);
+            notes.push(format!("--job-name={name}: default, pseg-<list name>"));
+            name
+        }
+    }
+}
+
+/// `--output`: one log per array element or job in the log folder; its note goes to `notes`.
+fn log_path(s: &Settings, p: &Paths, notes: &mut Vec<String>) -> std::path::PathBuf {
+    notes.push(format!(
+        "--output: one log per {} in {} (created by gen)",
+        match s.mode.value {
+            Mode::Array => "array element",
+            Mode::Tasks => "job",
+        },
+        p.log_dir.display()
+    ));
+    p.log_dir.join(match s.mode.value {
+        Mode::Array => "%x-%A_%a.out",
+        Mode::Tasks => "%x-%j.out",
+    })
+}
+
+/// Which clavrxorb and pseg-step the script runs, and where each came from.
+fn program_notes(p: &Paths) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(exe) = &p.exe {
+        notes.push(format!(
+            "clavrxorb: {} ({})",
+            exe.value.display(),
+            exe.source
+        ));
+    }
+    notes.push(format!(
+        "pseg-step: {} ({})",
+        p.pseg_step.value.display(),
+        p.pseg_step.source
+    ));
+    notes
 }
 
 fn array_spread(s: &Settings, n: usize, warnings: &mut Vec<String>) -> Result<Spread, GenError> {

@@ -6,7 +6,7 @@ mod elf;
 mod maps;
 mod procmem;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use elf::{ElfError, TracerSymbols};
 use procmem::ProcMem;
@@ -131,16 +131,6 @@ fn find_name(names: &[u8], wanted: &str) -> Option<usize> {
             .map_or(0, |i| i + 1);
         &raw[..end] == wanted.as_bytes()
     })
-}
-
-/// Reads the tracer symbols of `exe`, for the error kinds the step maps to exit statuses.
-pub fn read_symbols(exe: &Path) -> Result<TracerSymbols, ElfError> {
-    TracerSymbols::read(exe)
-}
-
-/// Where `/proc` is; tests of the parsers point elsewhere.
-pub fn proc_root() -> PathBuf {
-    PathBuf::from("/proc")
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Tests of `cgroup`: parsers on strings, readers on fixture trees, and live tests that make a
-//! v1 memory cgroup of their own (skipped loudly where that is not possible).
+//! v1 memory cgroup of their own (skipped loudly where that is not possible; a failure
+//! under `CI=true`, see `base::ci_skip`).
 
 use super::*;
+use crate::base::ci_skip;
 use crate::domain::memory::fixture;
 
 const MIB: u64 = 1 << 20;
@@ -202,7 +204,7 @@ const TOUCH_64_MIB: &str = "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/n
 #[test]
 fn live_discover_self() {
     let Some(cg) = MemoryCgroup::discover(Path::new("/"), "self").unwrap() else {
-        eprintln!("SKIPPED live_discover_self: this machine has no memory cgroup controller");
+        ci_skip::skip("live_discover_self", "needs a memory cgroup controller");
         return;
     };
     match cg.version {
@@ -222,19 +224,22 @@ struct TestCgroup {
 }
 
 impl TestCgroup {
-    /// None, after saying why, when this machine cannot host the test.
-    fn create(name: &str, limit: u64) -> Option<TestCgroup> {
-        let test = format!("SKIPPED {name}");
+    /// None, after saying why (`ci_skip`: a failure under CI), when this machine cannot
+    /// host the test `test`.
+    fn create(test: &str, name: &str, limit: u64) -> Option<TestCgroup> {
         match MemoryCgroup::discover(Path::new("/"), "self") {
             Ok(Some(cg)) if cg.version == Version::V1 && cg.mount() == Path::new(V1_MOUNT) => {}
             other => {
-                eprintln!("{test}: needs the cgroup v1 memory controller at {V1_MOUNT}: {other:?}");
+                let needs =
+                    format!("needs the cgroup v1 memory controller at {V1_MOUNT} ({other:?})");
+                ci_skip::skip(test, &needs);
                 return None;
             }
         }
         let top = Path::new(V1_MOUNT).join(format!("{name}-{}", std::process::id()));
         if let Err(e) = std::fs::create_dir(&top) {
-            eprintln!("{test}: cannot create {} (needs root): {e}", top.display());
+            let needs = format!("needs root, to create {} ({e})", top.display());
+            ci_skip::skip(test, &needs);
             return None;
         }
         let made = TestCgroup { top };
@@ -293,7 +298,11 @@ impl Drop for Running {
 
 #[test]
 fn live_v1_cgroup_sees_64_mib_and_the_parent_limit() {
-    let Some(cg) = TestCgroup::create("pseg-memtest", 512 * MIB) else {
+    let Some(cg) = TestCgroup::create(
+        "live_v1_cgroup_sees_64_mib_and_the_parent_limit",
+        "pseg-memtest",
+        512 * MIB,
+    ) else {
         return;
     };
     let mut running = cg.spawn(&format!("{TOUCH_64_MIB} && echo touched && exec sleep 60"));
@@ -328,7 +337,11 @@ fn live_v1_cgroup_sees_64_mib_and_the_parent_limit() {
 
 #[test]
 fn live_v1_oom_kill_is_counted_in_the_victims_own_cgroup() {
-    let Some(cg) = TestCgroup::create("pseg-memtest-oom", 32 * MIB) else {
+    let Some(cg) = TestCgroup::create(
+        "live_v1_oom_kill_is_counted_in_the_victims_own_cgroup",
+        "pseg-memtest-oom",
+        32 * MIB,
+    ) else {
         return;
     };
     let mut running = cg.spawn(&format!("exec {TOUCH_64_MIB}"));
