@@ -190,10 +190,13 @@ impl Replay<'_> {
             }
         });
         let implied = self.implied(gen_command);
+        // The list is the retry list, whatever the stored call said.
+        let mut list = Flags::new();
+        set(gen_command, &mut list, "files", self.list);
         let mut argv: Vec<OsString> = vec!["pseg-slurm".into(), "gen".into()];
         for arg in gen_command.get_arguments() {
             let id = arg.get_id().as_str();
-            let values = [&from_retry, &stored, &implied]
+            let values = [&list, &from_retry, &stored, &implied]
                 .into_iter()
                 .find_map(|layer| layer.get(id));
             argv.extend(values.into_iter().flatten().cloned());
@@ -214,21 +217,15 @@ impl Replay<'_> {
     }
 
     /// What the campaign's own list implied (a file_list's output folder, clavrx_options
-    /// beside it) is lost with a retry list elsewhere: it is passed on as flags. The list is
-    /// the retry list whatever the stored call said.
+    /// beside it) is lost with a retry list elsewhere: it is passed on as flags.
     fn implied(&self, gen_command: &clap::Command) -> Flags {
         let mut flags = Flags::new();
-        let mut set = |id: &str, value: &Path| {
-            if let Some(arg) = gen_command.get_arguments().find(|a| a.get_id() == id) {
-                flags.insert(id.to_string(), vec![flag(arg, value.as_os_str())]);
-            }
-        };
-        set("out", &self.campaign.output_dir);
+        set(gen_command, &mut flags, "out", &self.campaign.output_dir);
         let beside = self.original.options_beside();
         if beside.is_file() {
-            set("options", &std::path::absolute(&beside).unwrap_or(beside));
+            let beside = std::path::absolute(&beside).unwrap_or(beside);
+            set(gen_command, &mut flags, "options", &beside);
         }
-        set("files", self.list);
         flags
     }
 
@@ -270,6 +267,13 @@ fn typed(
     flags
 }
 
+/// Sets gen's flag `id` to `value`.
+fn set(gen_command: &clap::Command, flags: &mut Flags, id: &str, value: &Path) {
+    if let Some(arg) = gen_command.get_arguments().find(|a| a.get_id() == id) {
+        flags.insert(id.to_string(), vec![flag(arg, value.as_os_str())]);
+    }
+}
+
 /// `--long=value`: one word, whatever the value starts with.
 fn flag(arg: &clap::Arg, value: &OsStr) -> OsString {
     let mut word = OsString::from("--");
@@ -284,5 +288,142 @@ fn other_mode_flags(mode: Mode) -> &'static [&'static str] {
     match mode {
         Mode::Tasks => &["chunk_size", "array_limit", "max_array_size"],
         Mode::Array => &["ntasks"],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::args::Mode as ModeArg;
+
+    /// `retry FLAGS` over a campaign whose gen was `gen STORED` in `/gen-cwd`, with the
+    /// config `/gen-cwd/site.yaml`; retry runs in `/retry-cwd`.
+    fn replay(stored: &[&str], flags: &[&str]) -> Result<GenArgs, RetryError> {
+        let dir = tempfile::tempdir().unwrap();
+        let list_path = dir.path().join("l.txt");
+        std::fs::write(&list_path, "g.hdf\n").unwrap();
+        let original = read_list(&list_path).unwrap();
+        let call = GenCall {
+            cwd: "/gen-cwd".into(),
+            args: stored.iter().map(|a| a.to_string()).collect(),
+            config: Some("/gen-cwd/site.yaml".into()),
+        };
+        let campaign = Campaign::new(&list_path, Path::new("/out"), Some(call.clone()), "t");
+        let given = Cli::command()
+            .try_get_matches_from(["pseg-slurm", "retry"].iter().chain(flags))
+            .unwrap();
+        let given = given.subcommand_matches("retry").unwrap();
+        let args = RetryArgs::from_arg_matches(given).unwrap();
+        let replayed = Replay {
+            call: &call,
+            list: Path::new("/state/retry/l-retry-1.txt"),
+            original: &original,
+            campaign: &campaign,
+            cwd: Path::new("/retry-cwd"),
+            state: Path::new("/state"),
+        };
+        replayed.gen_args(&args, given)
+    }
+
+    #[test]
+    fn flags_typed_for_retry_replace_the_stored_ones() {
+        let g = replay(
+            &[
+                "--files",
+                "l.txt",
+                "--mode",
+                "array",
+                "--chunk-size",
+                "3",
+                "-p",
+                "a",
+                "--profile",
+                "p1",
+                "--profile",
+                "p0",
+                "--exe",
+                "./x",
+                "--time",
+                "90",
+            ],
+            &[
+                "--mode",
+                "tasks",
+                "--ntasks",
+                "2",
+                "--profile",
+                "p2",
+                "--exe",
+                "clavrxorb",
+                "--template",
+                "t.tera",
+                "--config",
+                "c.yaml",
+                "--pseg-step",
+                "bin/ps",
+            ],
+        )
+        .unwrap();
+        assert_eq!(g.files, PathBuf::from("/state/retry/l-retry-1.txt"));
+        assert_eq!(g.mode, Some(ModeArg::Tasks));
+        assert_eq!(g.slurm.chunk_size, None, "array mode's flag is left behind");
+        assert_eq!(g.slurm.ntasks.map(|n| n.get()), Some(2));
+        assert_eq!(
+            g.slurm.partition.as_deref(),
+            Some("a"),
+            "stored, not typed again"
+        );
+        assert_eq!(g.slurm.time.unwrap().seconds, 5400);
+        assert_eq!(
+            g.sizing.profile,
+            [PathBuf::from("/retry-cwd/p2")],
+            "replaced"
+        );
+        assert_eq!(
+            g.step.exe,
+            Some("clavrxorb".into()),
+            "a bare name stays a name"
+        );
+        assert_eq!(g.step.pseg_step, Some("/retry-cwd/bin/ps".into()));
+        assert_eq!(g.template, Some("/retry-cwd/t.tera".into()));
+        assert_eq!(g.config, Some("/retry-cwd/c.yaml".into()));
+        assert_eq!(
+            g.step.out,
+            Some("/out".into()),
+            "the campaign's output folder"
+        );
+    }
+
+    #[test]
+    fn the_stored_call_stands_where_retry_gives_nothing() {
+        let g = replay(
+            &[
+                "--files",
+                "l.txt",
+                "--config",
+                "other.yaml",
+                "--profile",
+                "p1",
+                "--exe",
+                "./x",
+            ],
+            &["--failed"],
+        )
+        .unwrap();
+        assert_eq!(g.config, Some("/gen-cwd/site.yaml".into()), "what gen used");
+        assert_eq!(
+            g.sizing.profile,
+            [PathBuf::from("p1")],
+            "relative to gen's folder"
+        );
+        assert_eq!(g.step.exe, Some("./x".into()));
+        let e = replay(&["--files", "l.txt", "--no-such"], &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("the gen call stored in /state/campaign.yaml no longer parses"),
+            "{e}"
+        );
+        let e = replay(&["--files", "l.txt"], &["--out", "/elsewhere"]).unwrap_err();
+        assert!(matches!(e, RetryError::OtherOut { .. }), "{e}");
     }
 }
