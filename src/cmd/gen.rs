@@ -89,7 +89,7 @@ const SET_BY_GEN: &[(&str, &str)] = &[
     ("keep_work", "use the config key `keep_work`"),
 ];
 
-/// [`script::StepArgvCheck`] with pseg-step's own parser, so a bad `step_args` fails here,
+/// [`crate::domain::script::StepArgvCheck`] with pseg-step's own parser, so a bad `step_args` fails here,
 /// not in every array element at once; `step_args` may not set what gen sets.
 fn check_step_argv(step_args: &[String], argv: &[String]) -> Result<(), GenError> {
     use clap::{CommandFactory, FromArgMatches};

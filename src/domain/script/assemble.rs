@@ -2,7 +2,9 @@
 //! pseg-step command line, and one header note per setting saying where it came from.
 //!
 //! Takes checked inputs and returns the template context; the only outside call is asking
-//! scontrol for MaxArraySize (array mode, when neither a flag nor the config gives it).
+//! scontrol for MaxArraySize (array mode, when neither a flag nor the config gives it). The
+//! pseg-step command line is judged by the caller's check ([`Inputs::check_step_argv`]):
+//! pseg-step's parser belongs to the command layer.
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
 //! `pseg-slurm gen`: from a granule list, a site config and flags to one complete sbatch
 //! script, with a header that says where every number came from.
 //!
+//! The caller asks with a [`Request`] (plain data: the command layer turns flags into it).
 //! [`generate`] reads and checks the inputs (list, config, reports, paths), then the pure
 //! parts decide: [`layout`] cuts the list, [`sizing`] turns measurements into memory and
 //! time, [`templates`] renders [`context::ScriptContext`]. Nothing is written to stdout or

@@ -415,33 +415,16 @@ fn normalize_directive(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::num::NonZeroUsize;
 
-    /// A request for `l.txt` with `flags` set, as `gen --files l.txt FLAGS` would make it.
-    fn args(flags: &[&str]) -> Request {
+    /// A request for `l.txt` (`gen --files l.txt`) with what `set` gives on top.
+    fn args(set: impl FnOnce(&mut Request)) -> Request {
         let mut r = Request::new("l.txt".into(), |_, _| Ok(()));
-        for pair in flags.chunks(2) {
-            let value = pair[1];
-            match pair[0] {
-                "--partition" => r.slurm.partition = Some(value.into()),
-                "--job-name" | "-J" => r.slurm.job_name = Some(value.into()),
-                "--mode" => {
-                    r.mode = Some(if value == "tasks" {
-                        Mode::Tasks
-                    } else {
-                        Mode::Array
-                    })
-                }
-                "--chunk-size" => r.slurm.chunk_size = value.parse().ok(),
-                "--ntasks" => r.slurm.ntasks = value.parse().ok(),
-                "--options" => r.step.options = Some(value.into()),
-                "--out" => r.step.out = Some(value.into()),
-                "--exe" => r.step.exe = Some(value.into()),
-                "--pseg-step" => r.step.pseg_step = Some(value.into()),
-                flag => panic!("{flag} is not set by this helper"),
-            }
-        }
+        set(&mut r);
         r
     }
+
+    fn none(_: &mut Request) {}
 
     fn config(text: &str) -> SiteConfig {
         SiteConfig::parse(text, Path::new("/etc/site.yaml")).unwrap()
@@ -450,7 +433,12 @@ mod tests {
     #[test]
     fn flags_beat_config_beats_default() {
         let c = config("partition: short\ncpus_per_task: 8\nqos: low\n");
-        let s = resolve(&args(&["--partition", "long"]), &c, Path::new("/w")).unwrap();
+        let s = resolve(
+            &args(|r| r.slurm.partition = Some("long".into())),
+            &c,
+            Path::new("/w"),
+        )
+        .unwrap();
         let p = s.partition.unwrap();
         assert_eq!(
             (p.value.as_str(), p.source),
@@ -468,14 +456,11 @@ mod tests {
     #[test]
     fn flag_paths_are_absolute_against_cwd() {
         let s = resolve(
-            &args(&[
-                "--options",
-                "o.txt",
-                "--out",
-                "/abs/out",
-                "--pseg-step",
-                "pseg-step",
-            ]),
+            &args(|r| {
+                r.step.options = Some("o.txt".into());
+                r.step.out = Some("/abs/out".into());
+                r.step.pseg_step = Some("pseg-step".into());
+            }),
             &SiteConfig::default(),
             Path::new("/w"),
         )
@@ -488,14 +473,17 @@ mod tests {
     #[test]
     fn flags_of_the_other_mode_are_refused() {
         let e = resolve(
-            &args(&["--mode", "tasks", "--chunk-size", "3"]),
+            &args(|r| {
+                r.mode = Some(Mode::Tasks);
+                r.slurm.chunk_size = NonZeroUsize::new(3);
+            }),
             &SiteConfig::default(),
             Path::new("/w"),
         )
         .unwrap_err();
         assert!(e.to_string().contains("--chunk-size"), "{e}");
         let e = resolve(
-            &args(&["--ntasks", "3"]),
+            &args(|r| r.slurm.ntasks = NonZeroUsize::new(3)),
             &config("mode: array\n"),
             Path::new("/w"),
         )
@@ -506,14 +494,14 @@ mod tests {
             "{msg}"
         );
         // Config keys of the other mode are fine: one config serves both modes.
-        assert!(resolve(&args(&[]), &config("ntasks: 4\n"), Path::new("/w")).is_ok());
+        assert!(resolve(&args(none), &config("ntasks: 4\n"), Path::new("/w")).is_ok());
     }
 
     #[test]
     fn job_names_are_plain_names() {
         for bad in ["../x", "a/b", "a b", ".hidden", "x%j"] {
             let e = resolve(
-                &args(&["--job-name", bad]),
+                &args(|r| r.slurm.job_name = Some(bad.into())),
                 &SiteConfig::default(),
                 Path::new("/w"),
             )
@@ -521,10 +509,10 @@ mod tests {
             assert!(matches!(e, GenError::BadJobName { .. }), "{bad}: {e}");
             assert!(e.to_string().contains("--job-name flag"), "{e}");
         }
-        let e = resolve(&args(&[]), &config("job_name: logs/x\n"), Path::new("/w")).unwrap_err();
+        let e = resolve(&args(none), &config("job_name: logs/x\n"), Path::new("/w")).unwrap_err();
         assert!(e.to_string().contains("site config `job_name`"), "{e}");
         let s = resolve(
-            &args(&["-J", "pseg-2024.v1_a+b"]),
+            &args(|r| r.slurm.job_name = Some("pseg-2024.v1_a+b".into())),
             &SiteConfig::default(),
             Path::new("/w"),
         );
@@ -534,20 +522,23 @@ mod tests {
     #[test]
     fn values_for_directives_stay_on_one_line() {
         let e = resolve(
-            &args(&["--job-name", "a\nb"]),
+            &args(|r| r.slurm.job_name = Some("a\nb".into())),
             &SiteConfig::default(),
             Path::new("/w"),
         )
         .unwrap_err();
         assert!(e.to_string().contains("--job-name"), "{e}");
         let c = config("extra_sbatch: ['']\n");
-        assert!(resolve(&args(&[]), &c, Path::new("/w")).is_err());
+        assert!(resolve(&args(none), &c, Path::new("/w")).is_err());
     }
 
     #[test]
     fn bare_executable_names_stay_names() {
         let s = resolve(
-            &args(&["--exe", "clavrxorb", "--pseg-step", "./pseg-step"]),
+            &args(|r| {
+                r.step.exe = Some("clavrxorb".into());
+                r.step.pseg_step = Some("./pseg-step".into());
+            }),
             &SiteConfig::default(),
             Path::new("/w"),
         )
@@ -559,7 +550,7 @@ mod tests {
     #[test]
     fn directives_lose_their_prefix() {
         let c = config("extra_sbatch: ['#SBATCH --exclusive', ' --constraint=x ']\n");
-        let s = resolve(&args(&[]), &c, Path::new("/w")).unwrap();
+        let s = resolve(&args(none), &c, Path::new("/w")).unwrap();
         assert_eq!(s.extra_sbatch, vec!["--exclusive", "--constraint=x"]);
     }
 
