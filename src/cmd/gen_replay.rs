@@ -1,10 +1,11 @@
-//! The ledger's one meeting point with `gen`: remembering a gen call in `campaign.yaml`,
-//! and replaying it over a retry list with the flags given to `retry` on top.
+//! gen's call kept for `retry`: remembering it in `campaign.yaml`, and replaying it over a
+//! retry list with the flags given to `retry` on top.
 //!
 //! A replayed call keeps its own folder for its relative paths; flags given to `retry` are
-//! relative to the folder `retry` runs in, so they are made absolute here first. gen's own
-//! parser merges them: each flag typed for `retry` replaces the stored call's, whichever
-//! flag it is, so a flag added to gen is replayed without a line here.
+//! relative to the folder `retry` runs in, so they are made absolute here first (every
+//! path-valued flag, known from clap's value hint). gen's own parser merges them: each flag
+//! typed for `retry` replaces the stored call's, whichever flag it is, so a flag added to gen
+//! is replayed without a line here.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
