@@ -1,8 +1,8 @@
 //! `pseg-slurm status`: what a campaign's records add up to — counts by status, throughput,
 //! an ETA, the failures with their one-line errors, and the work per host.
 //!
-//! [`summarize`] is pure (records, the list, the time in; a [`Overview`] out); the command
-//! (`crate::cmd::status`) prints it as text, or as YAML/JSON through serde. [`read`] gathers
+//! [`summarize`] is pure (records, the list, the time in; a [`Overview`] out); the `status`
+//! command prints it as text, or as YAML/JSON through serde. [`read`] gathers
 //! its inputs from a state folder: the records say what their holders last wrote; only the
 //! claim files (one per granule in progress, so few) are judged by the takeover rule
 //! (`alive.rs`: `/proc` on this host, `scontrol` for other hosts), so a granule whose holder
