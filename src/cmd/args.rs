@@ -9,9 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::base::units::Size;
-use crate::base::units::{Percent, Percentile, TimeLimit};
-use crate::domain::site_config::Mode;
+use crate::base::units::{Percent, Percentile, Size, TimeLimit};
+use crate::domain::site_config;
 
 /// Run CLAVR-x (clavrxorb) over many granules on Slurm, one segment per core.
 #[derive(Debug, Parser)]
@@ -162,6 +161,25 @@ pub enum ConfigCommand {
     },
 }
 
+/// `--mode`: the flag's values for [`site_config::Mode`], with their help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// A job array: each element processes one chunk of granules.
+    Array,
+    /// One job of several tasks (`srun`): each task claims the next unclaimed granule until
+    /// none are left.
+    Tasks,
+}
+
+impl From<Mode> for site_config::Mode {
+    fn from(mode: Mode) -> site_config::Mode {
+        match mode {
+            Mode::Array => site_config::Mode::Array,
+            Mode::Tasks => site_config::Mode::Tasks,
+        }
+    }
+}
+
 /// How `status` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
@@ -297,6 +315,10 @@ pub struct RetryArgs {
     #[arg(long)]
     pub missing: bool,
 
+    // --config, --mode and --template are gen's, but not flattened from a shared group: here
+    // each replaces what the campaign's gen used (its help says so), and --config takes no
+    // PSEG_SLURM_CONFIG, which would silently replace the campaign's config. `--files` is the
+    // retry list. The flag groups below are gen's own.
     /// Site config, instead of the one the campaign's gen used.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -438,7 +460,8 @@ pub struct SlurmArgs {
 #[command(next_help_heading = "Step")]
 pub struct StepFlags {
     /// clavrxorb executable. [default: config `clavrxorb`, else clavrxorb on PATH]
-    #[arg(long, value_name = "PATH")]
+    // A command: a bare name is looked up on PATH (retry keeps it a name, too).
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::CommandName)]
     pub exe: Option<PathBuf>,
 
     /// The clavrxorb options file. [default: clavrx_options beside the list, else config
@@ -456,7 +479,7 @@ pub struct StepFlags {
     pub work: Option<PathBuf>,
 
     /// The pseg-step to run. [default: config `pseg_step`, else the one beside pseg-slurm]
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::CommandName)]
     pub pseg_step: Option<PathBuf>,
 
     /// Run the step in this Apptainer/Singularity image (config `container_image`).

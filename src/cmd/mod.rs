@@ -9,37 +9,36 @@
 
 pub mod args;
 pub mod check;
+mod config;
+pub mod r#gen;
 pub mod gen_replay;
 mod plan;
 mod release;
 pub mod report;
+mod retry;
 pub mod run;
+mod status;
 pub mod step_args;
 mod verify;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use crate::domain::campaign::status;
-use crate::domain::ledger::{self, RetryBudget};
-use crate::domain::script;
-use crate::domain::site_config::{EXAMPLE, SiteConfig};
-use args::{Cli, Command, ConfigCommand, Format};
-use gen_replay::{self as regen, Retried};
+use args::{Cli, Command};
 
 /// What a command returns: its exit status, or an error `main` prints with its causes.
 pub type Outcome = Result<u8, Box<dyn std::error::Error>>;
 
-/// `retry` found nothing to retry.
-const NOTHING_TO_RETRY: u8 = 3;
-
 /// `pseg-slurm`'s whole run: parse the command line, run the subcommand, map the outcome to
 /// an exit status.
 pub fn pseg_slurm() -> ExitCode {
-    let cli = Cli::parse();
-    match dispatch(cli) {
+    // The matches too: `retry` asks which flags were typed.
+    let matches = Cli::command().get_matches();
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
+    match dispatch(cli, &matches) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let message = crate::base::escape::controls_in_lines(&chain(e.as_ref()));
@@ -64,73 +63,22 @@ pub fn pseg_step() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> Outcome {
+fn dispatch(cli: Cli, matches: &ArgMatches) -> Outcome {
     match cli.command {
-        Command::Gen(args) => {
-            let generated = script::generate(&args)?;
-            warn(&generated.warnings);
-            let argv: Vec<_> = std::env::args_os().collect();
-            regen::remember_gen(&generated, &argv)?;
-            generated.create_log_dir()?;
-            print(&generated.script)
+        Command::Gen(args) => r#gen::run(*args),
+        Command::Status(args) => status::run(&args),
+        Command::Retry(args) => {
+            let given = matches
+                .subcommand_matches("retry")
+                .expect("clap parsed retry");
+            retry::run(*args, given)
         }
-        Command::Status(args) => {
-            let dir = ledger::find_state_dir(&args.dir)?;
-            let summary = status::summarize(
-                status::read(&dir)?,
-                &RetryBudget::default(),
-                crate::base::time::unix_now(),
-            );
-            let text = match args.format {
-                Format::Text => status::render_text(&summary),
-                Format::Yaml => serde_yaml::to_string(&summary)?,
-                Format::Json => serde_json::to_string_pretty(&summary)? + "\n",
-            };
-            print(&text)
-        }
-        Command::Retry(args) => match regen::run(*args)? {
-            Retried::Nothing(selection) => {
-                eprintln!(
-                    "pseg-slurm: nothing to retry{}",
-                    match selection.busy.len() {
-                        0 => String::new(),
-                        n => format!(" ({n} granule(s) are being processed now)"),
-                    }
-                );
-                Ok(NOTHING_TO_RETRY)
-            }
-            Retried::Script {
-                generated,
-                list,
-                selection,
-                reset,
-            } => {
-                warn(&generated.warnings);
-                eprintln!(
-                    "pseg-slurm: retrying {} failed ({reset} with a fresh retry budget) and {} \
-                     missing granule(s), listed in {}{}",
-                    selection.failed.len(),
-                    selection.missing.len(),
-                    list.display(),
-                    match selection.busy.len() {
-                        0 => String::new(),
-                        n => format!("; {n} being processed now are left out"),
-                    }
-                );
-                print(&generated.script)
-            }
-        },
         Command::Run(args) => run::run(*args),
         Command::Release(args) => release::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Plan(args) => plan::run(&args),
-        Command::Config(ConfigCommand::Init) => print(EXAMPLE),
-        Command::Config(ConfigCommand::Check { config }) => {
-            SiteConfig::load(&config)?;
-            eprintln!("pseg-slurm: {} is a valid site config", config.display());
-            Ok(0)
-        }
+        Command::Config(command) => config::run(command),
     }
 }
 

@@ -31,7 +31,7 @@ pub fn run(args: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
         .collect();
     let cwd = std::env::current_dir()?;
     let req = Request {
-        gen_args: args.gen_args,
+        gen_request: crate::cmd::r#gen::request(args.gen_args),
         gen_argv: without_run_flags(&argv),
         cwd,
         limits: Limits {
@@ -152,7 +152,7 @@ fn detach(req: &Request, argv: &[String]) -> Result<u8, Box<dyn std::error::Erro
         format!("--output={}", log.display()),
         format!("--chdir={}", req.cwd.display()),
     ];
-    let s = &req.gen_args.slurm;
+    let s = &req.gen_request.slurm;
     for (flag, value) in [
         ("--partition", &s.partition),
         ("--account", &s.account),

@@ -24,7 +24,7 @@ pub const EXAMPLE: &str = include_str!(concat!(
 pub const MAX_BYTES: u64 = 1 << 20;
 
 /// How the granules are spread over Slurm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// A job array: each element processes one chunk of granules.

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::base::units::TimeLimit;
-use crate::cmd::args::GenArgs;
 use crate::domain::campaign::status::{self, Failure, Overview};
 use crate::domain::campaign::{retry, verify};
 use crate::domain::granule_list::{Granule, GranuleList, ListError, read_list};
@@ -63,8 +62,8 @@ pub enum RunError {
 
 /// What the user asked for.
 pub struct Request {
-    /// gen's flags; `files` is the campaign's list.
-    pub gen_args: GenArgs,
+    /// What gen is asked for; `files` is the campaign's list.
+    pub gen_request: script::Request,
     /// gen's flags as typed, for the campaign record (so `retry` can replay them).
     pub gen_argv: Vec<String>,
     pub cwd: PathBuf,
@@ -134,7 +133,7 @@ pub enum Ending {
 
 /// gen over the campaign's own list: every input checked before anything is submitted.
 pub fn check(req: &Request) -> Result<Generated, RunError> {
-    Ok(script::generate_in(&req.gen_args, &req.cwd)?)
+    Ok(script::generate_in(&req.gen_request, &req.cwd)?)
 }
 
 /// Drives the campaign to its end; see the module comment.
@@ -365,7 +364,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Done granule reports gen can size from (or the user's own `--profile`).
     fn profile_usable(&self) -> bool {
-        !self.req.gen_args.sizing.profile.is_empty() || self.profile().is_some()
+        !self.req.gen_request.sizing.profile.is_empty() || self.profile().is_some()
     }
 
     /// What to pass gen as `--profile`: the campaign's report folder; when gen cannot read
@@ -416,7 +415,7 @@ impl Ctx<'_> {
 
     /// Generous limits: one granule per task (side by side), and at least an hour.
     fn pilot_overrides(&self) -> Overrides {
-        let user_time = self.req.gen_args.slurm.time.map(|t| t.seconds);
+        let user_time = self.req.gen_request.slurm.time.map(|t| t.seconds);
         Overrides {
             chunk_size: Some(1),
             time_seconds: Some(user_time.unwrap_or(0).max(decide::PILOT_TIME_SECONDS)),
@@ -442,7 +441,7 @@ impl Ctx<'_> {
         })?;
         let stem = self
             .req
-            .gen_args
+            .gen_request
             .files
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -463,7 +462,7 @@ impl Ctx<'_> {
         }
         write_file(&list_path, text.as_bytes())?;
 
-        let mut g = self.gen_args(&list_path, purpose, &overrides)?;
+        let mut g = self.gen_request(&list_path, purpose, &overrides)?;
         g.files = list_path.clone();
         let generated = script::generate_in(&g, &self.req.cwd)?;
         generated.create_log_dir()?;
@@ -485,9 +484,14 @@ impl Ctx<'_> {
         })
     }
 
-    /// The user's gen flags for a list elsewhere, with `overrides` and the reports on top.
-    fn gen_args(&self, list: &Path, purpose: Purpose, o: &Overrides) -> Result<GenArgs, RunError> {
-        let mut g = self.req.gen_args.clone();
+    /// The user's gen request for a list elsewhere, with `overrides` and the reports on top.
+    fn gen_request(
+        &self,
+        list: &Path,
+        purpose: Purpose,
+        o: &Overrides,
+    ) -> Result<script::Request, RunError> {
+        let mut g = self.req.gen_request.clone();
         // What the campaign's own list implied (a file_list's output folder, clavrx_options
         // beside it) is lost with a list elsewhere: pass it on as flags, as `retry` does.
         if g.step.out.is_none() {

@@ -1,20 +1,19 @@
 //! `pseg-slurm status`: what a campaign's records add up to — counts by status, throughput,
 //! an ETA, the failures with their one-line errors, and the work per host.
 //!
-//! [`summarize`] is pure (records, the list, the time in; a [`Overview`] out) and renders as
-//! text here or as YAML/JSON through serde. [`read`] gathers its inputs from a state folder:
-//! the records say what their holders last wrote; only the claim files (one per granule in
-//! progress, so few) are judged by the takeover rule (`alive.rs`: `/proc` on this host,
-//! `scontrol` for other hosts), so a granule whose holder is provably dead shows as `lost`
-//! rather than `running`, and a claim file that cannot be read is shown with its path.
+//! [`summarize`] is pure (records, the list, the time in; a [`Overview`] out); the `status`
+//! command prints it as text, or as YAML/JSON through serde. [`read`] gathers
+//! its inputs from a state folder: the records say what their holders last wrote; only the
+//! claim files (one per granule in progress, so few) are judged by the takeover rule
+//! (`alive.rs`: `/proc` on this host, `scontrol` for other hosts), so a granule whose holder
+//! is provably dead shows as `lost` rather than `running`, and a claim file that cannot be
+//! read is shown with its path.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::base::time::{Style, duration};
 use crate::domain::granule_list::read_list;
 use crate::domain::ledger::alive::{Liveness, Verdict};
 use crate::domain::ledger::campaign_yaml::Campaign;
@@ -25,8 +24,6 @@ use crate::domain::ledger::key;
 use crate::domain::ledger::record::{Record, Status};
 use crate::domain::ledger::{ClaimContent, Ledger};
 
-/// Failures listed in the text output; YAML and JSON list them all.
-const TEXT_FAILURES: usize = 20;
 /// Slurm jobs listed as still holding granules.
 const MAX_JOBS: usize = 20;
 
@@ -54,7 +51,8 @@ impl Counts {
         }
     }
 
-    fn get(&self, status: Status) -> usize {
+    /// The granules of `status`.
+    pub fn get(&self, status: Status) -> usize {
         match status {
             Status::Pending => self.pending,
             Status::Claimed => self.claimed,
@@ -435,211 +433,13 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Overview {
     s
 }
 
-fn percent(part: usize, whole: usize) -> String {
-    if whole == 0 {
-        String::new()
-    } else {
-        format!("{:5.1}%", part as f64 * 100.0 / whole as f64)
-    }
-}
-
-/// The text a person reads.
-pub fn render_text(s: &Overview) -> String {
-    let mut out = String::new();
-    let w = &mut out;
-    match (&s.list, &s.output_dir) {
-        (Some(list), Some(dir)) => {
-            let _ = writeln!(w, "campaign: {} -> {}", list.display(), dir.display());
-        }
-        _ => {
-            let _ = writeln!(w, "campaign: (no campaign.yaml)");
-        }
-    }
-    let _ = writeln!(w, "state:    {}", s.state_dir.display());
-    let _ = writeln!(w);
-    let _ = writeln!(w, "  granules     {:>8}", s.granules);
-    for status in [
-        Some(Status::Done),
-        Some(Status::Running),
-        Some(Status::Claimed),
-        None,
-        Some(Status::Pending),
-        Some(Status::Interrupted),
-        Some(Status::Failed),
-    ] {
-        // `None`: lost, held by a provably dead process.
-        let (name, n) = match status {
-            Some(status) => (status.name(), s.counts.get(status)),
-            None if s.counts.lost == 0 => continue,
-            None => ("lost", s.counts.lost),
-        };
-        let _ = write!(w, "  {name:<12} {n:>8}  {}", percent(n, s.granules));
-        if status.is_none() {
-            let _ = write!(w, "  (holder provably dead: the next run takes them over)");
-        }
-        let Some(status) = status else {
-            let _ = writeln!(w);
-            continue;
-        };
-        if status == Status::Failed && n > 0 {
-            let _ = write!(
-                w,
-                "  ({} will be tried again on resume, {} out of retries)",
-                s.failed_retryable,
-                n - s.failed_retryable
-            );
-        }
-        let _ = writeln!(w);
-    }
-    if s.not_in_list > 0 {
-        let _ = writeln!(
-            w,
-            "  ({} records of granules not in the list)",
-            s.not_in_list
-        );
-    }
-    if s.attempts > 0 {
-        let _ = writeln!(
-            w,
-            "  attempts     {:>8}  ({} lost with their holder)",
-            s.attempts, s.lost
-        );
-    }
-    let _ = writeln!(w);
-    match s.done_per_hour {
-        Some(rate) => {
-            let _ = writeln!(
-                w,
-                "throughput: {rate:.1} granules/hour over {} ({} done in the last hour)",
-                duration(s.elapsed_seconds, Style::Whole),
-                s.done_last_hour
-            );
-        }
-        None => {
-            let _ = writeln!(w, "throughput: nothing done yet");
-        }
-    }
-    match s.eta_seconds {
-        Some(_) if s.remaining == 0 => {
-            let _ = writeln!(w, "ETA:        nothing left to do");
-        }
-        Some(eta) => {
-            let _ = writeln!(
-                w,
-                "ETA:        {} for {} granules at that rate",
-                duration(eta, Style::Whole),
-                s.remaining
-            );
-        }
-        None => {
-            let _ = writeln!(
-                w,
-                "ETA:        unknown until a granule is done ({} to do)",
-                s.remaining
-            );
-        }
-    }
-    if !s.running_jobs.is_empty() {
-        let _ = writeln!(w, "held by Slurm jobs: {}", s.running_jobs.join(" "));
-    }
-    if !s.failures.is_empty() {
-        let _ = writeln!(w);
-        let shown = s.failures.len().min(TEXT_FAILURES);
-        let _ = write!(w, "failures ({}", s.failures.len());
-        if shown < s.failures.len() {
-            let _ = write!(w, ", first {shown}; --format yaml lists all");
-        }
-        let _ = writeln!(w, "):");
-        let width = s.failures[..shown]
-            .iter()
-            .map(|f| f.name.len())
-            .max()
-            .unwrap_or(0);
-        for f in &s.failures[..shown] {
-            let kind = f.kind.map_or("?", FailureKind::name);
-            let _ = writeln!(
-                w,
-                "  {:<width$}  {kind:<10} attempt {}{}  {}",
-                f.name,
-                f.attempts,
-                if f.retryable { "" } else { ", no retries left" },
-                f.error.as_deref().unwrap_or("(no message)")
-            );
-        }
-    }
-    if !s.lost_claims.is_empty() {
-        let _ = writeln!(
-            w,
-            "\nlost ({}; the next run takes them over, or `pseg-slurm retry --missing`):",
-            s.lost_claims.len()
-        );
-        for l in s.lost_claims.iter().take(TEXT_FAILURES) {
-            let _ = writeln!(
-                w,
-                "  {}  held by {} since {}: {}",
-                l.name,
-                l.holder,
-                crate::base::time::utc(l.claimed),
-                l.why
-            );
-        }
-    }
-    if !s.unreadable_claims.is_empty() {
-        let _ = writeln!(
-            w,
-            "\nunreadable claim files ({}): each blocks its granule until released with \
-             `pseg-slurm release OUT --granule NAME --yes`:",
-            s.unreadable_claims.len()
-        );
-        for u in &s.unreadable_claims {
-            let granule = u
-                .granule
-                .as_ref()
-                .map_or(String::new(), |g| format!(" (granule {g})"));
-            let _ = writeln!(w, "  {}{granule}: {}", u.path.display(), u.why);
-        }
-    }
-    if !s.hosts.is_empty() {
-        let _ = writeln!(w);
-        let width = s
-            .hosts
-            .iter()
-            .map(|h| h.host.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let _ = writeln!(
-            w,
-            "  {:<width$}  {:>8} {:>8} {:>11} {:>6} {:>12}",
-            "host", "done", "failed", "interrupted", "busy", "time"
-        );
-        for h in &s.hosts {
-            let _ = writeln!(
-                w,
-                "  {:<width$}  {:>8} {:>8} {:>11} {:>6} {:>12}",
-                h.host,
-                h.done,
-                h.failed,
-                h.interrupted,
-                h.busy,
-                duration(h.seconds, Style::Whole)
-            );
-        }
-    }
-    for warning in &s.warnings {
-        let _ = writeln!(w, "warning: {warning}");
-    }
-    // Names and messages come from files anyone may name: no control character reaches the
-    // terminal raw.
-    crate::base::escape::controls_in_lines(&out)
-}
-
+/// Records and inputs for tests of the overview and of its text (`cmd::status`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use crate::base::identity::SlurmIds;
 
-    fn rec(name: &str, status: Status, host: &str, start: f64, end: Option<f64>) -> Record {
+    pub fn rec(name: &str, status: Status, host: &str, start: f64, end: Option<f64>) -> Record {
         let mut r = Record::new(name);
         r.status = status;
         r.attempts = 1;
@@ -650,7 +450,7 @@ mod tests {
         r
     }
 
-    fn inputs(names: Option<Vec<&str>>, records: Vec<Record>) -> Inputs {
+    pub fn inputs(names: Option<Vec<&str>>, records: Vec<Record>) -> Inputs {
         Inputs {
             state_dir: "/out/pseg-state".into(),
             campaign: Some(Campaign::new(
@@ -668,7 +468,7 @@ mod tests {
         }
     }
 
-    fn fixture() -> Inputs {
+    pub fn fixture() -> Inputs {
         let mut oom = rec("d.hdf", Status::Failed, "n2", 1000.0, Some(1500.0));
         oom.kind = Some(FailureKind::OutOfMemory);
         oom.charged.insert(FailureKind::OutOfMemory, 2);
@@ -699,6 +499,12 @@ mod tests {
             ],
         )
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{fixture, inputs, rec};
+    use super::*;
 
     #[test]
     fn adds_up_fixture_records() {
@@ -741,19 +547,6 @@ mod tests {
         assert_eq!(n1.seconds, 600.0 + 600.0 + 100.0);
         assert_eq!(s.hosts.len(), 2);
 
-        let text = render_text(&s);
-        for needle in [
-            "campaign: /l.txt -> /out",
-            "  done                3   37.5%",
-            "(1 will be tried again on resume, 1 out of retries)",
-            "throughput: 3.0 granules/hour over 1 h 00 min",
-            "ETA:        1 h 20 min for 4 granules",
-            "held by Slurm jobs: 991",
-            "d.hdf  oom        attempt 2, no retries left  killed for memory (peak 7.9 GiB)",
-            "(1 records of granules not in the list)",
-        ] {
-            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
-        }
         let yaml = serde_yaml::to_string(&s).unwrap();
         assert!(yaml.contains("kind: oom"), "{yaml}");
         let json = serde_json::to_string(&s).unwrap();
@@ -793,16 +586,7 @@ mod tests {
             "a dead holder's job holds nothing"
         );
         assert_eq!(s.hosts[0].busy, 0);
-        let text = render_text(&s);
-        for needle in [
-            "  lost                1   12.5%  (holder provably dead",
-            "  f.hdf  held by n1 pid 4242 (Slurm job 991) since 1970-01-01 01:06:40 UTC: pid \
-             4242 is gone",
-            "unreadable claim files (1)",
-            "  /out/pseg-state/claims/h.hdf (granule h.hdf): empty",
-        ] {
-            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
-        }
+        assert_eq!(s.unreadable_claims.len(), 1);
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains(r#""lost":1"#), "{json}");
     }
@@ -881,9 +665,6 @@ mod tests {
             (empty.counts.pending, empty.done_per_hour, empty.eta_seconds),
             (1, None, None)
         );
-        assert!(
-            render_text(&empty).contains("ETA:        unknown until a granule is done (1 to do)")
-        );
         let finished = summarize(
             inputs(
                 Some(vec!["a"]),
@@ -896,6 +677,6 @@ mod tests {
             finished.elapsed_seconds, 60.0,
             "ends at the last end when idle"
         );
-        assert!(render_text(&finished).contains("nothing left to do"));
+        assert_eq!(finished.remaining, 0);
     }
 }

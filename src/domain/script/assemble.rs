@@ -2,7 +2,9 @@
 //! pseg-step command line, and one header note per setting saying where it came from.
 //!
 //! Takes checked inputs and returns the template context; the only outside call is asking
-//! scontrol for MaxArraySize (array mode, when neither a flag nor the config gives it).
+//! scontrol for MaxArraySize (array mode, when neither a flag nor the config gives it). The
+//! pseg-step command line is judged by the caller's check ([`Inputs::check_step_argv`]):
+//! pseg-step's parser belongs to the command layer.
 
 use std::path::Path;
 
@@ -16,8 +18,9 @@ use crate::domain::script::layout;
 use crate::domain::script::paths::Paths;
 use crate::domain::script::profile::Measurements;
 use crate::domain::script::quote;
-use crate::domain::script::settings::{Settings, Source, Sourced};
+use crate::domain::script::settings::Settings;
 use crate::domain::script::sizing;
+use crate::domain::script::source::{Source, Sourced};
 use crate::domain::site_config::Mode;
 
 /// Everything `context` needs, checked.
@@ -28,6 +31,8 @@ pub struct Inputs<'a> {
     pub config_path: Option<&'a Path>,
     pub measurements: &'a Measurements,
     pub peak_mem: Option<Size>,
+    /// pseg-step's judgement of the step command line.
+    pub check_step_argv: crate::domain::script::StepArgvCheck,
     /// What renders the script (for the header).
     pub template: &'a str,
     /// What the list is, in words ([`crate::domain::granule_list::GranuleList::describe`]).
@@ -74,7 +79,7 @@ pub fn context(inputs: &Inputs, warnings: &mut Vec<String>) -> Result<ScriptCont
     notes.extend(program_notes(p));
 
     let step_argv = step_argv(s, p, spread.array.as_ref());
-    check_step_argv(s, &step_argv)?;
+    (inputs.check_step_argv)(&s.step_args, &step_argv)?;
     let container = p.container.as_ref().map(|c| ContainerVars {
         runtime: c.runtime.clone(),
         image: text(&c.image.value),
@@ -600,89 +605,6 @@ fn default_job_name(list: &Path) -> String {
     format!("pseg-{stem}")
 }
 
-/// Flags gen sets itself from its own flags or config keys; `step_args` may not set them.
-const SET_BY_GEN: &[(&str, &str)] = &[
-    ("files", "it is the list given to gen"),
-    ("exe", "use --exe or the config key `clavrxorb`"),
-    ("options", "use --options or the config key `options`"),
-    ("out", "use --out or the config key `output_dir`"),
-    ("work", "use --work or the config key `work_dir`"),
-    ("state", "the campaign's state folder is OUT/pseg-state"),
-    (
-        "chunk_size",
-        "use --chunk-size or the config key `granules_per_task`",
-    ),
-    ("scan_lines", "use the config key `scan_lines`"),
-    ("max_workers", "use the config key `max_workers`"),
-    ("max_lead", "use the config key `max_lead`"),
-    ("stall_timeout", "use the config key `stall_timeout`"),
-    ("serial", "use the config key `serial`"),
-    ("keep_work", "use the config key `keep_work`"),
-];
-
-/// Parses the step's command line with pseg-step's own parser, so a bad `step_args` fails
-/// here, not in every array element at once; `step_args` may not set what gen sets.
-fn check_step_argv(s: &Settings, argv: &[String]) -> Result<(), GenError> {
-    use clap::{CommandFactory, FromArgMatches};
-    let from = || Some(Source::Config("step_args"));
-    // `--check` stands in for the list gen adds (it makes --files optional); the full
-    // command line below tells whether step_args set it too.
-    let extra = crate::domain::step::StepArgs::command()
-        .try_get_matches_from(
-            ["pseg-step", "--check"]
-                .into_iter()
-                .chain(s.step_args.iter().map(String::as_str)),
-        )
-        .map_err(|e| GenError::StepArgs {
-            message: first_line(&e.to_string()),
-            from: from(),
-        })?;
-    for (id, instead) in SET_BY_GEN.iter().filter(|(id, _)| *id != "check") {
-        if extra.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
-            let long = crate::domain::step::StepArgs::command()
-                .get_arguments()
-                .find(|a| a.get_id() == id)
-                .and_then(|a| a.get_long().map(|l| format!("--{l}")))
-                .unwrap_or_else(|| id.to_string());
-            return Err(GenError::StepArgSetByGen {
-                flag: long,
-                instead: instead.to_string(),
-            });
-        }
-    }
-    let matches = crate::domain::step::StepArgs::command()
-        .try_get_matches_from(argv)
-        .map_err(|e| GenError::StepArgs {
-            message: first_line(&e.to_string()),
-            from: (!s.step_args.is_empty()).then(from).flatten(),
-        })?;
-    let parsed = crate::domain::step::StepArgs::from_arg_matches(&matches).map_err(|e| {
-        GenError::StepArgs {
-            message: first_line(&e.to_string()),
-            from: None,
-        }
-    })?;
-    if parsed.check {
-        return Err(GenError::StepArgSetByGen {
-            flag: "--check".into(),
-            instead: "a job does not check, it runs".into(),
-        });
-    }
-    Ok(())
-}
-
-/// clap's message on one line, without its usage and help hints.
-fn first_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-        .trim_start_matches("error: ")
-        .to_string()
-}
-
 /// A checked path as text (paths were refused earlier unless UTF-8).
 fn text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
@@ -695,103 +617,4 @@ fn one_line(note: &str) -> String {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cmd::args::{Cli, Command};
-    use crate::domain::script::settings;
-    use crate::domain::script::settings::Sourced;
-    use crate::domain::site_config::SiteConfig;
-    use crate::domain::step::StepArgs;
-    use clap::Parser;
-    use std::path::PathBuf;
-
-    fn settings(config: &str, extra: &[&str]) -> Settings {
-        let mut argv = vec!["pseg-slurm", "gen", "--files", "l.txt"];
-        argv.extend_from_slice(extra);
-        let Command::Gen(g) = Cli::try_parse_from(argv).unwrap().command else {
-            unreachable!()
-        };
-        let c = SiteConfig::parse(config, Path::new("/etc/site.yaml")).unwrap();
-        settings::resolve(&g, &c, Path::new("/w")).unwrap()
-    }
-
-    fn paths() -> Paths {
-        Paths {
-            list: "/d/file_list".into(),
-            options: "/d/clavrx_options".into(),
-            out: "/o".into(),
-            log_dir: "/o/logs".into(),
-            work: Some("/scratch/w".into()),
-            exe: Some(Sourced::new("/opt/clavrxorb".into(), Source::Default)),
-            pseg_step: Sourced::new("/bin/pseg-step".into(), Source::Default),
-            container: None,
-        }
-    }
-
-    /// The contract between gen and pseg-step: every flag gen writes means to pseg-step
-    /// what gen meant.
-    #[test]
-    fn the_step_command_line_parses_as_pseg_step_reads_it() {
-        let s = settings(
-            "scan_lines: 50\nmax_workers: 3\nmax_lead: 4\nstall_timeout: 99\nserial: true\n\
-             keep_work: true\nstep_args: ['--mem-admission', 'off', '--sample-interval=0.5']\n",
-            &[],
-        );
-        let array = ArrayVars {
-            chunk_size: 7,
-            chunks: 2,
-            last_index: 1,
-            limit: None,
-            spec: "0-1".into(),
-            max_array_size: 1001,
-        };
-        let argv = step_argv(&s, &paths(), Some(&array));
-        check_step_argv(&s, &argv).unwrap();
-        let a = StepArgs::try_parse_from(&argv).unwrap();
-        assert_eq!(a.files, Some(PathBuf::from("/d/file_list")));
-        assert_eq!(a.options, Some(PathBuf::from("/d/clavrx_options")));
-        assert_eq!(a.out, Some(PathBuf::from("/o")));
-        assert_eq!(a.work, Some(PathBuf::from("/scratch/w")));
-        assert_eq!(a.exe, PathBuf::from("/opt/clavrxorb"));
-        assert_eq!(a.scan_lines, Some(50));
-        assert_eq!(a.max_workers, Some(3));
-        assert_eq!(a.max_lead, 4);
-        assert_eq!(a.stall_timeout, 99);
-        assert!(a.serial && a.keep_work && !a.check);
-        assert_eq!(a.chunk_size, Some(7));
-        assert_eq!(a.mem_admission, "off");
-        assert_eq!(a.sample_interval, 0.5);
-    }
-
-    #[test]
-    fn step_args_pseg_step_would_refuse_are_refused_now() {
-        for (step_args, wanted) in [
-            ("['--no-such-flag']", "--no-such-flag"),
-            ("['--sample-interval', 'inf']", "inf"),
-            ("['--max-lead', '0']", "--max-lead"),
-        ] {
-            let s = settings(&format!("step_args: {step_args}\n"), &[]);
-            let argv = step_argv(&s, &paths(), None);
-            let e = check_step_argv(&s, &argv).unwrap_err();
-            let msg = e.to_string();
-            assert!(matches!(e, GenError::StepArgs { .. }), "{msg}");
-            assert!(
-                msg.contains(wanted) && msg.contains("site config `step_args`"),
-                "{msg}"
-            );
-        }
-        for (flag, args, key) in [
-            ("--out", "['--out', '5']", "output_dir"),
-            ("--scan-lines", "['--scan-lines=5']", "scan_lines"),
-            ("--check", "['--check']", "runs"),
-        ] {
-            let s = settings(&format!("step_args: {args}\n"), &[]);
-            let e = check_step_argv(&s, &step_argv(&s, &paths(), None)).unwrap_err();
-            let msg = e.to_string();
-            assert!(msg.contains(flag) && msg.contains(key), "{msg}");
-        }
-    }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::domain::granule_list::ListError;
 use crate::domain::script::layout::LayoutError;
 use crate::domain::script::profile::ProfileError;
-use crate::domain::script::settings::Source;
+use crate::domain::script::source::Source;
 use crate::domain::script::templates::TemplateError;
 use crate::domain::site_config::{ConfigError, Mode};
 

@@ -1,6 +1,7 @@
 //! `pseg-slurm gen`: from a granule list, a site config and flags to one complete sbatch
 //! script, with a header that says where every number came from.
 //!
+//! The caller asks with a [`Request`] (plain data: the command layer turns flags into it).
 //! [`generate`] reads and checks the inputs (list, config, reports, paths), then the pure
 //! parts decide: [`layout`] cuts the list, [`sizing`] turns measurements into memory and
 //! time, [`templates`] renders [`context::ScriptContext`]. Nothing is written to stdout or
@@ -14,8 +15,10 @@ pub mod error;
 pub mod layout;
 pub mod profile;
 pub mod quote;
+pub mod request;
 pub mod settings;
 pub mod sizing;
+pub mod source;
 pub mod templates;
 
 mod assemble;
@@ -23,11 +26,12 @@ mod paths;
 
 use std::path::PathBuf;
 
-use crate::cmd::args::GenArgs;
 use crate::domain::granule_list::read_list;
 use crate::domain::site_config::SiteConfig;
+use source::{Source, Sourced};
 
 pub use error::GenError;
+pub use request::{Request, StepArgvCheck};
 
 /// A rendered script and what the user should hear about it on stderr.
 #[derive(Debug, Clone)]
@@ -54,14 +58,14 @@ impl Generated {
 }
 
 /// Runs `gen`: checks everything, then renders. See the module comment.
-pub fn generate(args: &GenArgs) -> Result<Generated, GenError> {
+pub fn generate(args: &Request) -> Result<Generated, GenError> {
     let cwd = std::env::current_dir().map_err(GenError::Cwd)?;
     generate_in(args, &cwd)
 }
 
 /// [`generate`] with relative paths in `args` taken against `cwd` instead of the current
 /// folder (`pseg-slurm retry` replays a gen call made elsewhere).
-pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, GenError> {
+pub fn generate_in(args: &Request, cwd: &std::path::Path) -> Result<Generated, GenError> {
     let cwd = cwd.to_path_buf();
     let config_path = args.config.as_ref().map(|p| paths::absolute(&cwd, p));
     let config = match &config_path {
@@ -81,7 +85,7 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
         .collect();
     let measurements = profile::read_all(&reports)?;
     let mut warnings = Vec::new();
-    if settings.warning_seconds.source == settings::Source::Default
+    if settings.warning_seconds.source == Source::Default
         && let Some(warning) = settings::warning_for(measurements.slowest_segment_seconds())
         && warning > settings.warning_seconds.value
         // A limit given by hand that the longer warning would not fit under keeps the default.
@@ -90,15 +94,15 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
             .as_ref()
             .is_none_or(|t| t.value.seconds > u64::from(warning))
     {
-        settings.warning_seconds = settings::Sourced::new(
+        settings.warning_seconds = Sourced::new(
             warning,
-            settings::Source::Derived(
+            Source::Derived(
                 "the profile's slowest segment plus pseg-step's 30 s drain margin, so a \
                  segment in flight when the warning comes can still be written",
             ),
         );
     }
-    let cores = (settings.cpus_per_task.source == settings::Source::Default).then(|| {
+    let cores = (settings.cpus_per_task.source == Source::Default).then(|| {
         let choice = cores::choose(&settings, config.min_efficiency, &reports, &mut warnings);
         settings.cpus_per_task.value = choice.cpus;
         choice
@@ -116,6 +120,7 @@ pub fn generate_in(args: &GenArgs, cwd: &std::path::Path) -> Result<Generated, G
         config_path: config_path.as_deref(),
         measurements: &measurements,
         peak_mem: args.sizing.peak_mem,
+        check_step_argv: args.check_step_argv,
         template: &templates.what,
         list_kind: list.describe(),
         cores: cores.as_ref(),

@@ -12,7 +12,8 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::domain::granule_list::GranuleList;
 use crate::domain::script::error::GenError;
-use crate::domain::script::settings::{Settings, Source, Sourced};
+use crate::domain::script::settings::Settings;
+use crate::domain::script::source::{Source, Sourced};
 use crate::domain::site_config::is_bare_name;
 
 /// Where a job's logs go, under the output folder.

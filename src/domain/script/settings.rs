@@ -6,15 +6,14 @@
 //! script's header can say which one won. No file is read here (relative flag paths are made
 //! absolute against the current folder); [`Settings::take_list_defaults`] only `stat`s.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::base::units::Size;
-use crate::base::units::{Percent, Percentile, TimeLimit};
-use crate::cmd::args::GenArgs;
+use crate::base::units::{Percent, Percentile, Size, TimeLimit};
 use crate::domain::granule_list::GranuleList;
 use crate::domain::script::error::GenError;
+use crate::domain::script::request::{self, Request};
 use crate::domain::script::sizing::DEFAULT_HEADROOM;
+use crate::domain::script::source::{Source, Sourced};
 use crate::domain::site_config::{Mode, SiteConfig, is_bare_name};
 
 /// Seconds before the time limit that Slurm warns pseg-step (SIGUSR1) by default.
@@ -30,43 +29,6 @@ pub fn warning_for(slowest_segment_seconds: Option<f64>) -> Option<u16> {
     let slowest = slowest_segment_seconds.filter(|s| s.is_finite() && *s >= 0.0)?;
     let seconds = (slowest + DRAIN_MARGIN_SECONDS).ceil();
     Some(seconds.min(f64::from(u16::MAX)) as u16)
-}
-
-/// Where a setting came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A `gen` flag, e.g. `--partition`.
-    Flag(&'static str),
-    /// A site config key, e.g. `partition`.
-    Config(&'static str),
-    /// Built into pseg-slurm.
-    Default,
-    /// Found or worked out by gen, e.g. `clavrxorb on PATH`.
-    Derived(&'static str),
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Flag(flag) => write!(f, "{flag} flag"),
-            Source::Config(key) => write!(f, "site config `{key}`"),
-            Source::Default => f.write_str("default"),
-            Source::Derived(how) => f.write_str(how),
-        }
-    }
-}
-
-/// A value and where it came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sourced<T> {
-    pub value: T,
-    pub source: Source,
-}
-
-impl<T> Sourced<T> {
-    pub fn new(value: T, source: Source) -> Sourced<T> {
-        Sourced { value, source }
-    }
 }
 
 /// The flag if given, else the config key, else nothing.
@@ -121,12 +83,93 @@ pub struct Settings {
 }
 
 /// Merges flags over the config. `cwd` is what relative flag paths are relative to.
-pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settings, GenError> {
-    let abs = |p: &PathBuf| cwd.join(p);
-    let (s, st, sz) = (&args.slurm, &args.step, &args.sizing);
+pub fn resolve(args: &Request, config: &SiteConfig, cwd: &Path) -> Result<Settings, GenError> {
     let mode = pick(args.mode, "--mode", config.mode, "mode")
         .unwrap_or(Sourced::new(Mode::Array, Source::Default));
+    refuse_other_mode_flags(&args.slurm, &mode)?;
+    check_sbatch_values(&args.slurm, config)?;
+    let job_name = job_name(&args.slurm, config)?;
+    let Allocation {
+        partition,
+        account,
+        qos,
+        time,
+        cpus_per_task,
+        memory,
+        chunk_size,
+        array_limit,
+        max_array_size,
+        ntasks,
+        warning_seconds,
+    } = allocation(&args.slurm, config);
+    let StepPaths {
+        exe,
+        options,
+        out,
+        work,
+        pseg_step,
+        container_image,
+    } = step_paths(&args.step, config, cwd);
+    Ok(Settings {
+        mode,
+        partition,
+        account,
+        qos,
+        time,
+        cpus_per_task,
+        memory,
+        job_name,
+        headroom: pick(
+            args.sizing.headroom,
+            "--headroom",
+            config.headroom,
+            "headroom",
+        )
+        .unwrap_or(Sourced::new(DEFAULT_HEADROOM, Source::Default)),
+        percentile: pick(
+            args.sizing.percentile,
+            "--percentile",
+            config.percentile,
+            "percentile",
+        )
+        .unwrap_or(Sourced::new(Percentile::MAX, Source::Default)),
+        chunk_size,
+        array_limit,
+        max_array_size,
+        ntasks,
+        warning_seconds,
+        exe,
+        options,
+        out,
+        work,
+        pseg_step,
+        max_workers: config.max_workers.map(|n| n.get()),
+        max_lead: config.max_lead.map(|n| n.get()),
+        scan_lines: config.scan_lines.map(|n| n.get()),
+        stall_timeout: config.stall_timeout.map(|n| n.get()),
+        serial: config.serial.unwrap_or(false),
+        keep_work: config.keep_work.unwrap_or(false),
+        step_args: config.step_args.clone(),
+        container_image,
+        container_runtime: config
+            .container_runtime
+            .clone()
+            .unwrap_or_else(|| "apptainer".to_string()),
+        container_binds: config.container_binds.clone(),
+        template_file: args.template.as_ref().map(|p| cwd.join(p)),
+        template_dir: config.template_dir.clone(),
+        extra_sbatch: config
+            .extra_sbatch
+            .iter()
+            .map(|l| normalize_directive(l))
+            .collect(),
+        setup: config.setup.clone(),
+    })
+}
 
+/// Flags only the other mode reads are refused (config keys of the other mode are fine: one
+/// config serves both modes).
+fn refuse_other_mode_flags(s: &request::Slurm, mode: &Sourced<Mode>) -> Result<(), GenError> {
     let wrong_mode = |flag: &'static str, wanted: Mode| GenError::WrongMode {
         flag,
         wanted,
@@ -147,9 +190,11 @@ pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settin
     if mode.value == Mode::Array && s.ntasks.is_some() {
         return Err(wrong_mode("--ntasks", Mode::Tasks));
     }
+    Ok(())
+}
 
-    // Executables: a bare name (no folder) stays a name, looked up on PATH later.
-    let command = |p: &PathBuf| if is_bare_name(p) { p.clone() } else { abs(p) };
+/// Every value that goes on an `#SBATCH` line, from a flag or the config, stays on it.
+fn check_sbatch_values(s: &request::Slurm, config: &SiteConfig) -> Result<(), GenError> {
     for (what, value) in [
         ("--partition", &s.partition),
         ("--account", &s.account),
@@ -167,6 +212,11 @@ pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settin
     for line in &config.extra_sbatch {
         single_line("extra_sbatch", line)?;
     }
+    Ok(())
+}
+
+/// The job name, when given: a plain name, since it names the log files.
+fn job_name(s: &request::Slurm, config: &SiteConfig) -> Result<Option<Sourced<String>>, GenError> {
     let job_name = pick(
         s.job_name.clone(),
         "--job-name",
@@ -179,8 +229,26 @@ pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settin
             from: name.source.clone(),
         });
     }
+    Ok(job_name)
+}
 
-    Ok(Settings {
+/// What Slurm is asked for and how the list is cut, merged.
+struct Allocation {
+    partition: Option<Sourced<String>>,
+    account: Option<Sourced<String>>,
+    qos: Option<Sourced<String>>,
+    time: Option<Sourced<TimeLimit>>,
+    cpus_per_task: Sourced<u32>,
+    memory: Option<Sourced<Size>>,
+    chunk_size: Sourced<usize>,
+    array_limit: Option<Sourced<u32>>,
+    max_array_size: Option<Sourced<usize>>,
+    ntasks: Option<Sourced<usize>>,
+    warning_seconds: Sourced<u16>,
+}
+
+fn allocation(s: &request::Slurm, config: &SiteConfig) -> Allocation {
+    Allocation {
         partition: pick(
             s.partition.clone(),
             "--partition",
@@ -203,16 +271,6 @@ pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settin
         )
         .unwrap_or(Sourced::new(1, Source::Default)),
         memory: pick(s.memory, "--memory", config.memory, "memory"),
-        job_name,
-        headroom: pick(sz.headroom, "--headroom", config.headroom, "headroom")
-            .unwrap_or(Sourced::new(DEFAULT_HEADROOM, Source::Default)),
-        percentile: pick(
-            sz.percentile,
-            "--percentile",
-            config.percentile,
-            "percentile",
-        )
-        .unwrap_or(Sourced::new(Percentile::MAX, Source::Default)),
         chunk_size: pick(
             s.chunk_size.map(|n| n.get()),
             "--chunk-size",
@@ -242,6 +300,24 @@ pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settin
             .warning_seconds
             .map(|n| Sourced::new(n, Source::Flag("--warning-seconds")))
             .unwrap_or(Sourced::new(DEFAULT_WARNING_SECONDS, Source::Default)),
+    }
+}
+
+/// The files and folders each task uses, merged; flag paths absolute against `cwd`.
+struct StepPaths {
+    exe: Option<Sourced<PathBuf>>,
+    options: Option<Sourced<PathBuf>>,
+    out: Option<Sourced<PathBuf>>,
+    work: Option<Sourced<PathBuf>>,
+    pseg_step: Option<Sourced<PathBuf>>,
+    container_image: Option<Sourced<PathBuf>>,
+}
+
+fn step_paths(st: &request::Step, config: &SiteConfig, cwd: &Path) -> StepPaths {
+    let abs = |p: &PathBuf| cwd.join(p);
+    // Executables: a bare name (no folder) stays a name, looked up on PATH later.
+    let command = |p: &PathBuf| if is_bare_name(p) { p.clone() } else { abs(p) };
+    StepPaths {
         exe: pick(
             st.exe.as_ref().map(command),
             "--exe",
@@ -272,34 +348,13 @@ pub fn resolve(args: &GenArgs, config: &SiteConfig, cwd: &Path) -> Result<Settin
             config.pseg_step.clone(),
             "pseg_step",
         ),
-        max_workers: config.max_workers.map(|n| n.get()),
-        max_lead: config.max_lead.map(|n| n.get()),
-        scan_lines: config.scan_lines.map(|n| n.get()),
-        stall_timeout: config.stall_timeout.map(|n| n.get()),
-        serial: config.serial.unwrap_or(false),
-        keep_work: config.keep_work.unwrap_or(false),
-        step_args: config.step_args.clone(),
         container_image: pick(
             st.container.as_ref().map(abs),
             "--container",
             config.container_image.clone(),
             "container_image",
         ),
-        container_runtime: config
-            .container_runtime
-            .clone()
-            .unwrap_or_else(|| "apptainer".to_string()),
-        container_binds: config.container_binds.clone(),
-        template_file: args.template.as_ref().map(abs),
-        template_dir: config.template_dir.clone(),
-        extra_sbatch: config
-            .extra_sbatch
-            .iter()
-            .map(|l| normalize_directive(l))
-            .collect(),
-        setup: config.setup.clone(),
-        mode,
-    })
+    }
 }
 
 impl Settings {
@@ -360,17 +415,16 @@ fn normalize_directive(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::args::{Cli, Command};
-    use clap::Parser;
+    use std::num::NonZeroUsize;
 
-    fn args(extra: &[&str]) -> GenArgs {
-        let mut argv = vec!["pseg-slurm", "gen", "--files", "l.txt"];
-        argv.extend_from_slice(extra);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Command::Gen(g) => *g,
-            _ => unreachable!(),
-        }
+    /// A request for `l.txt` (`gen --files l.txt`) with what `set` gives on top.
+    fn args(set: impl FnOnce(&mut Request)) -> Request {
+        let mut r = Request::new("l.txt".into(), |_, _| Ok(()));
+        set(&mut r);
+        r
     }
+
+    fn none(_: &mut Request) {}
 
     fn config(text: &str) -> SiteConfig {
         SiteConfig::parse(text, Path::new("/etc/site.yaml")).unwrap()
@@ -379,7 +433,12 @@ mod tests {
     #[test]
     fn flags_beat_config_beats_default() {
         let c = config("partition: short\ncpus_per_task: 8\nqos: low\n");
-        let s = resolve(&args(&["--partition", "long"]), &c, Path::new("/w")).unwrap();
+        let s = resolve(
+            &args(|r| r.slurm.partition = Some("long".into())),
+            &c,
+            Path::new("/w"),
+        )
+        .unwrap();
         let p = s.partition.unwrap();
         assert_eq!(
             (p.value.as_str(), p.source),
@@ -397,14 +456,11 @@ mod tests {
     #[test]
     fn flag_paths_are_absolute_against_cwd() {
         let s = resolve(
-            &args(&[
-                "--options",
-                "o.txt",
-                "--out",
-                "/abs/out",
-                "--pseg-step",
-                "pseg-step",
-            ]),
+            &args(|r| {
+                r.step.options = Some("o.txt".into());
+                r.step.out = Some("/abs/out".into());
+                r.step.pseg_step = Some("pseg-step".into());
+            }),
             &SiteConfig::default(),
             Path::new("/w"),
         )
@@ -417,14 +473,17 @@ mod tests {
     #[test]
     fn flags_of_the_other_mode_are_refused() {
         let e = resolve(
-            &args(&["--mode", "tasks", "--chunk-size", "3"]),
+            &args(|r| {
+                r.mode = Some(Mode::Tasks);
+                r.slurm.chunk_size = NonZeroUsize::new(3);
+            }),
             &SiteConfig::default(),
             Path::new("/w"),
         )
         .unwrap_err();
         assert!(e.to_string().contains("--chunk-size"), "{e}");
         let e = resolve(
-            &args(&["--ntasks", "3"]),
+            &args(|r| r.slurm.ntasks = NonZeroUsize::new(3)),
             &config("mode: array\n"),
             Path::new("/w"),
         )
@@ -435,14 +494,14 @@ mod tests {
             "{msg}"
         );
         // Config keys of the other mode are fine: one config serves both modes.
-        assert!(resolve(&args(&[]), &config("ntasks: 4\n"), Path::new("/w")).is_ok());
+        assert!(resolve(&args(none), &config("ntasks: 4\n"), Path::new("/w")).is_ok());
     }
 
     #[test]
     fn job_names_are_plain_names() {
         for bad in ["../x", "a/b", "a b", ".hidden", "x%j"] {
             let e = resolve(
-                &args(&["--job-name", bad]),
+                &args(|r| r.slurm.job_name = Some(bad.into())),
                 &SiteConfig::default(),
                 Path::new("/w"),
             )
@@ -450,10 +509,10 @@ mod tests {
             assert!(matches!(e, GenError::BadJobName { .. }), "{bad}: {e}");
             assert!(e.to_string().contains("--job-name flag"), "{e}");
         }
-        let e = resolve(&args(&[]), &config("job_name: logs/x\n"), Path::new("/w")).unwrap_err();
+        let e = resolve(&args(none), &config("job_name: logs/x\n"), Path::new("/w")).unwrap_err();
         assert!(e.to_string().contains("site config `job_name`"), "{e}");
         let s = resolve(
-            &args(&["-J", "pseg-2024.v1_a+b"]),
+            &args(|r| r.slurm.job_name = Some("pseg-2024.v1_a+b".into())),
             &SiteConfig::default(),
             Path::new("/w"),
         );
@@ -463,20 +522,23 @@ mod tests {
     #[test]
     fn values_for_directives_stay_on_one_line() {
         let e = resolve(
-            &args(&["--job-name", "a\nb"]),
+            &args(|r| r.slurm.job_name = Some("a\nb".into())),
             &SiteConfig::default(),
             Path::new("/w"),
         )
         .unwrap_err();
         assert!(e.to_string().contains("--job-name"), "{e}");
         let c = config("extra_sbatch: ['']\n");
-        assert!(resolve(&args(&[]), &c, Path::new("/w")).is_err());
+        assert!(resolve(&args(none), &c, Path::new("/w")).is_err());
     }
 
     #[test]
     fn bare_executable_names_stay_names() {
         let s = resolve(
-            &args(&["--exe", "clavrxorb", "--pseg-step", "./pseg-step"]),
+            &args(|r| {
+                r.step.exe = Some("clavrxorb".into());
+                r.step.pseg_step = Some("./pseg-step".into());
+            }),
             &SiteConfig::default(),
             Path::new("/w"),
         )
@@ -488,7 +550,7 @@ mod tests {
     #[test]
     fn directives_lose_their_prefix() {
         let c = config("extra_sbatch: ['#SBATCH --exclusive', ' --constraint=x ']\n");
-        let s = resolve(&args(&[]), &c, Path::new("/w")).unwrap();
+        let s = resolve(&args(none), &c, Path::new("/w")).unwrap();
         assert_eq!(s.extra_sbatch, vec!["--exclusive", "--constraint=x"]);
     }
 
