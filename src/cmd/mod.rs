@@ -14,6 +14,7 @@ mod plan;
 mod release;
 pub mod report;
 pub mod run;
+mod step;
 pub mod step_args;
 mod verify;
 
@@ -51,17 +52,7 @@ pub fn pseg_slurm() -> ExitCode {
 
 /// `pseg-step`'s whole run (or, when started as one, the orphan guard's).
 pub fn pseg_step() -> ExitCode {
-    if crate::domain::fanout::orphan_guard::run_if_watchdog() {
-        return ExitCode::SUCCESS;
-    }
-    match crate::domain::step::run(step_args::StepArgs::parse()) {
-        Ok(status) => ExitCode::from(status),
-        Err(e) => {
-            let message = crate::base::escape::controls_in_lines(&e.to_string());
-            eprintln!("pseg-step: error: {message}");
-            ExitCode::from(e.exit_status())
-        }
-    }
+    step::main()
 }
 
 fn dispatch(cli: Cli) -> Outcome {

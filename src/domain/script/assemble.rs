@@ -582,7 +582,7 @@ fn check_step_argv(s: &Settings, argv: &[String]) -> Result<(), GenError> {
     let from = || Some(Source::Config("step_args"));
     // `--check` stands in for the list gen adds (it makes --files optional); the full
     // command line below tells whether step_args set it too.
-    let extra = crate::domain::step::StepArgs::command()
+    let extra = crate::cmd::step_args::StepArgs::command()
         .try_get_matches_from(
             ["pseg-step", "--check"]
                 .into_iter()
@@ -594,7 +594,7 @@ fn check_step_argv(s: &Settings, argv: &[String]) -> Result<(), GenError> {
         })?;
     for (id, instead) in SET_BY_GEN.iter().filter(|(id, _)| *id != "check") {
         if extra.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
-            let long = crate::domain::step::StepArgs::command()
+            let long = crate::cmd::step_args::StepArgs::command()
                 .get_arguments()
                 .find(|a| a.get_id() == id)
                 .and_then(|a| a.get_long().map(|l| format!("--{l}")))
@@ -605,13 +605,13 @@ fn check_step_argv(s: &Settings, argv: &[String]) -> Result<(), GenError> {
             });
         }
     }
-    let matches = crate::domain::step::StepArgs::command()
+    let matches = crate::cmd::step_args::StepArgs::command()
         .try_get_matches_from(argv)
         .map_err(|e| GenError::StepArgs {
             message: first_line(&e.to_string()),
             from: (!s.step_args.is_empty()).then(from).flatten(),
         })?;
-    let parsed = crate::domain::step::StepArgs::from_arg_matches(&matches).map_err(|e| {
+    let parsed = crate::cmd::step_args::StepArgs::from_arg_matches(&matches).map_err(|e| {
         GenError::StepArgs {
             message: first_line(&e.to_string()),
             from: None,
@@ -656,10 +656,10 @@ fn plural(n: usize) -> &'static str {
 mod tests {
     use super::*;
     use crate::cmd::args::{Cli, Command};
+    use crate::cmd::step_args::StepArgs;
     use crate::domain::script::settings;
     use crate::domain::script::settings::Sourced;
     use crate::domain::site_config::SiteConfig;
-    use crate::domain::step::StepArgs;
     use clap::Parser;
     use std::path::PathBuf;
 
