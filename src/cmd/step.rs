@@ -174,3 +174,49 @@ fn exit_status(e: &StepError) -> u8 {
         StepError::Ledger(_) => STATE_DIR,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ledger::LedgerError;
+    use nix::errno::Errno;
+
+    fn os(errno: Errno) -> std::io::Error {
+        std::io::Error::from_raw_os_error(errno as i32)
+    }
+
+    #[test]
+    fn a_full_disk_is_a_storage_failure_whichever_folder_refused() {
+        let full = StepError::os("writing")(os(Errno::ENOSPC));
+        assert_eq!(exit_status(&full), 9);
+        let state_full = StepError::Ledger(LedgerError::Write {
+            path: "state/records/x".into(),
+            source: os(Errno::ENOSPC),
+        });
+        assert_eq!(exit_status(&state_full), 9);
+        // Not a storage failure: the OS refused something else, or the state folder did.
+        assert_eq!(exit_status(&StepError::os("signals")(os(Errno::EPERM))), 11);
+        let state_denied = StepError::Ledger(LedgerError::Write {
+            path: "state/records/x".into(),
+            source: os(Errno::EACCES),
+        });
+        assert_eq!(exit_status(&state_denied), 12);
+    }
+
+    #[test]
+    fn interrupted_is_128_plus_the_signal() {
+        let warned = Ending::TimeLimit {
+            signal: 10,
+            done: 0,
+            not_started: 1,
+        };
+        assert_eq!(say_ending(warned), 138);
+        assert_eq!(
+            say_ending(Ending::Interrupted {
+                signal: 15,
+                done: 0
+            }),
+            143
+        );
+    }
+}

@@ -686,3 +686,67 @@ fn writable_dir(
     tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
     std::path::absolute(dir).map_err(fail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Keeps the lines the step says, as the command would print them.
+    #[derive(Default)]
+    struct Said(RefCell<Vec<String>>);
+
+    impl Notices for Said {
+        fn notice(&self, line: &str) {
+            self.0.borrow_mut().push(line.to_string());
+        }
+
+        fn warning(&self, line: &str) {
+            self.0.borrow_mut().push(format!("warning: {line}"));
+        }
+    }
+
+    fn request(serial: bool) -> Request {
+        Request {
+            files: "list".into(),
+            exe: "/bin/true".into(),
+            options: None,
+            out: None,
+            state: None,
+            work: None,
+            scan_lines: None,
+            max_workers: None,
+            max_lead: 2,
+            max_granules: 1,
+            serial,
+            chunk_size: None,
+            stall_timeout: Duration::from_secs(600),
+            drain_margin: Duration::from_secs(30),
+            sample_interval: None,
+            mem_budget: None,
+            profile: Vec::new(),
+            mem_admission: true,
+            keep_work: false,
+        }
+    }
+
+    #[test]
+    fn serial_runs_a_build_without_tracer_untraced_and_says_so() {
+        let exe = Path::new("/bin/true");
+        let said = Said::default();
+        let symbols = tracer_symbols(&request(true), exe, &said).expect("serial goes on");
+        assert!(symbols.is_none());
+        assert_eq!(
+            said.0.into_inner(),
+            [
+                "warning: /bin/true has no tracer symbols: --serial runs it without the tracer, \
+              on a weaker proof of completion (exit 0 and every output non-empty)"
+            ]
+        );
+
+        let said = Said::default();
+        let err = tracer_symbols(&request(false), exe, &said).unwrap_err();
+        assert!(matches!(err, StepError::Tracer(_)), "{err}");
+        assert!(said.0.into_inner().is_empty());
+    }
+}
