@@ -48,7 +48,7 @@ pub struct Plan<'n> {
     pub keep_failed: Option<PathBuf>,
     /// How the time-limit warning is judged (the prior is per granule: see [`run`]).
     pub drain: DrainPolicy,
-    /// Where warnings go.
+    /// Where the step's notices and warnings go (the command prints them).
     pub notices: &'n dyn Notices,
 }
 
