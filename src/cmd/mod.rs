@@ -18,13 +18,14 @@ pub mod report;
 mod retry;
 pub mod run;
 mod status;
+mod step;
 pub mod step_args;
 mod verify;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use args::{Cli, Command};
 
@@ -50,17 +51,7 @@ pub fn pseg_slurm() -> ExitCode {
 
 /// `pseg-step`'s whole run (or, when started as one, the orphan guard's).
 pub fn pseg_step() -> ExitCode {
-    if crate::domain::fanout::orphan_guard::run_if_watchdog() {
-        return ExitCode::SUCCESS;
-    }
-    match crate::domain::step::run(step_args::StepArgs::parse()) {
-        Ok(status) => ExitCode::from(status),
-        Err(e) => {
-            let message = crate::base::escape::controls_in_lines(&e.to_string());
-            eprintln!("pseg-step: error: {message}");
-            ExitCode::from(e.exit_status())
-        }
-    }
+    step::main()
 }
 
 fn dispatch(cli: Cli, matches: &ArgMatches) -> Outcome {

@@ -31,6 +31,9 @@ pub trait Monitor {
     fn keep_on_warning(&mut self, _fanout: &Fanout) -> bool {
         false
     }
+    /// Something went wrong that does not change how the granule ended (the caller's words
+    /// go to its user).
+    fn warning(&mut self, line: &str);
 }
 
 pub struct ProcControl<'a, O: Monitor> {

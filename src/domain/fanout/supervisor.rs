@@ -436,9 +436,15 @@ fn stalled<O: Monitor, T>(
 
 /// Ends every process of the granule after a terminating signal: the interruption is the
 /// outcome even if ending the processes went wrong.
-fn interrupted(signals: &mut Signals, leader: Pid, policy: &Policy, sig: i32) -> Outcome {
+fn interrupted(
+    signals: &mut Signals,
+    leader: Pid,
+    policy: &Policy,
+    sig: i32,
+    monitor: &mut impl Monitor,
+) -> Outcome {
     if let Err(e) = end_group(signals, leader, policy.grace.min(Duration::from_secs(1))) {
-        eprintln!("pseg-step: warning: ending clavrxorb after signal {sig}: {e}");
+        monitor.warning(&format!("ending clavrxorb after signal {sig}: {e}"));
     }
     Outcome::Interrupted(sig)
 }
@@ -452,7 +458,7 @@ fn end_interrupted<O: Monitor, T>(
     sig: i32,
 ) -> Outcome {
     let before = unix::children_cpu_seconds();
-    let outcome = interrupted(signals, flight.leader, policy, sig);
+    let outcome = interrupted(signals, flight.leader, policy, sig, flight.ctl.monitor());
     flight.cpu += unix::children_cpu_seconds() - before;
     outcome
 }

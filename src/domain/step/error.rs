@@ -1,4 +1,5 @@
-//! Why `pseg-step` could not start, and the exit status each reason maps to.
+//! Why `pseg-step` could not start (or had to stop): one variant per reason the command maps
+//! to its own exit status. No exit codes here: `cmd::step` chooses them.
 
 use std::path::PathBuf;
 
@@ -51,29 +52,14 @@ pub enum StepError {
 }
 
 impl StepError {
-    /// The documented exit status (see `pseg-step --help`).
-    pub fn exit_status(&self) -> u8 {
+    /// A folder refused a write (disk full, quota, I/O error, read-only): the folder's fault,
+    /// like a granule's `storage` failure. A full state folder counts like a full output folder.
+    pub fn is_storage_failure(&self) -> bool {
         match self {
-            StepError::ExeNotFound(_) => 3,
-            StepError::Tracer(_) => 4,
-            StepError::List(ListError::Bad { .. }) => 6,
-            StepError::List(_) => 5,
-            StepError::Options(OptionsError::Unreadable { .. }) => 7,
-            StepError::Options(_) => 8,
-            StepError::NotWritable { .. } | StepError::NotForFileList { .. } => 9,
-            StepError::Usage(_) => 2,
-            StepError::Slurm(_) => 10,
-            StepError::Os { source, .. } if super::storage::is_storage(source) => {
-                super::STORAGE_EXIT
+            StepError::Os { source, .. } | StepError::Ledger(LedgerError::Write { source, .. }) => {
+                super::storage::is_storage(source)
             }
-            StepError::Os { .. } => 11,
-            // A full state folder is a storage failure like a full output folder.
-            StepError::Ledger(LedgerError::Write { source, .. })
-                if super::storage::is_storage(source) =>
-            {
-                super::STORAGE_EXIT
-            }
-            StepError::Ledger(_) => 12,
+            _ => false,
         }
     }
 

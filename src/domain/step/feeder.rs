@@ -23,7 +23,7 @@ use crate::domain::ledger::{Claim, FailureKind, Holder, Ledger, Outcome, Queue};
 use crate::domain::reports::{self, GranuleReport};
 
 pub struct Feeder<'p, 'w> {
-    pub plan: &'p Plan,
+    pub plan: &'p Plan<'p>,
     pub ledger: &'p Ledger,
     pub queue: Queue,
     pub me: &'p Holder,
@@ -120,17 +120,19 @@ impl Feeder<'_, '_> {
             }
         };
         for (name, path, why) in &blocked {
-            eprintln!(
-                "pseg-step: {} is blocked by an unreadable claim {} ({why}): no \
+            self.plan.notices.notice(&format!(
+                "{} is blocked by an unreadable claim {} ({why}): no \
                  process holds it; free it with `pseg-slurm release --granule {} --yes`",
                 crate::base::escape::controls(name),
                 path.display(),
                 crate::base::escape::controls(name)
-            );
+            ));
         }
         let held = self.queue.waiting().len() - blocked.len();
         if held > 0 {
-            eprintln!("pseg-step: {held} granule(s) are being processed by other tasks");
+            self.plan.notices.notice(&format!(
+                "{held} granule(s) are being processed by other tasks"
+            ));
         }
     }
 
@@ -211,7 +213,7 @@ impl Feeder<'_, '_> {
                     Err(e) => {
                         // Without its manifest a published output is not vouched for: take it
                         // back, so the record and the folder agree that it is not done.
-                        granule::unpublish(&plan.out, &outputs);
+                        granule::unpublish(&plan.out, &outputs, plan.notices);
                         let why = format!(
                             "cannot write its outputs manifest into {}: {e}; its outputs were \
                              removed again",

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::Notices;
 use super::drain;
 use super::memory_sampler::{Estimate, MemorySetup, Source};
 use super::progress::Progress;
@@ -28,7 +29,7 @@ use crate::domain::tracer::TracerSymbols;
 pub const FAILED_DIR: &str = "pseg-failed";
 
 /// What every granule of a step shares.
-pub struct Plan {
+pub struct Plan<'n> {
     pub exe: PathBuf,
     /// `None`: clavrxorb has no tracer symbols and runs serially without the tracer, on the
     /// weaker proof (exit 0, outputs non-empty).
@@ -47,6 +48,8 @@ pub struct Plan {
     pub keep_failed: Option<PathBuf>,
     /// How the time-limit warning is judged (the prior is per granule: see [`run`]).
     pub drain: DrainPolicy,
+    /// Where the step's notices and warnings go (the command prints them).
+    pub notices: &'n dyn Notices,
 }
 
 /// How one granule went.
@@ -234,7 +237,13 @@ fn start_run<'p, C>(
         ..plan.limits
     };
     let fanout = Fanout::with_mode(leader, limits, mode);
-    let mut watch = Watch::new(running.progress.clone(), &plan.memory, leader, started);
+    let mut watch = Watch::new(
+        running.progress.clone(),
+        &plan.memory,
+        plan.notices,
+        leader,
+        started,
+    );
     watch.drain = Drain::new(
         DrainPolicy {
             prior_wall: running.prior_wall,
@@ -385,14 +394,15 @@ fn finish_run<C>(
         _ => fanout.parent_exit(),
     };
     let (result, status, error) = match outcome {
-        Outcome::Done => match publish(&staging, &plan.out) {
+        Outcome::Done => match publish(&staging, &plan.out, plan.notices) {
             Ok(outputs) => {
                 if !plan.keep_work
                     && let Err(e) = std::fs::remove_dir_all(&wd)
                 {
                     // The granule is done and published; a leftover scratch folder is not a
                     // failure.
-                    eprintln!("pseg-step: warning: cannot remove {}: {e}", wd.display());
+                    plan.notices
+                        .warning(&format!("cannot remove {}: {e}", wd.display()));
                 }
                 (
                     GranuleResult::Done { outputs, proof },
@@ -427,11 +437,11 @@ fn finish_run<C>(
             let full = storage::refuses_writes(&wd);
             let kept = match &plan.keep_failed {
                 Some(dir) => keep(&wd, &dir.join(&name)).unwrap_or_else(|e| {
-                    eprintln!(
-                        "pseg-step: warning: cannot keep {} in {}: {e}",
+                    plan.notices.warning(&format!(
+                        "cannot keep {} in {}: {e}",
                         wd.display(),
                         dir.display()
-                    );
+                    ));
                     wd.clone()
                 }),
                 None => wd.clone(),
@@ -534,10 +544,10 @@ fn drop_old_copy(plan: &Plan, name: &str) {
         return;
     }
     if let Err(e) = std::fs::remove_dir_all(&old) {
-        eprintln!(
-            "pseg-step: warning: cannot remove {}, the kept copy of an earlier failure: {e}",
+        plan.notices.warning(&format!(
+            "cannot remove {}, the kept copy of an earlier failure: {e}",
             old.display()
-        );
+        ));
     }
     let _ = std::fs::remove_dir(&failed);
 }
@@ -590,11 +600,11 @@ fn prepare(plan: &Plan, granule: &Granule, wd: &Path, staging: &Path) -> io::Res
 
 /// Moves a finished granule's outputs into the output directory; returns their names. On
 /// failure none of them stays there, half-copied or whole: the granule is not done.
-fn publish(staging: &Path, out: &Path) -> io::Result<Vec<String>> {
+fn publish(staging: &Path, out: &Path, notices: &dyn Notices) -> io::Result<Vec<String>> {
     let mut names = Vec::new();
     let result = publish_each(staging, out, &mut names);
     if result.is_err() {
-        unpublish(out, &names);
+        unpublish(out, &names, notices);
     }
     result.map(|()| names)
 }
@@ -621,15 +631,15 @@ fn publish_each(staging: &Path, out: &Path, names: &mut Vec<String>) -> io::Resu
 
 /// Removes outputs of a granule that turned out not done (publishing or recording them
 /// failed), so the output folder never holds an output its record does not vouch for.
-pub fn unpublish(out: &Path, names: &[String]) {
+pub fn unpublish(out: &Path, names: &[String], notices: &dyn Notices) {
     for name in names {
         if let Err(e) = std::fs::remove_file(out.join(name))
             && e.kind() != io::ErrorKind::NotFound
         {
-            eprintln!(
-                "pseg-step: warning: cannot remove the unproven output {}: {e}",
+            notices.warning(&format!(
+                "cannot remove the unproven output {}: {e}",
                 out.join(name).display()
-            );
+            ));
         }
     }
 }

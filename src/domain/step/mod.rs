@@ -1,5 +1,10 @@
-//! `pseg-step`: checks its inputs, picks this Slurm task's granules, and runs them one after
-//! another, each fanned out over clones. Failures are per granule; a signal ends everything.
+//! `pseg-step`'s engine: checks its inputs, picks this Slurm task's granules, and runs them,
+//! each fanned out over clones. Failures are per granule; a signal ends everything.
+//!
+//! It takes a plain [`Request`] (no clap), says what it does through the caller's
+//! [`Notices`] and returns how the step ended ([`Ending`]) or why it could not run
+//! ([`StepError`]); the command (`cmd::step`) prints those and chooses the exit status. The
+//! live progress lines of a granule are still written by `progress`.
 
 mod drain;
 mod error;
@@ -7,6 +12,7 @@ pub mod exe;
 mod feeder;
 mod granule;
 mod memory_sampler;
+pub mod preflight;
 mod progress;
 mod run_monitor;
 mod schedstat;
@@ -16,11 +22,12 @@ mod summary;
 mod timeline;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::cmd::step_args::StepArgs;
 pub use error::StepError;
+pub use summary::Closing;
 
 use crate::base::unix::{self, Signals};
 use crate::domain::clavrx_options::ClavrxOptions;
@@ -40,69 +47,208 @@ use memory_sampler::MemorySetup;
 use scratch::Scratch;
 use summary::StepSummary;
 
-/// Runs a step; the value is the exit status (0 done, 1 some failed, 128+N interrupted).
-pub fn run(args: StepArgs) -> Result<u8, StepError> {
-    if args.check {
-        return Ok(crate::cmd::check::run(&args.exe));
-    }
-    unix::close_inherited_fds_on_exec().map_err(StepError::os("closing inherited descriptors"))?;
-    let Some(files) = &args.files else {
-        unreachable!("clap requires --files without --check");
-    };
+/// What to run: `pseg-step`'s flags as plain values (see `pseg-step --help` for each).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The granule list (a plain list or CLAVR-x's file_list).
+    pub files: PathBuf,
+    /// clavrxorb: a path, or a name looked up on PATH.
+    pub exe: PathBuf,
+    /// `None`: clavrx_options beside the list.
+    pub options: Option<PathBuf>,
+    /// `None`: a file_list's output folder.
+    pub out: Option<PathBuf>,
+    /// `None`: OUT/pseg-state.
+    pub state: Option<PathBuf>,
+    /// `None`: a scratch folder in TMPDIR, failed granules' copied to OUT/pseg-failed.
+    pub work: Option<PathBuf>,
+    /// `None`: the options file's scan_lines.
+    pub scan_lines: Option<u32>,
+    /// `None`: the CPUs this process may use.
+    pub max_workers: Option<usize>,
+    pub max_lead: usize,
+    pub max_granules: usize,
+    pub serial: bool,
+    /// Granules per Slurm array element.
+    pub chunk_size: Option<usize>,
+    pub stall_timeout: Duration,
+    pub drain_margin: Duration,
+    /// `None`: memory is sampled only at waitpoints.
+    pub sample_interval: Option<Duration>,
+    /// Bytes this step may use when no cgroup or Slurm limit says.
+    pub mem_budget: Option<u64>,
+    pub profile: Vec<PathBuf>,
+    /// Start a worker only while memory allows one more.
+    pub mem_admission: bool,
+    pub keep_work: bool,
+}
 
-    let exe = exe::find(&args.exe)?;
-    let symbols = match TracerSymbols::read(&exe) {
-        Ok(symbols) if args.serial => {
-            match crate::cmd::check::memory_access_denied(Path::new("/proc")) {
-                Some(why) => {
-                    eprintln!(
-                        "pseg-step: warning: {why}: pseg-step cannot follow clavrxorb's tracer, so \
-                     --serial runs it without, on a weaker proof of completion (exit 0 and \
-                     every output non-empty); `pseg-step --check` says how to lift it"
-                    );
-                    None
-                }
-                None => Some(symbols),
-            }
-        }
-        Ok(symbols) => Some(symbols),
-        Err(e) if args.serial => {
-            let why = match &e {
-                ElfError::NoTracer { .. } => format!("{} has no tracer symbols", exe.display()),
-                other => other.to_string(),
-            };
-            eprintln!(
-                "pseg-step: warning: {why}: --serial runs it without the tracer, on a weaker \
-                 proof of completion (exit 0 and every output non-empty)"
-            );
-            None
-        }
-        Err(e) => return Err(e.into()),
+/// Where the step's lines for its user go, one line each, as they happen (the command
+/// writes them to stderr).
+pub trait Notices {
+    /// What the step found or is doing.
+    fn notice(&self, line: &str);
+    /// Something went wrong that does not stop the step.
+    fn warning(&self, line: &str);
+}
+
+/// How a step that could run ended.
+#[derive(Debug)]
+pub enum Ending {
+    /// Nothing was left for this task to do (a notice said why).
+    NothingToDo,
+    /// Every granule this task claimed ran to its end, done or failed.
+    Finished(Closing),
+    /// A folder refused a write (the granule's failure says which): the step stopped, and the
+    /// granule is redone on the next run without using its retry budget.
+    StorageStopped(Closing),
+    /// Slurm's time-limit warning (`signal`) came: granules in flight finished, unstarted
+    /// ones are left for the next submission.
+    TimeLimit {
+        signal: i32,
+        done: usize,
+        not_started: usize,
+    },
+    /// A terminating signal ended every clavrxorb; the granules in flight were recorded as
+    /// interrupted.
+    Interrupted { signal: i32, done: usize },
+}
+
+/// Runs a step: its inputs checked, this task's share picked, the ledger opened, memory set
+/// up, the granules run and the summary written.
+pub fn run(req: &Request, notices: &dyn Notices) -> Result<Ending, StepError> {
+    unix::close_inherited_fds_on_exec().map_err(StepError::os("closing inherited descriptors"))?;
+    let inputs = check_inputs(req, notices)?;
+    let Some(chunk) = pick_share(&inputs, notices)? else {
+        return Ok(Ending::NothingToDo);
     };
+    let folders = open_folders(req, &inputs, notices)?;
+    let Some(pending) = pending_granules(&inputs, &folders, chunk, notices)? else {
+        return Ok(Ending::NothingToDo);
+    };
+    let by_name: HashMap<String, &Granule> =
+        inputs.list.granules.iter().map(|g| (g.name(), g)).collect();
+
+    unix::become_subreaper().map_err(StepError::os("becoming a child subreaper"))?;
+    let mut signals = Signals::install().map_err(StepError::os("setting up signal handling"))?;
+    let marker = folders.scratch.as_ref().map(Scratch::marker);
+    let mut watchdog =
+        Watchdog::start(marker.as_deref()).map_err(StepError::os("starting the watchdog"))?;
+    let plan = plan(req, &inputs, &folders, notices)?;
+    let total = pending.len();
+    say_mode(req, &plan, total, notices);
+
+    let feeder = Feeder {
+        plan: &plan,
+        ledger: &folders.ledger,
+        queue: Queue::new(pending),
+        me: &folders.me,
+        by_name,
+        watchdog: &mut watchdog,
+        reports: folders.reports.clone(),
+        summary: StepSummary::new(),
+        total,
+        started: 0,
+        slowest_done: None,
+        storage_failed: false,
+        interrupted_by: None,
+        error: None,
+    };
+    let ran = run_granules(req, &plan, &mut signals, feeder)?;
+    Ok(conclude(ran, &plan, &signals, &folders.reports, total))
+}
+
+/// The step's inputs, checked; nothing is created yet.
+struct Inputs {
+    exe: PathBuf,
+    /// `None`: clavrxorb runs without the tracer (`--serial` only).
+    symbols: Option<TracerSymbols>,
+    list: GranuleList,
+    files: PathBuf,
+    options: ClavrxOptions,
+    scan_lines: u32,
+    place: Place,
+    out_dir: PathBuf,
+    state: PathBuf,
+}
+
+fn check_inputs(req: &Request, notices: &dyn Notices) -> Result<Inputs, StepError> {
+    let exe = exe::find(&req.exe)?;
+    let symbols = tracer_symbols(req, &exe, notices)?;
+    let files = &req.files;
     let list = read_list(files)?;
     list.check()?;
-    let (options, out) = defaults(&args, &list)?;
+    let (options, out) = defaults(req, &list)?;
     let options = ClavrxOptions::read(&options)?;
-    let scan_lines = args.scan_lines.unwrap_or(options.scan_lines);
-    let place = Place::from_env(args.chunk_size.map(|k| k as usize))?;
+    let scan_lines = req.scan_lines.unwrap_or(options.scan_lines);
+    let place = Place::from_env(req.chunk_size)?;
     let out_dir = std::path::absolute(&out).map_err(|source| StepError::NotWritable {
         what: "output directory",
         flag: "--out",
         path: out.clone(),
         source,
     })?;
-    let state = args
-        .state
-        .clone()
-        .unwrap_or_else(|| out_dir.join(STATE_DIR));
-    // An array element owns its chunk; otherwise every task of the step shares the whole
-    // list and claims granules one at a time, so a fast task simply takes more.
-    let chunk = match place.owned_chunk(list.granules.len()) {
-        Ok(chunk) => chunk,
-        Err(e) => match shrunk_from(&state, files, list.granules.len()) {
+    let state = req.state.clone().unwrap_or_else(|| out_dir.join(STATE_DIR));
+    Ok(Inputs {
+        exe,
+        symbols,
+        list,
+        files: files.clone(),
+        options,
+        scan_lines,
+        place,
+        out_dir,
+        state,
+    })
+}
+
+/// clavrxorb's tracer symbols; with `--serial`, `None` (and a warning) when it has none or
+/// the kernel would not let pseg-step follow them.
+fn tracer_symbols(
+    req: &Request,
+    exe: &Path,
+    notices: &dyn Notices,
+) -> Result<Option<TracerSymbols>, StepError> {
+    match TracerSymbols::read(exe) {
+        Ok(symbols) if req.serial => match preflight::memory_access_denied(Path::new("/proc")) {
+            Some(why) => {
+                notices.warning(&format!(
+                    "{why}: pseg-step cannot follow clavrxorb's tracer, so \
+                     --serial runs it without, on a weaker proof of completion (exit 0 and \
+                     every output non-empty); `pseg-step --check` says how to lift it"
+                ));
+                Ok(None)
+            }
+            None => Ok(Some(symbols)),
+        },
+        Ok(symbols) => Ok(Some(symbols)),
+        Err(e) if req.serial => {
+            let why = match &e {
+                ElfError::NoTracer { .. } => format!("{} has no tracer symbols", exe.display()),
+                other => other.to_string(),
+            };
+            notices.warning(&format!(
+                "{why}: --serial runs it without the tracer, on a weaker \
+                 proof of completion (exit 0 and every output non-empty)"
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// This task's share of the list. An array element owns its chunk; otherwise every task of
+/// the step shares the whole list and claims granules one at a time, so a fast task simply
+/// takes more. `None`: an array element past the end of a list that has shrunk since the
+/// campaign was recorded, which has nothing to do.
+fn pick_share(inputs: &Inputs, notices: &dyn Notices) -> Result<Option<Range<usize>>, StepError> {
+    let (place, files, list) = (&inputs.place, &inputs.files, &inputs.list);
+    match place.owned_chunk(list.granules.len()) {
+        Ok(chunk) => Ok(Some(chunk)),
+        Err(e) => match shrunk_from(&inputs.state, files, list.granules.len()) {
             Some(was) => {
-                eprintln!(
-                    "pseg-step: nothing to do: {}={} (--chunk-size {}) is past the end of {}, \
+                notices.notice(&format!(
+                    "nothing to do: {}={} (--chunk-size {}) is past the end of {}, \
                      which names {} granule(s) now and named {was} when the campaign was \
                      recorded: the list has shrunk",
                     crate::domain::task_share::ENV_ARRAY_TASK_ID,
@@ -110,24 +256,43 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
                     place.chunk_size.unwrap_or_default(),
                     files.display(),
                     list.granules.len()
-                );
-                return Ok(0);
+                ));
+                Ok(None)
             }
-            None => return Err(e.into()),
+            None => Err(e.into()),
         },
-    };
+    }
+}
 
-    // Every check that creates something comes after the ones that do not; should one of
-    // them fail, the folders made so far are removed again.
-    work_fits_file_list(&args)?;
+/// The folders a step writes, made and proven writable, and its ledger.
+struct Folders {
+    out: PathBuf,
+    work: PathBuf,
+    /// Where a failed granule's work folder is copied (when `work` is the scratch folder).
+    keep_failed: Option<PathBuf>,
+    reports: PathBuf,
+    me: Holder,
+    ledger: Ledger,
+    /// Removed with everything in it when dropped: after the watchdog is told the step ends.
+    scratch: Option<Scratch>,
+}
+
+/// Makes the output, work and state folders. Every check that creates something comes after
+/// the ones that do not; should one of them fail, the folders made so far are removed again.
+fn open_folders(
+    req: &Request,
+    inputs: &Inputs,
+    notices: &dyn Notices,
+) -> Result<Folders, StepError> {
+    work_fits_file_list(req)?;
     let mut made = Made::default();
-    let out = writable_dir(&mut made, &out_dir, "output directory", "--out")?;
+    let out = writable_dir(&mut made, &inputs.out_dir, "output directory", "--out")?;
     // Node-local scratch by default: clavrxorb and every clone write logs and temporary
     // files there, thousands per granule, which a shared filesystem serves slowly. A failed
     // granule's directory is copied next to the outputs, so its logs outlive the job.
     let me = Holder::current();
     let tmp = std::env::temp_dir();
-    let scratch = match &args.work {
+    let scratch = match &req.work {
         Some(_) => None,
         None => Some(
             Scratch::create(&tmp, &me).map_err(|source| StepError::NotWritable {
@@ -138,7 +303,7 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
             })?,
         ),
     };
-    let work = match (&args.work, &scratch) {
+    let work = match (&req.work, &scratch) {
         (Some(w), _) => writable_dir(&mut made, w, "work directory", "--work")?,
         (None, Some(t)) => t.path().to_path_buf(),
         (None, None) => unreachable!("scratch is made when --work is absent"),
@@ -147,108 +312,130 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
 
     let reports = out.join(reports::DIR);
     let manifests = reports.clone();
-    for dir in Ledger::layout(&state) {
+    for dir in Ledger::layout(&inputs.state) {
         made.create(&dir)
             .map_err(|source| LedgerError::Create { path: dir, source })?;
     }
-    let ledger = Ledger::open(&state)?
+    let ledger = Ledger::open(&inputs.state)?
         .with_output_check(move |name| reports::outputs_present(&manifests, name));
     made.keep();
     let swept = scratch::sweep(&tmp, &me, &Liveness::new(Path::new("/proc"), Some(None)));
     if !swept.is_empty() {
         let names: Vec<String> = swept.iter().map(|p| p.display().to_string()).collect();
-        eprintln!(
-            "pseg-step: removed {} work folder(s) left by pseg-step runs that died on this \
+        notices.notice(&format!(
+            "removed {} work folder(s) left by pseg-step runs that died on this \
              host: {}",
             swept.len(),
             names.join(" ")
-        );
+        ));
     }
+    Ok(Folders {
+        out,
+        work,
+        keep_failed,
+        reports,
+        me,
+        ledger,
+        scratch,
+    })
+}
+
+/// Says what the list was read as, records the campaign, and returns the granules of this
+/// task's share not yet done nor out of retries; `None` (with a notice) when there is none.
+fn pending_granules(
+    inputs: &Inputs,
+    folders: &Folders,
+    chunk: Range<usize>,
+    notices: &dyn Notices,
+) -> Result<Option<Vec<String>>, StepError> {
+    let (list, state, out) = (&inputs.list, &inputs.state, &folders.out);
     // The first progress line: which kind of list this was read as.
-    eprintln!(
-        "pseg-step: {}",
-        crate::base::escape::controls(&list.describe())
-    );
-    let list_path = std::path::absolute(files).map_err(StepError::os("resolving --files"))?;
+    notices.notice(&crate::base::escape::controls(&list.describe()));
+    let list_path =
+        std::path::absolute(&inputs.files).map_err(StepError::os("resolving --files"))?;
     let campaign =
-        Campaign::new(&list_path, &out, None, "pseg-step").with_granules(list.granules.len());
-    match campaign.remember(&state) {
-        Err(e) => eprintln!("pseg-step: warning: {e}"),
+        Campaign::new(&list_path, out, None, "pseg-step").with_granules(list.granules.len());
+    match campaign.remember(state) {
+        Err(e) => notices.warning(&e.to_string()),
         Ok(Some(other))
             if !list_path.starts_with(
-                std::path::absolute(&state)
+                std::path::absolute(state)
                     .unwrap_or_default()
                     .join(crate::domain::ledger::RETRY),
             ) =>
         {
-            eprintln!(
-                "pseg-step: warning: {}",
-                crate::base::escape::controls(&other)
-            )
+            notices.warning(&crate::base::escape::controls(&other))
         }
         Ok(_) => {}
     }
     let candidates: Vec<String> = list.granules[chunk].iter().map(|g| g.name()).collect();
-    let pending = ledger.pending(&candidates)?;
+    let pending = folders.ledger.pending(&candidates)?;
     if pending.len() < candidates.len() {
-        eprintln!(
-            "pseg-step: {} of {} granule(s) already done or out of retries (see pseg-slurm status {})",
+        notices.notice(&format!(
+            "{} of {} granule(s) already done or out of retries (see pseg-slurm status {})",
             candidates.len() - pending.len(),
             candidates.len(),
             state.display()
-        );
+        ));
     }
     if pending.is_empty() {
-        eprintln!("pseg-step: nothing left to do for this task");
-        return Ok(0);
+        notices.notice("nothing left to do for this task");
+        return Ok(None);
     }
-    let by_name: HashMap<String, &Granule> = list.granules.iter().map(|g| (g.name(), g)).collect();
+    Ok(Some(pending))
+}
 
-    unix::become_subreaper().map_err(StepError::os("becoming a child subreaper"))?;
-    let mut signals = Signals::install().map_err(StepError::os("setting up signal handling"))?;
-    let marker = scratch.as_ref().map(Scratch::marker);
-    let mut watchdog =
-        Watchdog::start(marker.as_deref()).map_err(StepError::os("starting the watchdog"))?;
-    let max_workers = args
-        .max_workers
-        .map_or_else(crate::base::cpus::available, |n| n as usize);
-    let interval =
-        (args.sample_interval > 0.0).then(|| Duration::from_secs_f64(args.sample_interval));
+/// What every granule shares, memory set up: the limit found, admission's estimates learnt
+/// from the campaign's reports and `--profile`.
+fn plan<'n>(
+    req: &Request,
+    inputs: &Inputs,
+    folders: &Folders,
+    notices: &'n dyn Notices,
+) -> Result<Plan<'n>, StepError> {
+    let max_workers = req.max_workers.unwrap_or_else(crate::base::cpus::available);
+    let interval = req.sample_interval;
     let memory = MemorySetup::discover(
         interval,
-        args.mem_admission == "on",
-        args.mem_budget.map(|s| s.bytes()),
+        req.mem_admission,
+        req.mem_budget,
         crate::base::cpus::available(),
     );
-    memory.learn_from_campaign(&reports);
-    if let Err(e) = memory.learn_from_profile(&args.profile) {
-        eprintln!("pseg-step: warning: --profile: {e}; admitting workers without it");
+    memory.learn_from_campaign(&folders.reports);
+    if let Err(e) = memory.learn_from_profile(&req.profile) {
+        notices.warning(&format!("--profile: {e}; admitting workers without it"));
     }
-    let plan = Plan {
-        exe: std::path::absolute(&exe).map_err(StepError::os("resolving the executable"))?,
-        symbols,
-        serial: args.serial,
-        options_text: options.with_scan_lines(scan_lines),
-        scan_lines,
+    Ok(Plan {
+        exe: std::path::absolute(&inputs.exe).map_err(StepError::os("resolving the executable"))?,
+        symbols: inputs.symbols.clone(),
+        serial: req.serial,
+        options_text: inputs.options.with_scan_lines(inputs.scan_lines),
+        scan_lines: inputs.scan_lines,
         memory,
-        out,
-        work,
+        out: folders.out.clone(),
+        work: folders.work.clone(),
         limits: Limits {
             max_workers,
-            max_lead: args.max_lead as usize,
+            max_lead: req.max_lead,
         },
-        policy: granule::policy(Duration::from_secs(args.stall_timeout), interval),
-        keep_work: args.keep_work,
-        keep_failed,
+        policy: granule::policy(req.stall_timeout, interval),
+        keep_work: req.keep_work,
+        keep_failed: folders.keep_failed.clone(),
         drain: run_monitor::DrainPolicy {
-            margin: Duration::from_secs(args.drain_margin),
+            margin: req.drain_margin,
             job_end: drain::job_end(|k| std::env::var(k).ok()),
             prior_wall: None,
         },
-    };
-    let mode = if args.serial && plan.symbols.is_none() {
+        notices,
+    })
+}
+
+/// The line before the first granule: how many, how they run, under what memory limit.
+fn say_mode(req: &Request, plan: &Plan, total: usize, notices: &dyn Notices) {
+    let (max_workers, scan_lines) = (plan.limits.max_workers, plan.scan_lines);
+    let mode = if req.serial && plan.symbols.is_none() {
         "serially, without the tracer".to_string()
-    } else if args.serial {
+    } else if req.serial {
         format!("serially (tracer without clones), segments of {scan_lines} lines")
     } else {
         format!("with up to {max_workers} workers, segments of {scan_lines} lines")
@@ -263,88 +450,92 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
             )
         },
     );
-    let total = pending.len();
-    eprintln!("pseg-step: {total} granule(s) to claim {mode}; {limit}");
+    notices.notice(&format!("{total} granule(s) to claim {mode}; {limit}"));
+}
 
+/// What running the granules left: the summary, and why it stopped.
+struct Ran {
+    summary: StepSummary,
+    /// Every granule of the share was claimed.
+    queue_done: bool,
+    storage_failed: bool,
+    interrupted_by: Option<i32>,
+}
+
+/// Runs the granules, up to `--max-granules` at once (one with `--serial`), until none is
+/// left, a folder refuses a write, or a signal ends the step.
+fn run_granules(
+    req: &Request,
+    plan: &Plan,
+    signals: &mut Signals,
+    mut feeder: Feeder<'_, '_>,
+) -> Result<Ran, StepError> {
     let pool = crate::domain::fanout::Pool {
         // --serial is the reference a fan-out is measured against: one granule at a time.
-        max_granules: if args.serial {
+        max_granules: if req.serial {
             1
         } else {
-            args.max_granules.max(1) as usize
+            req.max_granules.max(1)
         },
-        max_workers,
+        max_workers: plan.limits.max_workers,
     };
-    let mut feeder = Feeder {
-        plan: &plan,
-        ledger: &ledger,
-        queue: Queue::new(pending),
-        me: &me,
-        by_name,
-        watchdog: &mut watchdog,
-        reports: reports.clone(),
-        summary: StepSummary::new(),
-        total,
-        started: 0,
-        slowest_done: None,
-        storage_failed: false,
-        interrupted_by: None,
-        error: None,
-    };
-    let signal = crate::domain::fanout::supervise(&mut signals, &mut feeder, pool, &plan.policy)
+    let signal = crate::domain::fanout::supervise(signals, &mut feeder, pool, &plan.policy)
         .map_err(StepError::os("supervising clavrxorb"))?;
     let Feeder {
-        mut summary,
+        summary,
         queue,
         storage_failed,
-        mut interrupted_by,
+        interrupted_by,
         error,
         ..
     } = feeder;
     if let Some(e) = error {
         return Err(e);
     }
-    interrupted_by = interrupted_by.or(signal);
+    Ok(Ran {
+        summary,
+        queue_done: queue.is_done(),
+        storage_failed,
+        interrupted_by: interrupted_by.or(signal),
+    })
+}
+
+/// Writes the step's summary report and says how the step ended.
+fn conclude(ran: Ran, plan: &Plan, signals: &Signals, reports: &Path, total: usize) -> Ending {
+    let Ran {
+        mut summary,
+        queue_done,
+        storage_failed,
+        interrupted_by,
+    } = ran;
     summary.write(
-        &reports,
+        reports,
         plan.memory
             .own
             .as_ref()
             .and_then(|cg| cg.peak().ok().flatten()),
+        plan.notices,
     );
-    if interrupted_by.is_none() && signals.warned() && !queue.is_done() {
+    if interrupted_by.is_none() && signals.warned() && !queue_done {
         // Unstarted granules are left: the status a wrapper reads as "submit again".
-        let sig = nix::sys::signal::Signal::SIGUSR1 as i32;
-        eprintln!(
-            "pseg-step: Slurm's time-limit warning came: {} granule(s) done, {} not started; \
-             submit again to resume",
-            summary.report.done,
-            total.saturating_sub(summary.report.granules)
-        );
-        return Ok(128u8.saturating_add(sig as u8));
+        return Ending::TimeLimit {
+            signal: nix::sys::signal::Signal::SIGUSR1 as i32,
+            done: summary.report.done,
+            not_started: total.saturating_sub(summary.report.granules),
+        };
     }
-    if let Some(sig) = interrupted_by {
-        eprintln!(
-            "pseg-step: interrupted by signal {sig} after {} granule(s); every clavrxorb \
-             process was ended and the granule recorded as interrupted: submit again to resume",
-            summary.report.done
-        );
-        return Ok(128u8.saturating_add(sig as u8));
+    if let Some(signal) = interrupted_by {
+        return Ending::Interrupted {
+            signal,
+            done: summary.report.done,
+        };
     }
-    let status = summary.close();
+    let closing = summary.close();
     if storage_failed {
-        eprintln!(
-            "pseg-step: stopped: a folder refused a write (see the failure above); free space \
-             or fix it, then run again: the granule is redone without using its retry budget"
-        );
-        return Ok(STORAGE_EXIT);
+        return Ending::StorageStopped(closing);
     }
-    Ok(status)
+    Ending::Finished(closing)
 }
-
-/// The exit status of a step stopped by a storage failure; the same as a folder found not
-/// writable at the start.
-pub const STORAGE_EXIT: u8 = 9;
 
 /// The ledger's view of a failed granule: what kind of failure, for its retry budget.
 fn failure_outcome(f: &Failure, oom: bool, message: String) -> Outcome {
@@ -423,7 +614,7 @@ impl Drop for Made {
 
 /// The options file and output folder: the flags, else what the list implies (clavrx_options
 /// beside it; a file_list's output folder).
-fn defaults(args: &StepArgs, list: &GranuleList) -> Result<(PathBuf, PathBuf), StepError> {
+fn defaults(args: &Request, list: &GranuleList) -> Result<(PathBuf, PathBuf), StepError> {
     let options = match &args.options {
         Some(o) => o.clone(),
         None => {
@@ -455,7 +646,7 @@ fn defaults(args: &StepArgs, list: &GranuleList) -> Result<(PathBuf, PathBuf), S
 
 /// The work folder (where each granule's staging folder goes) must fit on one line of
 /// clavrxorb's `file_list`; checked before anything is created.
-fn work_fits_file_list(args: &StepArgs) -> Result<(), StepError> {
+fn work_fits_file_list(args: &Request) -> Result<(), StepError> {
     let (path, what, flag) = match &args.work {
         Some(w) => (w.clone(), "work directory", "--work"),
         None => (
@@ -494,4 +685,68 @@ fn writable_dir(
     made.create(dir).map_err(fail)?;
     tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
     std::path::absolute(dir).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Keeps the lines the step says, as the command would print them.
+    #[derive(Default)]
+    struct Said(RefCell<Vec<String>>);
+
+    impl Notices for Said {
+        fn notice(&self, line: &str) {
+            self.0.borrow_mut().push(line.to_string());
+        }
+
+        fn warning(&self, line: &str) {
+            self.0.borrow_mut().push(format!("warning: {line}"));
+        }
+    }
+
+    fn request(serial: bool) -> Request {
+        Request {
+            files: "list".into(),
+            exe: "/bin/true".into(),
+            options: None,
+            out: None,
+            state: None,
+            work: None,
+            scan_lines: None,
+            max_workers: None,
+            max_lead: 2,
+            max_granules: 1,
+            serial,
+            chunk_size: None,
+            stall_timeout: Duration::from_secs(600),
+            drain_margin: Duration::from_secs(30),
+            sample_interval: None,
+            mem_budget: None,
+            profile: Vec::new(),
+            mem_admission: true,
+            keep_work: false,
+        }
+    }
+
+    #[test]
+    fn serial_runs_a_build_without_tracer_untraced_and_says_so() {
+        let exe = Path::new("/bin/true");
+        let said = Said::default();
+        let symbols = tracer_symbols(&request(true), exe, &said).expect("serial goes on");
+        assert!(symbols.is_none());
+        assert_eq!(
+            said.0.into_inner(),
+            [
+                "warning: /bin/true has no tracer symbols: --serial runs it without the tracer, \
+              on a weaker proof of completion (exit 0 and every output non-empty)"
+            ]
+        );
+
+        let said = Said::default();
+        let err = tracer_symbols(&request(false), exe, &said).unwrap_err();
+        assert!(matches!(err, StepError::Tracer(_)), "{err}");
+        assert!(said.0.into_inner().is_empty());
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use super::Notices;
 use super::drain::{self, Decision};
 use super::memory_sampler::{MemWatch, MemorySetup};
 use super::progress::Progress;
@@ -17,6 +18,7 @@ pub struct Watch<'a> {
     pub drain: Drain,
     /// Whether the line saying memory held a worker back was printed.
     said_held: bool,
+    notices: &'a dyn Notices,
 }
 
 /// What the step knows for judging a granule on the time-limit warning.
@@ -84,7 +86,13 @@ impl Drain {
 }
 
 impl<'a> Watch<'a> {
-    pub fn new(progress: Progress, memory: &'a MemorySetup, parent: Pid, start: Instant) -> Self {
+    pub fn new(
+        progress: Progress,
+        memory: &'a MemorySetup,
+        notices: &'a dyn Notices,
+        parent: Pid,
+        start: Instant,
+    ) -> Self {
         Watch {
             progress,
             timeline: Timeline::new(start, parent),
@@ -98,6 +106,7 @@ impl<'a> Watch<'a> {
                 start,
             ),
             said_held: false,
+            notices,
         }
     }
 }
@@ -148,5 +157,9 @@ impl Monitor for Watch<'_> {
 
     fn keep_on_warning(&mut self, fanout: &Fanout) -> bool {
         self.drain.judge(fanout, &self.progress)
+    }
+
+    fn warning(&mut self, line: &str) {
+        self.notices.warning(line);
     }
 }

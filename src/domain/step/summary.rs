@@ -1,9 +1,10 @@
 //! The step's own summary: counts, the driver's CPU time, peaks; written as a
-//! `kind: step` report and printed as the closing lines on stderr.
+//! `kind: step` report, and handed to the command as the [`Closing`] it prints.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::Notices;
 use crate::base::units::Size;
 use crate::domain::reports::{self, GranuleReport, StepReport};
 
@@ -67,38 +68,33 @@ impl StepSummary {
     }
 
     /// Finishes the figures and writes the step report into `dir`.
-    pub fn write(&mut self, dir: &Path, cgroup_peak: Option<u64>) {
+    pub fn write(&mut self, dir: &Path, cgroup_peak: Option<u64>, notices: &dyn Notices) {
         self.report.wall_seconds = self.started.elapsed().as_secs_f64();
         self.report.driver_cpu_seconds = crate::base::unix::own_cpu_seconds();
         self.report.cgroup_kernel_peak_bytes = cgroup_peak;
         let name = step_report_name(&self.report);
         if let Err(e) = reports::write(dir, &name, &self.report) {
-            eprintln!(
-                "pseg-step: warning: cannot write {}: {e}",
-                dir.join(&name).display()
-            );
+            notices.warning(&format!("cannot write {}: {e}", dir.join(&name).display()));
         }
     }
 
-    /// The closing lines on stderr; the exit status (0 all done, 1 some failed).
-    pub fn close(&self) -> u8 {
-        let r = &self.report;
-        if self.failed.is_empty() {
-            eprintln!("pseg-step: all {} granule(s) done", r.done);
-            return 0;
+    /// What the closing lines say.
+    pub fn close(self) -> Closing {
+        Closing {
+            done: self.report.done,
+            granules: self.report.granules,
+            failed: self.failed,
         }
-        eprintln!(
-            "pseg-step: {} of {} granule(s) done, {} failed:",
-            r.done,
-            r.granules,
-            self.failed.len()
-        );
-        for (path, why) in &self.failed {
-            let line = format!("{}: {why}", path.display());
-            eprintln!("  {}", crate::base::escape::controls(&line));
-        }
-        1
     }
+}
+
+/// The step's closing lines: every granule done, or how many and which failed, and why.
+#[derive(Debug)]
+pub struct Closing {
+    pub done: usize,
+    pub granules: usize,
+    /// Failed granules with their one-line message.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 /// The line that ends a granule's progress.

@@ -9,7 +9,7 @@ mod procmem;
 use std::path::Path;
 
 pub use elf::{ElfError, TracerSymbols};
-use procmem::ProcMem;
+pub use procmem::ProcMem;
 
 /// Name of the i4 1-D table entry whose length is the current segment's line count.
 const SCAN_LINE_NUMBER: &str = "scan_line_number";
