@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 
 use super::exe::{self, ExeError};
@@ -180,8 +179,7 @@ fn probe_self(proc_root: &Path) -> Result<Probed, ProbeError> {
 /// byte of a writable mapping and writes it back, then kills and reaps it.
 fn probe_child_memory(proc_root: &Path, mut program: Command) -> Result<Probed, ProbeError> {
     // The child's stdin is a pipe we hold open, so a watchdog copy of ourselves waits on it.
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-        .map_err(|e| probe_error("creating a pipe")(e.into()))?;
+    let (read, write) = unix::pipe().map_err(probe_error("creating a pipe"))?;
     program
         .stdin(Stdio::from(read))
         .stdout(Stdio::null())
