@@ -161,7 +161,7 @@ pub enum ConfigCommand {
     },
 }
 
-/// `--mode`: the flag's values for [`site_config::Mode`], with their help.
+/// `--mode`: the flag's values for `site_config::Mode`, with their help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// A job array: each element processes one chunk of granules.
