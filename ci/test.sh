@@ -16,5 +16,7 @@ else
 fi
 
 cargo fmt --all --check
+bash ci/check-layers.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked
 cargo test --workspace --locked
