@@ -12,9 +12,9 @@ use crate::domain::autopilot::{self, Ending, Observer, Progress, Request, RunErr
 use crate::domain::script::quote;
 
 /// `--max-submissions` reached, or Slurm cannot be got past.
-pub const STOPPED: u8 = 3;
+const STOPPED: u8 = 3;
 /// Another run drives this campaign.
-pub const LOCKED: u8 = 4;
+const LOCKED: u8 = 4;
 
 /// Flags of `run` that gen does not take, and whether they carry a value.
 const RUN_ONLY: [(&str, bool); 3] = [

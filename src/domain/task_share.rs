@@ -11,7 +11,6 @@
 //! [`Place::from_values`] and [`select`] are pure; [`Place::from_env`] is the only reader of
 //! the process environment. Nothing here touches the list or the file system.
 
-use std::iter::StepBy;
 use std::ops::Range;
 
 /// Slurm's array element index (unset outside job arrays).
@@ -73,7 +72,8 @@ pub enum MappingError {
 
 impl Place {
     /// The place of a lone process: not an array, one task, all granules.
-    pub fn everything() -> Place {
+    #[cfg(test)]
+    fn everything() -> Place {
         Place {
             array_index: None,
             chunk_size: None,
@@ -83,7 +83,7 @@ impl Place {
     }
 
     /// Reads `SLURM_ARRAY_TASK_ID`, `SLURM_PROCID` and `SLURM_NTASKS`. Outside Slurm (none
-    /// set) this is [`Place::everything`].
+    /// set) this is the place of a lone process: not an array, one task, all granules.
     pub fn from_env(chunk_size: Option<usize>) -> Result<Place, MappingError> {
         let read = |var: &'static str| -> Result<Option<String>, MappingError> {
             match std::env::var(var) {
@@ -177,16 +177,6 @@ fn parse_var(var: &'static str, value: &str) -> Result<usize, MappingError> {
     })
 }
 
-/// Indices (into the list) of the granules this task processes, in list order.
-///
-/// `place` must satisfy [`Place::validate`] (as every `Place` from [`Place::from_values`]
-/// does); a place with `ntasks == 0` is treated as one task.
-pub fn select(n_granules: usize, place: &Place) -> StepBy<Range<usize>> {
-    let chunk = place.chunk(n_granules);
-    let first = chunk.start.saturating_add(place.procid).min(chunk.end);
-    (first..chunk.end).step_by(place.ntasks.max(1))
-}
-
 /// Number of array elements needed for `n_granules` in chunks of `chunk_size` (> 0).
 pub fn chunk_count(n_granules: usize, chunk_size: usize) -> usize {
     n_granules.div_ceil(chunk_size.max(1))
@@ -195,6 +185,16 @@ pub fn chunk_count(n_granules: usize, chunk_size: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Indices (into the list) of the granules this task processes, in list order.
+    ///
+    /// `place` must satisfy [`Place::validate`] (as every `Place` from [`Place::from_values`]
+    /// does); a place with `ntasks == 0` is treated as one task.
+    fn select(n_granules: usize, place: &Place) -> std::iter::StepBy<Range<usize>> {
+        let chunk = place.chunk(n_granules);
+        let first = chunk.start.saturating_add(place.procid).min(chunk.end);
+        (first..chunk.end).step_by(place.ntasks.max(1))
+    }
 
     fn place(array: Option<usize>, k: Option<usize>, procid: usize, ntasks: usize) -> Place {
         let p = Place {

@@ -116,7 +116,6 @@ pub trait Observer {
 pub struct Finished {
     pub exit: Ending,
     pub out: PathBuf,
-    pub state: PathBuf,
     /// Failed for good, with their kind and report.
     pub failures: Vec<Failure>,
     /// Verify's lines about outputs that do not match (empty when clean).
@@ -320,7 +319,6 @@ fn finish(
     Ok(Some(Finished {
         exit,
         out: ctx.out.to_path_buf(),
-        state: ctx.state.to_path_buf(),
         failures,
         verify_findings: findings,
         verified: report.checked,
@@ -343,7 +341,6 @@ fn stop(
     Ok(Finished {
         exit: Ending::Bound(why),
         out,
-        state: state.to_path_buf(),
         failures: Vec::new(),
         verify_findings: Vec::new(),
         verified: 0,
