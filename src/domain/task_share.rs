@@ -5,11 +5,11 @@
 //! its granules):
 //! - an array element `i` with chunk size `K` owns granules `[i*K, min((i+1)*K, N))`;
 //!   outside an array job the "chunk" is the whole list;
-//! - within the chunk, task `procid` of `ntasks` takes every `ntasks`-th granule starting at
-//!   its own rank (strided, so task loads differ by at most one granule).
+//! - within the chunk, the step's tasks share it, each claiming one granule at a time in the
+//!   ledger (so a fast task simply takes more); `procid` and `ntasks` are only checked here.
 //!
-//! [`Place::from_values`] and [`select`] are pure; [`Place::from_env`] is the only reader of
-//! the process environment. Nothing here touches the list or the file system.
+//! [`Place::from_values`] and [`Place::chunk`] are pure; [`Place::from_env`] is the only
+//! reader of the process environment. Nothing here touches the list or the file system.
 
 use std::ops::Range;
 
@@ -122,7 +122,8 @@ impl Place {
         Ok(place)
     }
 
-    /// Checks the invariants [`select`] relies on.
+    /// Checks the place's invariants: a task rank below a task count of at least one, a chunk
+    /// size (above zero) for an array element.
     pub fn validate(&self) -> Result<(), MappingError> {
         if self.ntasks == 0 {
             return Err(MappingError::NoTasks);
@@ -186,7 +187,8 @@ pub fn chunk_count(n_granules: usize, chunk_size: usize) -> usize {
 mod tests {
     use super::*;
 
-    /// Indices (into the list) of the granules this task processes, in list order.
+    /// A strided share of the chunk (task `procid` takes every `ntasks`-th granule from its
+    /// own rank), for the tests of the chunk rule: every granule in exactly one share.
     ///
     /// `place` must satisfy [`Place::validate`] (as every `Place` from [`Place::from_values`]
     /// does); a place with `ntasks == 0` is treated as one task.
