@@ -5,7 +5,7 @@
 //! nothing in the program calls it.
 
 /// Whether this run is CI's (`CI=true`), where nothing may be skipped.
-pub fn under_ci() -> bool {
+fn under_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 

@@ -96,7 +96,7 @@ fn watched(ignored: u64) -> SigSet {
 }
 
 /// The mask of ignored signals from `/proc/self/status` (`SigIgn:`, hex; bit N-1 for N).
-pub fn parse_sig_ign(status: &str) -> Option<u64> {
+fn parse_sig_ign(status: &str) -> Option<u64> {
     let hex = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
     u64::from_str_radix(hex.trim(), 16).ok()
 }

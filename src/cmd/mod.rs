@@ -7,16 +7,16 @@
 //! `retry` found nothing to retry (nothing on stdout); `verify`: 1 also when an output
 //! differs; `run`: 1 some granules failed for good, 3 a bound or a Slurm error, 4 another run.
 
-pub mod args;
-pub mod check;
+mod args;
+mod check;
 mod config;
-pub mod r#gen;
-pub mod gen_replay;
+mod r#gen;
+mod gen_replay;
 mod plan;
 mod release;
-pub mod report;
+mod report;
 mod retry;
-pub mod run;
+mod run;
 mod status;
 mod step;
 pub mod step_args;
@@ -30,7 +30,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use args::{Cli, Command};
 
 /// What a command returns: its exit status, or an error `main` prints with its causes.
-pub type Outcome = Result<u8, Box<dyn std::error::Error>>;
+type Outcome = Result<u8, Box<dyn std::error::Error>>;
 
 /// `pseg-slurm`'s whole run: parse the command line, run the subcommand, map the outcome to
 /// an exit status.
@@ -73,7 +73,7 @@ fn dispatch(cli: Cli, matches: &ArgMatches) -> Outcome {
     }
 }
 
-pub fn warn(warnings: &[String]) {
+fn warn(warnings: &[String]) {
     for warning in warnings {
         let warning = crate::base::escape::controls_in_lines(warning);
         eprintln!("pseg-slurm: warning: {warning}");
@@ -81,7 +81,7 @@ pub fn warn(warnings: &[String]) {
 }
 
 /// Writes all of `text` to stdout; a reader that went away (`| head`) is not an error.
-pub fn print(text: &str) -> Outcome {
+fn print(text: &str) -> Outcome {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),

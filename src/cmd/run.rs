@@ -3,18 +3,21 @@
 //! chosen. The campaign logic is `crate::domain::autopilot`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::base::time::{Style, duration};
 use crate::cmd::args::{ReportArgs, RunArgs};
 use crate::domain::autopilot::decide::Limits;
-use crate::domain::autopilot::{self, Ending, Observer, Progress, Request, RunError, slurm};
+use crate::domain::autopilot::{
+    self, Ending, Finished, Observer, Progress, Request, RunError, slurm,
+};
+use crate::domain::campaign::status::Failure;
 use crate::domain::script::quote;
 
 /// `--max-submissions` reached, or Slurm cannot be got past.
-pub const STOPPED: u8 = 3;
+const STOPPED: u8 = 3;
 /// Another run drives this campaign.
-pub const LOCKED: u8 = 4;
+const LOCKED: u8 = 4;
 
 /// Flags of `run` that gen does not take, and whether they carry a value.
 const RUN_ONLY: [(&str, bool); 3] = [
@@ -43,24 +46,12 @@ pub fn run(args: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
         return detach(&req, &argv);
     }
     let mut observer = Printer::new();
-    let finished = match autopilot::drive(&req, &mut observer) {
-        Ok(f) => f,
-        Err(e) => {
-            observer.end_line();
-            return match e {
-                RunError::Lock(autopilot::lock::LockError::Held { .. }) => {
-                    eprintln!("pseg-slurm: {e}");
-                    Ok(LOCKED)
-                }
-                RunError::Slurm(_) => {
-                    eprintln!("pseg-slurm: error: {e}");
-                    Ok(STOPPED)
-                }
-                e => Err(e.into()),
-            };
-        }
-    };
+    let finished = autopilot::drive(&req, &mut observer);
     observer.end_line();
+    let finished = match finished {
+        Ok(f) => f,
+        Err(e) => return drive_failed(e),
+    };
     if let Ending::Bound(why) = &finished.exit {
         eprintln!(
             "pseg-slurm: stopped: {why}; `pseg-slurm run` again (with a higher \
@@ -68,6 +59,34 @@ pub fn run(args: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
         );
         return Ok(STOPPED);
     }
+    say_verified(&finished);
+    write_page(&finished.out);
+    if finished.failures.is_empty() {
+        eprintln!("pseg-slurm: every granule is done");
+        return Ok(0);
+    }
+    say_failures(&finished.failures);
+    Ok(1)
+}
+
+/// The exit status of a drive that ended in an error: another run holds the campaign, or
+/// Slurm cannot be got past; any other error is main's to print.
+fn drive_failed(e: RunError) -> Result<u8, Box<dyn std::error::Error>> {
+    match e {
+        RunError::Lock(autopilot::lock::LockError::Held { .. }) => {
+            eprintln!("pseg-slurm: {e}");
+            Ok(LOCKED)
+        }
+        RunError::Slurm(_) => {
+            eprintln!("pseg-slurm: error: {e}");
+            Ok(STOPPED)
+        }
+        e => Err(e.into()),
+    }
+}
+
+/// What the last verify of the done granules found.
+fn say_verified(finished: &Finished) {
     if finished.verify_findings.is_empty() {
         eprintln!(
             "pseg-slurm: verified {} done granule(s): every output matches its manifest",
@@ -79,10 +98,13 @@ pub fn run(args: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
             finished.verify_findings.len()
         );
     }
-    let page = finished.out.join("pseg-report.html");
+}
+
+/// The report page into `out`, as `pseg-slurm report` writes it; a failure only warns.
+fn write_page(out: &Path) {
     let report = crate::cmd::report::run(&ReportArgs {
-        dir: finished.out.clone(),
-        output: page,
+        dir: out.to_path_buf(),
+        output: out.join("pseg-report.html"),
         granule: Vec::new(),
         slowest: 20,
         details: 5,
@@ -91,15 +113,12 @@ pub fn run(args: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
     if let Err(e) = report {
         eprintln!("pseg-slurm: warning: no report page: {e}");
     }
-    if finished.failures.is_empty() {
-        eprintln!("pseg-slurm: every granule is done");
-        return Ok(0);
-    }
-    eprintln!(
-        "pseg-slurm: {} granule(s) failed for good:",
-        finished.failures.len()
-    );
-    for f in &finished.failures {
+}
+
+/// The granules that failed for good, one line each.
+fn say_failures(failures: &[Failure]) {
+    eprintln!("pseg-slurm: {} granule(s) failed for good:", failures.len());
+    for f in failures {
         let kind = f.kind.map(|k| k.name()).unwrap_or("unknown");
         let error = f.error.as_deref().unwrap_or("no error recorded");
         let report = f
@@ -113,7 +132,6 @@ pub fn run(args: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
         );
         eprintln!("{}", crate::base::escape::controls(&line));
     }
-    Ok(1)
 }
 
 /// `argv` (after `run`) without run's own flags: the gen call to record.

@@ -32,7 +32,7 @@ pub fn run(args: &StatusArgs) -> Outcome {
 }
 
 /// The text a person reads.
-pub fn render_text(s: &Overview) -> String {
+fn render_text(s: &Overview) -> String {
     let mut out = String::new();
     let w = &mut out;
     campaign(w, s);

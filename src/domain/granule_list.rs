@@ -213,9 +213,10 @@ fn list_problems(problems: &[Problem]) -> String {
     lines.join("\n  ")
 }
 
+#[cfg(test)]
 impl ListError {
     /// True when the list itself is fine but some granule it names is missing or unreadable.
-    pub fn is_missing_granule(&self) -> bool {
+    fn is_missing_granule(&self) -> bool {
         matches!(self, ListError::Bad { problems, .. }
             if problems.iter().any(|p| matches!(p.kind, ProblemKind::Missing | ProblemKind::NotAFile | ProblemKind::Unreadable(_))))
     }

@@ -5,13 +5,12 @@
 //! its granules):
 //! - an array element `i` with chunk size `K` owns granules `[i*K, min((i+1)*K, N))`;
 //!   outside an array job the "chunk" is the whole list;
-//! - within the chunk, task `procid` of `ntasks` takes every `ntasks`-th granule starting at
-//!   its own rank (strided, so task loads differ by at most one granule).
+//! - within the chunk, the step's tasks share it, each claiming one granule at a time in the
+//!   ledger (so a fast task simply takes more); `procid` and `ntasks` are only checked here.
 //!
-//! [`Place::from_values`] and [`select`] are pure; [`Place::from_env`] is the only reader of
-//! the process environment. Nothing here touches the list or the file system.
+//! [`Place::from_values`] and [`Place::chunk`] are pure; [`Place::from_env`] is the only
+//! reader of the process environment. Nothing here touches the list or the file system.
 
-use std::iter::StepBy;
 use std::ops::Range;
 
 /// Slurm's array element index (unset outside job arrays).
@@ -73,7 +72,8 @@ pub enum MappingError {
 
 impl Place {
     /// The place of a lone process: not an array, one task, all granules.
-    pub fn everything() -> Place {
+    #[cfg(test)]
+    fn everything() -> Place {
         Place {
             array_index: None,
             chunk_size: None,
@@ -83,7 +83,7 @@ impl Place {
     }
 
     /// Reads `SLURM_ARRAY_TASK_ID`, `SLURM_PROCID` and `SLURM_NTASKS`. Outside Slurm (none
-    /// set) this is [`Place::everything`].
+    /// set) this is the place of a lone process: not an array, one task, all granules.
     pub fn from_env(chunk_size: Option<usize>) -> Result<Place, MappingError> {
         let read = |var: &'static str| -> Result<Option<String>, MappingError> {
             match std::env::var(var) {
@@ -122,7 +122,8 @@ impl Place {
         Ok(place)
     }
 
-    /// Checks the invariants [`select`] relies on.
+    /// Checks the place's invariants: a task rank below a task count of at least one, a chunk
+    /// size (above zero) for an array element.
     pub fn validate(&self) -> Result<(), MappingError> {
         if self.ntasks == 0 {
             return Err(MappingError::NoTasks);
@@ -177,16 +178,6 @@ fn parse_var(var: &'static str, value: &str) -> Result<usize, MappingError> {
     })
 }
 
-/// Indices (into the list) of the granules this task processes, in list order.
-///
-/// `place` must satisfy [`Place::validate`] (as every `Place` from [`Place::from_values`]
-/// does); a place with `ntasks == 0` is treated as one task.
-pub fn select(n_granules: usize, place: &Place) -> StepBy<Range<usize>> {
-    let chunk = place.chunk(n_granules);
-    let first = chunk.start.saturating_add(place.procid).min(chunk.end);
-    (first..chunk.end).step_by(place.ntasks.max(1))
-}
-
 /// Number of array elements needed for `n_granules` in chunks of `chunk_size` (> 0).
 pub fn chunk_count(n_granules: usize, chunk_size: usize) -> usize {
     n_granules.div_ceil(chunk_size.max(1))
@@ -195,6 +186,17 @@ pub fn chunk_count(n_granules: usize, chunk_size: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A strided share of the chunk (task `procid` takes every `ntasks`-th granule from its
+    /// own rank), for the tests of the chunk rule: every granule in exactly one share.
+    ///
+    /// `place` must satisfy [`Place::validate`] (as every `Place` from [`Place::from_values`]
+    /// does); a place with `ntasks == 0` is treated as one task.
+    fn select(n_granules: usize, place: &Place) -> std::iter::StepBy<Range<usize>> {
+        let chunk = place.chunk(n_granules);
+        let first = chunk.start.saturating_add(place.procid).min(chunk.end);
+        (first..chunk.end).step_by(place.ntasks.max(1))
+    }
 
     fn place(array: Option<usize>, k: Option<usize>, procid: usize, ntasks: usize) -> Place {
         let p = Place {

@@ -6,8 +6,7 @@
 //! of the machine can leak in. Snapshots hold `<TMP>` for that folder and `<VERSION>` for
 //! the crate version; `PSEG_UPDATE_SNAPSHOTS=1 cargo test` rewrites them.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -15,110 +14,44 @@ use assert_cmd::cargo::cargo_bin;
 use clap::Parser;
 // pseg-step's own parser: the contract test below feeds it gen's step arguments.
 use pseg_slurm::cmd::step_args::StepArgs;
-use tempfile::TempDir;
 
-use crate::support::text;
+use crate::support::{Case, text};
 
-/// One test's folder.
-struct Gen {
-    dir: TempDir,
+/// A fake campaign of `n` granules, `g000000.hdf` on.
+fn campaign(n: usize) -> Case {
+    let names: Vec<String> = (0..n).map(|i| format!("g{i:06}.hdf")).collect();
+    Case::fake_campaign(&names)
 }
 
-impl Gen {
-    /// A folder with `n` granules listed in `data/list.txt`, an options file, and fake
-    /// `bin/pseg-step` and `clavrx/clavrxorb` executables.
-    fn new(n: usize) -> Gen {
-        let g = Gen {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir_all(g.path("data")).unwrap();
-        let mut list = String::from("# test granules\n");
-        for i in 0..n {
-            let name = format!("g{i:06}.hdf");
-            std::fs::write(g.path("data").join(&name), "").unwrap();
-            list.push_str(&name);
-            list.push('\n');
-        }
-        std::fs::write(g.path("data/list.txt"), list).unwrap();
-        g.write("etc/clavrx_options", "scan_lines 64\n");
-        g.executable("bin/pseg-step", "exit 0");
-        g.executable("clavrx/clavrxorb", "exit 0");
-        g
-    }
+/// `pseg-slurm gen` with the folder's list, options, output and executables, plus `extra`;
+/// the script it printed (gen must succeed).
+fn gen_ok(g: &Case, extra: &[&str]) -> String {
+    let mut args = vec!["--exe", "clavrx/clavrxorb", "--pseg-step", "bin/pseg-step"];
+    args.extend_from_slice(extra);
+    gen_bare(g, &args)
+}
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
+/// `pseg-slurm gen` with the folder's list, options and output only, plus `extra`.
+fn gen_bare(g: &Case, extra: &[&str]) -> String {
+    let out = g.gen_into("out", extra);
+    assert!(
+        out.status.success(),
+        "gen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_bash_parses(&script);
+    script
+}
 
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let path = self.path(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        path
+/// Stable text: the folder as `<TMP>`, the version as `<VERSION>`.
+fn normalize(g: &Case, text: &str) -> String {
+    let mut text = text.to_string();
+    let canonical = std::fs::canonicalize(g.dir.path()).unwrap();
+    for dir in [canonical.as_path(), g.dir.path()] {
+        text = text.replace(&dir.display().to_string(), "<TMP>");
     }
-
-    fn executable(&self, rel: &str, body: &str) -> PathBuf {
-        let path = self.write(rel, &format!("#!/bin/sh\n{body}\n"));
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path
-    }
-
-    /// `pseg-slurm ARGS` in the folder, with PATH = the folder's bin/ only.
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(cargo_bin!("pseg-slurm"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("PATH", self.path("bin"))
-            .env_remove("PSEG_SLURM_CONFIG")
-            .output()
-            .unwrap()
-    }
-
-    /// `pseg-slurm gen` with the folder's list, options, output and executables, plus
-    /// `extra`; the script it printed (gen must succeed).
-    fn gen_ok(&self, extra: &[&str]) -> String {
-        let mut args = vec!["--exe", "clavrx/clavrxorb", "--pseg-step", "bin/pseg-step"];
-        args.extend_from_slice(extra);
-        self.gen_bare(&args)
-    }
-
-    /// `pseg-slurm gen` with the folder's list and options into `out`, plus `extra`.
-    fn gen_into(&self, out: &str, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "gen",
-            "--files",
-            "data/list.txt",
-            "--options",
-            "etc/clavrx_options",
-            "--out",
-            out,
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args)
-    }
-
-    /// `pseg-slurm gen` with the folder's list, options and output only, plus `extra`.
-    fn gen_bare(&self, extra: &[&str]) -> String {
-        let out = self.gen_into("out", extra);
-        assert!(
-            out.status.success(),
-            "gen failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let script = String::from_utf8(out.stdout.clone()).unwrap();
-        assert_bash_parses(&script);
-        script
-    }
-
-    /// Stable text: the folder as `<TMP>`, the version as `<VERSION>`.
-    fn normalize(&self, text: &str) -> String {
-        let mut text = text.to_string();
-        let canonical = std::fs::canonicalize(self.dir.path()).unwrap();
-        for dir in [canonical.as_path(), self.dir.path()] {
-            text = text.replace(&dir.display().to_string(), "<TMP>");
-        }
-        text.replace(env!("CARGO_PKG_VERSION"), "<VERSION>")
-    }
+    text.replace(env!("CARGO_PKG_VERSION"), "<VERSION>")
 }
 
 fn stderr(out: &Output) -> String {
@@ -231,41 +164,44 @@ setup: ['module load clavrx/6.0', 'export OMP_NUM_THREADS=1']
 
 #[test]
 fn array_mode_snapshot() {
-    let g = Gen::new(5);
+    let g = campaign(5);
     g.write("site.yaml", SITE);
-    let script = g.gen_ok(&["--config", "site.yaml", "--work", "work"]);
-    assert_snapshot("array.sbatch", &g.normalize(&script));
+    let script = gen_ok(&g, &["--config", "site.yaml", "--work", "work"]);
+    assert_snapshot("array.sbatch", &normalize(&g, &script));
     assert!(g.path("out/logs").is_dir(), "gen creates the log folder");
 }
 
 #[test]
 fn tasks_mode_snapshot_sized_from_reports() {
-    let g = Gen::new(5);
+    let g = campaign(5);
     g.write("site.yaml", SITE);
     g.write("reports/a/g1.pseg.yaml", &report(3 << 30, 100.0));
     g.write("reports/a/g2.pseg.yaml", &report(4 << 30, 200.0));
     g.write("reports/g3.pseg.yaml", &report(3584 << 20, 150.0));
-    let script = g.gen_ok(&[
-        "--config",
-        "site.yaml",
-        "--mode",
-        "tasks",
-        "--ntasks",
-        "2",
-        "--profile",
-        "reports",
-    ]);
+    let script = gen_ok(
+        &g,
+        &[
+            "--config",
+            "site.yaml",
+            "--mode",
+            "tasks",
+            "--ntasks",
+            "2",
+            "--profile",
+            "reports",
+        ],
+    );
     // 4 GiB * 1.15 / 4 CPUs = 1177.6 MiB -> 1178; 200 s * 3 granules * 1.15 = 690 s -> 12 min.
     assert_contains(
         &script,
         &["#SBATCH --mem-per-cpu=1178M\n", "#SBATCH --time=00:12:00\n"],
     );
-    assert_snapshot("tasks.sbatch", &g.normalize(&script));
+    assert_snapshot("tasks.sbatch", &normalize(&g, &script));
 }
 
 #[test]
 fn site_template_snapshot_with_container() {
-    let g = Gen::new(3);
+    let g = campaign(3);
     // A granule outside the list's folder must be bound too.
     g.write("elsewhere/far.hdf", "");
     let list = std::fs::read_to_string(g.path("data/list.txt")).unwrap();
@@ -273,23 +209,24 @@ fn site_template_snapshot_with_container() {
     g.write("images/clavrx.sif", "");
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("slurm/site-template.example.tera");
     // Inside the container: pseg-step and clavrxorb are the image's own.
-    let script = g.gen_bare(&[
-        "--template",
-        template.to_str().unwrap(),
-        "--container",
-        "images/clavrx.sif",
-        "--peak-mem",
-        "3.5G",
-        "--cpus-per-task",
-        "2",
-        "--max-array-size",
-        "1001",
-        "--job-name",
-        "my-run.v1",
-    ]);
-    let normalized = g
-        .normalize(&script)
-        .replace(env!("CARGO_MANIFEST_DIR"), "<REPO>");
+    let script = gen_bare(
+        &g,
+        &[
+            "--template",
+            template.to_str().unwrap(),
+            "--container",
+            "images/clavrx.sif",
+            "--peak-mem",
+            "3.5G",
+            "--cpus-per-task",
+            "2",
+            "--max-array-size",
+            "1001",
+            "--job-name",
+            "my-run.v1",
+        ],
+    );
+    let normalized = normalize(&g, &script).replace(env!("CARGO_MANIFEST_DIR"), "<REPO>");
     assert_snapshot("site-template.sbatch", &normalized);
 }
 
@@ -297,11 +234,11 @@ fn site_template_snapshot_with_container() {
 /// intact.
 #[test]
 fn awkward_paths_reach_pseg_step_intact() {
-    let g = Gen::new(0);
+    let g = campaign(0);
     let data = "it's my data";
     g.write(&format!("{data}/a b.hdf"), "");
     g.write(&format!("{data}/list.txt"), "a b.hdf\n");
-    let out = g.run(&[
+    let out = g.pseg_slurm_sealed(&[
         "gen",
         "--files",
         &format!("{data}/list.txt"),
@@ -334,13 +271,13 @@ fn awkward_paths_reach_pseg_step_intact() {
 
 #[test]
 fn directive_values_with_hash_or_backslash_are_quoted() {
-    let g = Gen::new(1);
+    let g = campaign(1);
     let out = g.gen_into(
         r"out#x\y",
         &["--pseg-step", "bin/pseg-step", "--max-array-size", "1001"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let script = g.normalize(&String::from_utf8(out.stdout).unwrap());
+    let script = normalize(&g, &String::from_utf8(out.stdout).unwrap());
     assert_bash_parses(&script);
     // sbatch would end the value at the bare `#` and read `\y` as an escape.
     let line = script
@@ -355,15 +292,15 @@ fn directive_values_with_hash_or_backslash_are_quoted() {
 
 #[test]
 fn template_dir_from_config_serves_its_mode_only() {
-    let g = Gen::new(2);
+    let g = campaign(2);
     g.write(
         "site/templates/tasks.sbatch.tera",
         "#!/bin/bash\n#SBATCH --ntasks={{ ntasks }}\n# site tasks template\nsrun {{ command }}\n",
     );
     g.write("site/site.yaml", "template_dir: templates\nntasks: 2\n");
-    let tasks = g.gen_ok(&["--config", "site/site.yaml", "--mode", "tasks"]);
+    let tasks = gen_ok(&g, &["--config", "site/site.yaml", "--mode", "tasks"]);
     assert!(tasks.contains("# site tasks template"), "{tasks}");
-    let array = g.gen_ok(&["--config", "site/site.yaml", "--max-array-size", "9"]);
+    let array = gen_ok(&g, &["--config", "site/site.yaml", "--max-array-size", "9"]);
     assert!(
         array.contains("Template: built-in array.sbatch.tera"),
         "{array}"
@@ -372,7 +309,7 @@ fn template_dir_from_config_serves_its_mode_only() {
 
 #[test]
 fn bad_list_reports_every_line_and_prints_nothing() {
-    let g = Gen::new(2);
+    let g = campaign(2);
     g.write(
         "data/list.txt",
         "g000000.hdf\nmissing1.hdf\ng000001.hdf\n\n./g000000.hdf\nmissing2.hdf\n",
@@ -390,14 +327,14 @@ fn bad_list_reports_every_line_and_prints_nothing() {
 
 #[test]
 fn empty_list_is_refused() {
-    let g = Gen::new(0);
-    let out = g.run(&["gen", "--files", "data/list.txt"]);
+    let g = campaign(0);
+    let out = g.pseg_slurm_sealed(&["gen", "--files", "data/list.txt"]);
     assert_refused(&out, &["names no granules"]);
 }
 
 #[test]
 fn unknown_config_key_names_file_line_and_key() {
-    let g = Gen::new(1);
+    let g = campaign(1);
     g.write(
         "site.yaml",
         "partition: batch\ncpus_per_task: 2\npartiton: debug\n",
@@ -407,7 +344,7 @@ fn unknown_config_key_names_file_line_and_key() {
         vec!["config", "check", "--config", "site.yaml"],
     ] {
         assert_refused(
-            &g.run(&args),
+            &g.pseg_slurm_sealed(&args),
             &["site.yaml, line 3: unknown key `partiton` (did you mean `partition`?)"],
         );
     }
@@ -415,8 +352,8 @@ fn unknown_config_key_names_file_line_and_key() {
 
 #[test]
 fn config_init_prints_the_shipped_example() {
-    let g = Gen::new(0);
-    let out = g.run(&["config", "init"]);
+    let g = campaign(0);
+    let out = g.pseg_slurm_sealed(&["config", "init"]);
     assert!(out.status.success());
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("slurm/site.example.yaml"),
@@ -425,14 +362,14 @@ fn config_init_prints_the_shipped_example() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), shipped);
     // And it is a valid config.
     g.write("site.yaml", &shipped);
-    let out = g.run(&["config", "check", "--config", "site.yaml"]);
+    let out = g.pseg_slurm_sealed(&["config", "check", "--config", "site.yaml"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
 fn missing_settings_say_which_flag_or_key() {
-    let g = Gen::new(1);
-    let out = g.run(&["gen", "--files", "data/list.txt", "--out", "o"]);
+    let g = campaign(1);
+    let out = g.pseg_slurm_sealed(&["gen", "--files", "data/list.txt", "--out", "o"]);
     assert_refused(
         &out,
         &[
@@ -440,7 +377,7 @@ fn missing_settings_say_which_flag_or_key() {
            (--config), or put a clavrx_options file beside the list",
         ],
     );
-    let out = g.run(&[
+    let out = g.pseg_slurm_sealed(&[
         "gen",
         "--files",
         "data/list.txt",
@@ -455,7 +392,7 @@ fn missing_settings_say_which_flag_or_key() {
 
 #[test]
 fn no_measurement_says_so_on_stderr_and_in_the_script() {
-    let g = Gen::new(1);
+    let g = campaign(1);
     let out = g.gen_into(
         "o",
         &[
@@ -495,14 +432,14 @@ const SIZED_BY_R: &[&str] = &[
 
 #[test]
 fn percentile_sizes_by_the_distribution_not_the_sum() {
-    let g = Gen::new(1);
+    let g = campaign(1);
     for i in 1..=20 {
         g.write(&format!("r/{i}.pseg.yaml"), &report(i << 30, 60.0));
     }
-    let max = g.gen_ok(SIZED_BY_R);
+    let max = gen_ok(&g, SIZED_BY_R);
     // 20 GiB over the default 4 CPUs (these reports hold no phase timings to plan from).
     assert!(max.contains("--mem-per-cpu=5120M\n"), "{max}");
-    let p95 = g.gen_ok(&[SIZED_BY_R, &["--percentile", "95"]].concat());
+    let p95 = gen_ok(&g, &[SIZED_BY_R, &["--percentile", "95"]].concat());
     assert_contains(
         &p95,
         &[
@@ -514,7 +451,7 @@ fn percentile_sizes_by_the_distribution_not_the_sum() {
 
 #[test]
 fn failed_reports_do_not_size_the_job_and_the_header_says_so() {
-    let g = Gen::new(1);
+    let g = campaign(1);
     g.write("r/a.pseg.yaml", &report(2 << 30, 600.0));
     // Written before reports had a status: counts as done.
     g.write("r/b.pseg.yaml", &report(1 << 30, 300.0));
@@ -531,7 +468,7 @@ fn failed_reports_do_not_size_the_job_and_the_header_says_so() {
         "r/done.pseg.yaml",
         &report(1 << 30, 60.0).replace("kind: granule", "kind: granule\nstatus: done"),
     );
-    let script = g.gen_ok(SIZED_BY_R);
+    let script = gen_ok(&g, SIZED_BY_R);
     // 2 GiB / 4 CPUs (the default); 600 s -> 10 min: neither the hung nor the OOM report
     // counts.
     assert_contains(
@@ -546,7 +483,7 @@ fn failed_reports_do_not_size_the_job_and_the_header_says_so() {
 
 #[test]
 fn report_of_another_schema_is_refused_by_name() {
-    let g = Gen::new(1);
+    let g = campaign(1);
     g.write("r/x.pseg.yaml", "schema: pseg-report/9\nkind: granule\n");
     assert_refused(
         &g.gen_into("o", &["--profile", "r"]),
@@ -556,12 +493,12 @@ fn report_of_another_schema_is_refused_by_name() {
 
 #[test]
 fn scontrol_max_array_size_grows_the_chunks() {
-    let g = Gen::new(10);
+    let g = campaign(10);
     g.executable(
         "bin/scontrol",
         "[ \"$1 $2\" = 'show config' ] || exit 2\necho 'MaxArraySize            = 4'",
     );
-    let script = g.gen_ok(&[]);
+    let script = gen_ok(&g, &[]);
     assert_contains(
         &script,
         &[
@@ -574,7 +511,7 @@ fn scontrol_max_array_size_grows_the_chunks() {
 
 #[test]
 fn broken_scontrol_falls_back_to_1001_and_says_why() {
-    let g = Gen::new(2);
+    let g = campaign(2);
     g.executable("bin/scontrol", "exit 1");
     let out = g.gen_into("o", &["--pseg-step", "bin/pseg-step"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -587,7 +524,7 @@ fn broken_scontrol_falls_back_to_1001_and_says_why() {
 
 #[test]
 fn default_pseg_step_is_the_one_beside_pseg_slurm() {
-    let g = Gen::new(1);
+    let g = campaign(1);
     let out = g.gen_into("o", &["--max-array-size", "5"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let beside = cargo_bin!("pseg-slurm").with_file_name("pseg-step");
@@ -605,9 +542,9 @@ fn default_pseg_step_is_the_one_beside_pseg_slurm() {
 /// release build; the bound here is loose for debug builds on busy machines.
 #[test]
 fn a_list_of_100k_granules_renders_without_quadratic_work() {
-    let g = Gen::new(100_000);
+    let g = campaign(100_000);
     let started = Instant::now();
-    let script = g.gen_ok(&["--chunk-size", "50", "--max-array-size", "1001"]);
+    let script = gen_ok(&g, &["--chunk-size", "50", "--max-array-size", "1001"]);
     let took = started.elapsed();
     assert_contains(&script, &["#SBATCH --array=0-999\n", "--chunk-size 100\n"]);
     eprintln!("gen over 100k granules took {took:?}");
@@ -618,7 +555,7 @@ fn a_list_of_100k_granules_renders_without_quadratic_work() {
 
 /// The script run for real by bash, with a fake srun that records its arguments: srun's own
 /// flags dropped, pseg-step's command line exactly as pseg-step would receive it.
-fn srun_argv(g: &Gen, script: &str) -> Vec<String> {
+fn srun_argv(g: &Case, script: &str) -> Vec<String> {
     g.executable("bin/srun", r#"printf '%s\0' "$@" > "$SRUN_ARGV""#);
     let job = g.write("job.sbatch", script);
     let ran = Command::new("bash")
@@ -659,7 +596,7 @@ fn assert_same_file(path: Option<&Path>, expected: &Path, what: &str) {
 /// Slurm's signals, so they must not reappear as pseg-step flags.
 #[test]
 fn gen_step_arguments_parse_with_pseg_steps_parser_as_asked() {
-    let g = Gen::new(5);
+    let g = campaign(5);
     g.write(
         "step.yaml",
         "max_workers: 3\nmax_lead: 4\nscan_lines: 50\nstall_timeout: 99\nkeep_work: true\n\
@@ -667,32 +604,38 @@ fn gen_step_arguments_parse_with_pseg_steps_parser_as_asked() {
     );
     g.write("serial.yaml", "serial: true\n");
     g.write("reports/g1.pseg.yaml", &report(3 << 30, 100.0));
-    let array = g.gen_ok(&[
-        "--config",
-        "step.yaml",
-        "--work",
-        "work",
-        "--memory",
-        "8G",
-        "--time",
-        "02:00:00",
-        "--chunk-size",
-        "2",
-        "--max-array-size",
-        "1001",
-    ]);
-    let tasks = g.gen_ok(&[
-        "--config",
-        "serial.yaml",
-        "--mode",
-        "tasks",
-        "--ntasks",
-        "2",
-        "--profile",
-        "reports",
-        "--peak-mem",
-        "3G",
-    ]);
+    let array = gen_ok(
+        &g,
+        &[
+            "--config",
+            "step.yaml",
+            "--work",
+            "work",
+            "--memory",
+            "8G",
+            "--time",
+            "02:00:00",
+            "--chunk-size",
+            "2",
+            "--max-array-size",
+            "1001",
+        ],
+    );
+    let tasks = gen_ok(
+        &g,
+        &[
+            "--config",
+            "serial.yaml",
+            "--mode",
+            "tasks",
+            "--ntasks",
+            "2",
+            "--profile",
+            "reports",
+            "--peak-mem",
+            "3G",
+        ],
+    );
     assert!(array.contains("#SBATCH --array=0-2\n"), "{array}");
 
     let parse = |script: &str| {

@@ -6,15 +6,15 @@
 //! mock): a real process per claimer, killed by handle, nothing shipped.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin;
 use pseg_slurm::domain::ledger::{
     Campaign, FailureKind, Holder, Ledger, Outcome, Record, STATE_DIR, Status,
 };
+
+use crate::support::{Case, Link, text};
 
 /// Starts a claimer process.
 fn spawn(mode: &str, dir: &Path, logs: &Path, id: &str, extra: &[(&str, String)]) -> Child {
@@ -214,63 +214,12 @@ fn racing_takers_of_one_dead_claim_have_one_winner() {
     }
 }
 
-/// A folder with granules, a list, options and a fake pseg-step, for gen and retry.
-struct Campaign4 {
-    dir: tempfile::TempDir,
-}
-
-impl Campaign4 {
-    fn new() -> Campaign4 {
-        let c = Campaign4 {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir_all(c.path("data")).unwrap();
-        std::fs::create_dir_all(c.path("bin")).unwrap();
-        std::fs::create_dir_all(c.path("etc")).unwrap();
-        for name in ["a.hdf", "b.hdf", "c.hdf", "d.hdf"] {
-            std::fs::write(c.path("data").join(name), "").unwrap();
-        }
-        std::fs::write(c.path("data/list.txt"), "a.hdf\nb.hdf\nc.hdf\nd.hdf\n").unwrap();
-        std::fs::write(c.path("etc/clavrx_options"), "scan_lines 64\n").unwrap();
-        let step = c.path("bin/pseg-step");
-        std::fs::write(&step, "#!/bin/sh\nexit 0\n").unwrap();
-        std::fs::set_permissions(&step, std::fs::Permissions::from_mode(0o755)).unwrap();
-        c
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn run(&self, cwd: &Path, args: &[&str]) -> Output {
-        Command::new(cargo_bin!("pseg-slurm"))
-            .args(args)
-            .current_dir(cwd)
-            .env("PATH", self.path("bin"))
-            .env_remove("PSEG_SLURM_CONFIG")
-            .output()
-            .unwrap()
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[test]
 fn gen_remembers_the_campaign_and_retry_renders_what_is_left() {
-    let c = Campaign4::new();
-    let root = c.dir.path();
-    let out = c.run(
-        root,
+    let c = Case::fake_campaign(&["a.hdf", "b.hdf", "c.hdf", "d.hdf"]);
+    let out = c.gen_into(
+        "out",
         &[
-            "gen",
-            "--files",
-            "data/list.txt",
-            "--options",
-            "etc/clavrx_options",
-            "--out",
-            "out",
             "--pseg-step",
             "bin/pseg-step",
             "--max-array-size",
@@ -297,7 +246,7 @@ fn gen_remembers_the_campaign_and_retry_renders_what_is_left() {
     );
 
     // Before any job ran: everything is pending.
-    let fresh = c.run(root, &["status", "out"]);
+    let fresh = c.pseg_slurm_sealed(&["status", "out"]);
     assert!(fresh.status.success(), "{}", text(&fresh.stderr));
     assert!(
         text(&fresh.stdout).contains("  pending             4  100.0%"),
@@ -324,7 +273,7 @@ fn gen_remembers_the_campaign_and_retry_renders_what_is_left() {
     );
     finish("c.hdf", Outcome::interrupted("SIGUSR1: time limit near"));
 
-    let status = c.run(root, &["status", "out"]);
+    let status = c.pseg_slurm_sealed(&["status", "out"]);
     assert!(status.status.success(), "{}", text(&status.stderr));
     let s = text(&status.stdout);
     for needle in [
@@ -339,10 +288,11 @@ fn gen_remembers_the_campaign_and_retry_renders_what_is_left() {
     // Retry the failed one, from another folder, with a different partition.
     let elsewhere = tempfile::tempdir().unwrap();
     let state_arg = state.display().to_string();
-    let out = c.run(
-        elsewhere.path(),
-        &["retry", &state_arg, "--failed", "--partition", "p2"],
-    );
+    let out = c
+        .pseg_slurm_sealed_cmd(&["retry", &state_arg, "--failed", "--partition", "p2"])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let script = text(&out.stdout);
     let list = state.join("retry/list-retry-1.txt");
@@ -375,7 +325,7 @@ fn gen_remembers_the_campaign_and_retry_renders_what_is_left() {
     );
 
     // Missing: never started, interrupted, and the one sent back to pending.
-    let out = c.run(root, &["retry", "out", "--missing"]);
+    let out = c.pseg_slurm_sealed(&["retry", "out", "--missing"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listed = std::fs::read_to_string(state.join("retry/list-retry-2.txt")).unwrap();
     for name in ["b.hdf", "c.hdf", "d.hdf"] {
@@ -384,24 +334,24 @@ fn gen_remembers_the_campaign_and_retry_renders_what_is_left() {
     assert!(!listed.contains("a.hdf"));
 
     // A --out elsewhere is refused; nothing left is exit 3 with nothing printed.
-    let out = c.run(root, &["retry", "out", "--out", "other"]);
+    let out = c.pseg_slurm_sealed(&["retry", "out", "--out", "other"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("is not this campaign's output folder"));
     for name in ["b.hdf", "c.hdf", "d.hdf"] {
         finish(name, Outcome::done());
     }
-    let out = c.run(root, &["retry", "out"]);
+    let out = c.pseg_slurm_sealed(&["retry", "out"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
     assert!(text(&out.stderr).contains("nothing to retry"));
 
-    let yaml = c.run(root, &["status", "out", "--format", "yaml"]);
+    let yaml = c.pseg_slurm_sealed(&["status", "out", "--format", "yaml"]);
     assert!(
         text(&yaml.stdout).contains("done: 4"),
         "{}",
         text(&yaml.stdout)
     );
-    let none = c.run(root, &["status", "data"]);
+    let none = c.pseg_slurm_sealed(&["status", "data"]);
     assert_eq!(none.status.code(), Some(1));
     assert!(
         text(&none.stderr).contains("holds no campaign state"),
@@ -415,19 +365,14 @@ fn gen_remembers_the_campaign_and_retry_renders_what_is_left() {
 #[test]
 fn status_of_100k_records_is_fast() {
     const N: usize = 100_000;
-    let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("out").join(STATE_DIR);
+    let tmp = Case::new(Link::Pie);
+    let state = tmp.path("out").join(STATE_DIR);
     let ledger = Ledger::open(&state).unwrap();
     let names: Vec<String> = (0..N).map(|i| format!("goes16.2024.{i:06}.gran")).collect();
-    std::fs::write(tmp.path().join("list.txt"), names.join("\n")).unwrap();
-    Campaign::new(
-        &tmp.path().join("list.txt"),
-        &tmp.path().join("out"),
-        None,
-        "test",
-    )
-    .write(&state)
-    .unwrap();
+    std::fs::write(tmp.path("list.txt"), names.join("\n")).unwrap();
+    Campaign::new(&tmp.path("list.txt"), &tmp.path("out"), None, "test")
+        .write(&state)
+        .unwrap();
     let written = Instant::now();
     let host = |i: usize| format!("node{:03}", i % 97);
     for (i, name) in names.iter().enumerate().take(N - 1000) {
@@ -461,9 +406,10 @@ fn status_of_100k_records_is_fast() {
     }
     eprintln!("wrote {} records in {:?}", N - 1000, written.elapsed());
     let started = Instant::now();
-    let out = Command::new(cargo_bin!("pseg-slurm"))
+    let out = tmp
+        .pseg_slurm()
         .args(["status", "--format", "json"])
-        .arg(tmp.path().join("out"))
+        .arg(tmp.path("out"))
         .output()
         .unwrap();
     let took = started.elapsed();
@@ -480,11 +426,7 @@ fn status_of_100k_records_is_fast() {
     // A bound for a blow-up (work per pair of records), not a speed: a loaded machine may
     // be several times slower than an idle one.
     assert!(took < Duration::from_secs(120), "status took {took:?}");
-    let text_out = Command::new(cargo_bin!("pseg-slurm"))
-        .arg("status")
-        .arg(&state)
-        .output()
-        .unwrap();
+    let text_out = tmp.pseg_slurm().arg("status").arg(&state).output().unwrap();
     assert!(text(&text_out.stdout).contains("failures (990, first 20; --format yaml lists all)"));
 }
 
@@ -492,8 +434,8 @@ fn status_of_100k_records_is_fast() {
 /// see (no Slurm ids: never provably dead) and one of a live process here.
 #[test]
 fn release_frees_unprovable_claims_only_with_yes_and_never_live_ones() {
-    let out = tempfile::tempdir().unwrap();
-    let state = out.path().join(STATE_DIR);
+    let case = Case::new(Link::Pie);
+    let state = case.path("out").join(STATE_DIR);
     let ledger = Ledger::open(&state).unwrap();
     let foreign = Holder {
         host: "far-node-that-does-not-exist".into(),
@@ -509,15 +451,8 @@ fn release_frees_unprovable_claims_only_with_yes_and_never_live_ones() {
     let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
     let live = Holder::read(Path::new("/proc"), sleeper.id());
     let _live = ledger.claim("live.hdf", &live).unwrap().unwrap();
-    let bin = tempfile::tempdir().unwrap();
     let release = |args: &[&str]| {
-        let out = Command::new(cargo_bin!("pseg-slurm"))
-            .arg("release")
-            .arg(out.path())
-            .args(args)
-            .env("PATH", bin.path())
-            .output()
-            .unwrap();
+        let out = case.pseg_slurm_sealed(&[&["release", "out"], args].concat());
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };

@@ -4,8 +4,9 @@
 //! want of root, cgroups, Slurm or a tool (a failure under `CI=true`).
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -109,6 +110,24 @@ impl Case {
             dir: tempfile::tempdir().expect("tempdir"),
             link,
         }
+    }
+
+    /// A campaign of fakes, for the commands that only read its inputs (`gen`, `status`,
+    /// `retry`): an empty `data/NAME` for each of `names`, listed in `data/list.txt`, an
+    /// options file, and `bin/pseg-step` and `clavrx/clavrxorb` scripts that exit 0.
+    pub fn fake_campaign<S: AsRef<str>>(names: &[S]) -> Case {
+        let case = Case::new(Link::Pie);
+        let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+        let data = case.path("data");
+        std::fs::create_dir_all(&data).unwrap();
+        for name in &names {
+            std::fs::write(data.join(name), "").unwrap();
+        }
+        case.list(&names);
+        case.write(FAKE_OPTIONS, "scan_lines 64\n");
+        case.executable("bin/pseg-step", "exit 0");
+        case.executable("clavrx/clavrxorb", "exit 0");
+        case
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -237,18 +256,71 @@ impl Case {
         run
     }
 
+    /// `pseg-slurm` run from the test's directory; the caller adds the arguments.
+    pub fn pseg_slurm(&self) -> Command {
+        let mut cmd = Command::new(cargo_bin!("pseg-slurm"));
+        cmd.current_dir(self.dir.path());
+        cmd
+    }
+
+    /// `pseg-slurm ARGS` from the test's directory with PATH its `bin/` only and no
+    /// `PSEG_SLURM_CONFIG`, so no scontrol, sbatch, clavrxorb or site config of the machine
+    /// can leak in.
+    pub fn pseg_slurm_sealed(&self, args: &[&str]) -> Output {
+        self.pseg_slurm_sealed_cmd(args).output().unwrap()
+    }
+
+    /// The command [`Case::pseg_slurm_sealed`] runs, for a caller that changes its folder.
+    pub fn pseg_slurm_sealed_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.pseg_slurm();
+        cmd.args(args)
+            .env("PATH", self.path("bin"))
+            .env_remove("PSEG_SLURM_CONFIG");
+        cmd
+    }
+
+    /// `pseg-slurm gen` over a [`Case::fake_campaign`]'s list and options into `out`, plus
+    /// `extra`, sealed as [`Case::pseg_slurm_sealed`].
+    pub fn gen_into(&self, out: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "gen",
+            "--files",
+            "data/list.txt",
+            "--options",
+            FAKE_OPTIONS,
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        self.pseg_slurm_sealed(&args)
+    }
+
+    /// Writes `text` to `rel`, making its folders.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes a `/bin/sh` script running `body` to `rel`, executable.
+    pub fn executable(&self, rel: &str, body: &str) -> PathBuf {
+        let path = self.write(rel, &format!("#!/bin/sh\n{body}\n"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
     /// `pseg-slurm gen` over the list with `exe` as clavrxorb and the test's options file, run
     /// from the test's directory; the caller adds the rest.
     pub fn gen_cmd(&self, exe: &Path) -> Command {
-        let mut cmd = Command::new(cargo_bin!("pseg-slurm"));
+        let mut cmd = self.pseg_slurm();
         cmd.arg("gen")
             .arg("--files")
             .arg(self.path("data/list.txt"))
             .arg("--exe")
             .arg(exe)
             .arg("--options")
-            .arg(self.path("clavrx_options"))
-            .current_dir(self.dir.path());
+            .arg(self.path("clavrx_options"));
         cmd
     }
 
@@ -322,6 +394,9 @@ impl Case {
         }
     }
 }
+
+/// Where [`Case::fake_campaign`] puts its options file, relative to the test's directory.
+pub const FAKE_OPTIONS: &str = "etc/clavrx_options";
 
 /// How long a test waits for something that must happen before it calls it a hang: long,
 /// since CI's two cores also build, debootstrap and run Slurm jobs meanwhile, and a disk
@@ -447,7 +522,8 @@ impl Case {
 
     /// The campaign in `out` as `pseg-slurm status --format yaml` tells it.
     pub fn status(&self, out: &str) -> serde_yaml::Value {
-        let o = Command::new(cargo_bin!("pseg-slurm"))
+        let o = self
+            .pseg_slurm()
             .args(["status", "--format", "yaml"])
             .arg(self.path(out))
             .output()

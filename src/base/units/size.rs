@@ -58,7 +58,8 @@ impl Size {
     }
 
     /// Whole MiB, rounded up: what `--mem-per-cpu=<N>M` needs.
-    pub fn mib_ceil(self) -> u64 {
+    #[cfg(test)]
+    fn mib_ceil(self) -> u64 {
         self.0.div_ceil(MIB)
     }
 }

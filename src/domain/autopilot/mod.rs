@@ -116,7 +116,6 @@ pub trait Observer {
 pub struct Finished {
     pub exit: Ending,
     pub out: PathBuf,
-    pub state: PathBuf,
     /// Failed for good, with their kind and report.
     pub failures: Vec<Failure>,
     /// Verify's lines about outputs that do not match (empty when clean).
@@ -152,25 +151,9 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
         }
     })?;
     let list = read_list(&first.list)?;
-    let mode = if first.script.contains("\n#SBATCH --array=") {
-        Mode::Array
-    } else {
-        Mode::Tasks
-    };
+    let mode = mode_of(&first.script);
     let mut campaign = open_campaign(req, &first, list.granules.len(), &state)?;
-    let waiting: Vec<&str> = campaign
-        .submissions
-        .iter()
-        .filter(|s| s.ended_unix.is_none())
-        .map(|s| s.job_id.as_str())
-        .collect();
-    if !waiting.is_empty() {
-        observer.say(&format!(
-            "resuming: the campaign record names job(s) {} not yet seen ending; watching them \
-             instead of submitting again",
-            waiting.join(", ")
-        ));
-    }
+    say_resuming(&campaign, observer);
     let ctx = Ctx {
         req,
         out: &out,
@@ -182,26 +165,9 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
     };
     let mut pause = POLL_MIN;
     let mut last_progress = None;
-    let mut slurm_failures = 0;
     let mut nothing_to_select = 0;
     loop {
-        let active = match poll_jobs(&mut campaign, &state) {
-            Ok(n) => {
-                slurm_failures = 0;
-                n
-            }
-            Err(e) if slurm_failures + 1 < SLURM_TRIES => {
-                slurm_failures += 1;
-                observer.say(&format!(
-                    "Slurm did not answer ({e}); trying again in {} s",
-                    pause.as_secs()
-                ));
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(POLL_MAX * 4);
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let active = poll_patiently(&mut campaign, &state, &mut pause, observer)?;
         let summary = summary(&state)?;
         let progress = progress_of(&summary, &campaign, active);
         observer.progress(&progress);
@@ -216,12 +182,7 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
         last_progress = Some(progress);
         let profile = active == 0 && ctx.profile_usable();
         let view = view_of(&summary, active, profile, campaign.submissions.len());
-        let last = campaign.submissions.last().map(|s| Last {
-            purpose: s.purpose,
-            sizing: s.sizing.clone(),
-            overrides: s.overrides.clone(),
-            done_before: s.done_before,
-        });
+        let last = campaign.submissions.last().map(last_of);
         let (purpose, overrides, why, pilot) =
             match decide::decide(&view, last.as_ref(), req.limits) {
                 Action::Wait => {
@@ -244,12 +205,7 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
                 }
                 Action::Bound { why } => return stop(&mut campaign, &state, out, why),
             };
-        let mut chosen = ctx.todo()?;
-        if let Some(n) = pilot {
-            // Largest first: the pilot should see the campaign's worst case.
-            chosen.sort_by_key(|g| std::cmp::Reverse(file_size(&g.path)));
-            chosen.truncate(n);
-        }
+        let chosen = ctx.choose(pilot)?;
         if chosen.is_empty() {
             // The records changed since the look (a holder proven dead meanwhile): look
             // again rather than submit an empty job, but not forever.
@@ -258,12 +214,7 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
                 std::thread::sleep(pause);
                 continue;
             }
-            let why = format!(
-                "the records count {} granule(s) left to do, yet none can be selected for a \
-                 job (held by processes that may be alive?): see `pseg-slurm status {}`",
-                view.todo(),
-                out.display()
-            );
+            let why = unselectable(view.todo(), &out);
             return stop(&mut campaign, &state, out, why);
         }
         nothing_to_select = 0;
@@ -273,6 +224,77 @@ pub fn drive(req: &Request, observer: &mut dyn Observer) -> Result<Finished, Run
         save(&campaign, &state)?;
         pause = POLL_MIN;
     }
+}
+
+/// The layout gen chose for the campaign's script.
+fn mode_of(script: &str) -> Mode {
+    if script.contains("\n#SBATCH --array=") {
+        Mode::Array
+    } else {
+        Mode::Tasks
+    }
+}
+
+/// Says which jobs of an earlier run are watched rather than submitted again.
+fn say_resuming(campaign: &Campaign, observer: &mut dyn Observer) {
+    let waiting: Vec<&str> = campaign
+        .submissions
+        .iter()
+        .filter(|s| s.ended_unix.is_none())
+        .map(|s| s.job_id.as_str())
+        .collect();
+    if !waiting.is_empty() {
+        observer.say(&format!(
+            "resuming: the campaign record names job(s) {} not yet seen ending; watching them \
+             instead of submitting again",
+            waiting.join(", ")
+        ));
+    }
+}
+
+/// The campaign's jobs still active, asking Slurm again (with a growing `pause`) until it
+/// answers or `SLURM_TRIES` looks in a row have failed.
+fn poll_patiently(
+    campaign: &mut Campaign,
+    state: &Path,
+    pause: &mut Duration,
+    observer: &mut dyn Observer,
+) -> Result<usize, RunError> {
+    let mut slurm_failures = 0;
+    loop {
+        match poll_jobs(campaign, state) {
+            Ok(n) => return Ok(n),
+            Err(e) if slurm_failures + 1 < SLURM_TRIES => {
+                slurm_failures += 1;
+                observer.say(&format!(
+                    "Slurm did not answer ({e}); trying again in {} s",
+                    pause.as_secs()
+                ));
+                std::thread::sleep(*pause);
+                *pause = (*pause * 2).min(POLL_MAX * 4);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The last submission as the decision sees it.
+fn last_of(s: &Submission) -> Last {
+    Last {
+        purpose: s.purpose,
+        sizing: s.sizing.clone(),
+        overrides: s.overrides.clone(),
+        done_before: s.done_before,
+    }
+}
+
+/// Why the run stops when the records count work left that no job can be given.
+fn unselectable(todo: usize, out: &Path) -> String {
+    format!(
+        "the records count {todo} granule(s) left to do, yet none can be selected for a \
+         job (held by processes that may be alive?): see `pseg-slurm status {}`",
+        out.display()
+    )
 }
 
 /// Nothing left that can succeed: verify the done granules' outputs and record the end;
@@ -320,7 +342,6 @@ fn finish(
     Ok(Some(Finished {
         exit,
         out: ctx.out.to_path_buf(),
-        state: ctx.state.to_path_buf(),
         failures,
         verify_findings: findings,
         verified: report.checked,
@@ -343,7 +364,6 @@ fn stop(
     Ok(Finished {
         exit: Ending::Bound(why),
         out,
-        state: state.to_path_buf(),
         failures: Vec::new(),
         verify_findings: Vec::new(),
         verified: 0,
@@ -396,6 +416,18 @@ impl Ctx<'_> {
     }
 
     /// The granules a job can still make succeed, in list order.
+    /// The granules for the next job: every one to do, or for a pilot of `n`, the `n`
+    /// largest.
+    fn choose(&self, pilot: Option<usize>) -> Result<Vec<Granule>, RunError> {
+        let mut chosen = self.todo()?;
+        if let Some(n) = pilot {
+            // Largest first: the pilot should see the campaign's worst case.
+            chosen.sort_by_key(|g| std::cmp::Reverse(file_size(&g.path)));
+            chosen.truncate(n);
+        }
+        Ok(chosen)
+    }
+
     fn todo(&self) -> Result<Vec<Granule>, RunError> {
         let sel = retry::select(self.ledger, self.list, true, true, self.me)?;
         let budget = RetryBudget::default();

@@ -286,37 +286,18 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Overview {
         unreadable_claims,
         warnings,
     } = inputs;
-    let mut by_name: HashMap<&str, &Record> =
-        records.iter().map(|r| (r.name.as_str(), r)).collect();
-    // The records that count, in list order (or by name without a list), and the rest.
-    let mut counted: Vec<&Record> = Vec::with_capacity(records.len());
-    let mut counts = Counts::default();
-    let granules = match &names {
-        Some(names) => {
-            for name in names {
-                match by_name.remove(name.as_str()) {
-                    Some(r) => counted.push(r),
-                    None => counts.pending += 1,
-                }
-            }
-            names.len()
-        }
-        None => {
-            counted = by_name.drain().map(|(_, r)| r).collect();
-            counted.sort_by(|a, b| a.name.cmp(&b.name));
-            counted.len()
-        }
-    };
-    let not_in_list = by_name.len();
-
+    let listed = in_list_order(names.as_deref(), &records);
     let mut s = Overview {
         state_dir,
         list: campaign.as_ref().map(|c| c.list.clone()),
         output_dir: campaign.as_ref().map(|c| c.output_dir.clone()),
-        granules,
-        counts,
+        granules: listed.granules,
+        counts: Counts {
+            pending: listed.unrecorded,
+            ..Counts::default()
+        },
         failed_retryable: 0,
-        not_in_list,
+        not_in_list: listed.not_in_list,
         unreadable_records: unreadable,
         attempts: 0,
         lost: 0,
@@ -337,31 +318,14 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Overview {
     };
     let mut hosts: BTreeMap<&str, HostLine> = BTreeMap::new();
     let mut jobs: BTreeSet<&str> = BTreeSet::new();
-    for r in &counted {
+    for r in &listed.counted {
         let lost = if r.is_held() {
             dead.remove(&r.name)
         } else {
             None
         };
-        if let Some(claim) = lost {
-            s.counts.lost += 1;
-            s.lost_claims.push(claim);
-        } else {
-            s.counts.add(r.status);
-        }
-        let is_lost = s.lost_claims.last().is_some_and(|l| l.name == r.name);
-        s.attempts += u64::from(r.attempts);
-        s.lost += u64::from(r.failures.get(&FailureKind::Lost).copied().unwrap_or(0));
-        s.weak_proof += usize::from(r.status == Status::Done && r.weak_proof);
-        if let Some(t) = r.first_started.or(r.started).or(r.claimed) {
-            s.first_started = Some(s.first_started.map_or(t, |f| f.min(t)));
-        }
-        if let Some(t) = r.ended {
-            s.last_ended = Some(s.last_ended.map_or(t, |l| l.max(t)));
-            if r.status == Status::Done && now - t <= 3600.0 {
-                s.done_last_hour += 1;
-            }
-        }
+        let is_lost = lost.is_some();
+        s.count(r, lost, now);
         if r.status != Status::Pending {
             let host = hosts
                 .entry(r.host.as_deref().unwrap_or("?"))
@@ -369,17 +333,7 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Overview {
                     host: r.host.clone().unwrap_or_else(|| "?".into()),
                     ..HostLine::default()
                 });
-            if let (Some(a), Some(b)) = (r.started, r.ended) {
-                host.seconds += (b - a).max(0.0);
-            }
-            match r.status {
-                Status::Done => host.done += 1,
-                Status::Failed => host.failed += 1,
-                Status::Interrupted => host.interrupted += 1,
-                Status::Claimed | Status::Running | Status::Pending => {
-                    host.busy += usize::from(!is_lost)
-                }
-            }
+            host.add(r, is_lost);
         }
         if r.is_held() && !is_lost {
             if let Some(job) = r.slurm.as_ref().and_then(|j| j.job_id.as_deref()) {
@@ -387,19 +341,9 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Overview {
             }
         }
         if r.status == Status::Failed {
-            let retryable = r.retryable(budget);
-            s.failed_retryable += usize::from(retryable);
-            s.failures.push(Failure {
-                name: r.name.clone(),
-                kind: r.kind,
-                attempts: r.attempts,
-                retryable,
-                exit_status: r.exit_status,
-                error: r.error.clone(),
-                host: r.host.clone(),
-                slurm_job: r.slurm.as_ref().and_then(|j| j.job_id.clone()),
-                report: r.report.clone(),
-            });
+            let failure = Failure::of(r, budget);
+            s.failed_retryable += usize::from(failure.retryable);
+            s.failures.push(failure);
         }
     }
     if s.weak_proof > 0 {
@@ -412,25 +356,129 @@ pub fn summarize(inputs: Inputs, budget: &RetryBudget, now: f64) -> Overview {
     }
     s.hosts = hosts.into_values().collect();
     s.running_jobs = jobs.iter().take(MAX_JOBS).map(|j| j.to_string()).collect();
-    let c = &s.counts;
-    s.remaining = c.pending + c.claimed + c.running + c.lost + c.interrupted + s.failed_retryable;
-    if let Some(first) = s.first_started {
-        let busy = c.claimed + c.running > 0;
-        let end = if busy {
-            now
-        } else {
-            s.last_ended.unwrap_or(now)
-        };
-        s.elapsed_seconds = (end - first).max(0.0);
-    }
-    if c.done > 0 && s.elapsed_seconds > 0.0 {
-        let rate = c.done as f64 * 3600.0 / s.elapsed_seconds;
-        s.done_per_hour = Some(rate);
-        s.eta_seconds = Some(s.remaining as f64 * 3600.0 / rate);
-    } else if s.remaining == 0 {
-        s.eta_seconds = Some(0.0);
-    }
+    s.estimate(now);
     s
+}
+
+/// The records that count, and what the list says of the rest.
+struct Listed<'a> {
+    /// In list order (or by name without a list), each granule once.
+    counted: Vec<&'a Record>,
+    /// Granules in the list (records, without one).
+    granules: usize,
+    /// Granules in the list with no record yet: pending.
+    unrecorded: usize,
+    /// Records of granules not in the list (from an earlier list).
+    not_in_list: usize,
+}
+
+fn in_list_order<'a>(names: Option<&[String]>, records: &'a [Record]) -> Listed<'a> {
+    let mut by_name: HashMap<&str, &Record> =
+        records.iter().map(|r| (r.name.as_str(), r)).collect();
+    let mut counted: Vec<&Record> = Vec::with_capacity(records.len());
+    let mut unrecorded = 0;
+    let granules = match names {
+        Some(names) => {
+            for name in names {
+                match by_name.remove(name.as_str()) {
+                    Some(r) => counted.push(r),
+                    None => unrecorded += 1,
+                }
+            }
+            names.len()
+        }
+        None => {
+            counted = by_name.drain().map(|(_, r)| r).collect();
+            counted.sort_by(|a, b| a.name.cmp(&b.name));
+            counted.len()
+        }
+    };
+    Listed {
+        counted,
+        granules,
+        unrecorded,
+        not_in_list: by_name.len(),
+    }
+}
+
+impl Overview {
+    /// Counts one record (its claim `lost` with a dead holder, if so) and its times.
+    fn count(&mut self, r: &Record, lost: Option<LostClaim>, now: f64) {
+        if let Some(claim) = lost {
+            self.counts.lost += 1;
+            self.lost_claims.push(claim);
+        } else {
+            self.counts.add(r.status);
+        }
+        self.attempts += u64::from(r.attempts);
+        self.lost += u64::from(r.failures.get(&FailureKind::Lost).copied().unwrap_or(0));
+        self.weak_proof += usize::from(r.status == Status::Done && r.weak_proof);
+        if let Some(t) = r.first_started.or(r.started).or(r.claimed) {
+            self.first_started = Some(self.first_started.map_or(t, |f| f.min(t)));
+        }
+        if let Some(t) = r.ended {
+            self.last_ended = Some(self.last_ended.map_or(t, |l| l.max(t)));
+            if r.status == Status::Done && now - t <= 3600.0 {
+                self.done_last_hour += 1;
+            }
+        }
+    }
+
+    /// What remains, the time so far, the rate and the time to go, once everything is
+    /// counted.
+    fn estimate(&mut self, now: f64) {
+        let c = &self.counts;
+        self.remaining =
+            c.pending + c.claimed + c.running + c.lost + c.interrupted + self.failed_retryable;
+        if let Some(first) = self.first_started {
+            let busy = c.claimed + c.running > 0;
+            let end = if busy {
+                now
+            } else {
+                self.last_ended.unwrap_or(now)
+            };
+            self.elapsed_seconds = (end - first).max(0.0);
+        }
+        if c.done > 0 && self.elapsed_seconds > 0.0 {
+            let rate = c.done as f64 * 3600.0 / self.elapsed_seconds;
+            self.done_per_hour = Some(rate);
+            self.eta_seconds = Some(self.remaining as f64 * 3600.0 / rate);
+        } else if self.remaining == 0 {
+            self.eta_seconds = Some(0.0);
+        }
+    }
+}
+
+impl HostLine {
+    /// Adds a record's latest attempt (not pending); a `lost` claim is not busy.
+    fn add(&mut self, r: &Record, lost: bool) {
+        if let (Some(a), Some(b)) = (r.started, r.ended) {
+            self.seconds += (b - a).max(0.0);
+        }
+        match r.status {
+            Status::Done => self.done += 1,
+            Status::Failed => self.failed += 1,
+            Status::Interrupted => self.interrupted += 1,
+            Status::Claimed | Status::Running | Status::Pending => self.busy += usize::from(!lost),
+        }
+    }
+}
+
+impl Failure {
+    /// A failed record as the overview lists it.
+    fn of(r: &Record, budget: &RetryBudget) -> Failure {
+        Failure {
+            name: r.name.clone(),
+            kind: r.kind,
+            attempts: r.attempts,
+            retryable: r.retryable(budget),
+            exit_status: r.exit_status,
+            error: r.error.clone(),
+            host: r.host.clone(),
+            slurm_job: r.slurm.as_ref().and_then(|j| j.job_id.clone()),
+            report: r.report.clone(),
+        }
+    }
 }
 
 /// Records and inputs for tests of the overview and of its text (`cmd::status`).

@@ -293,16 +293,6 @@ impl Fanout {
         self.segments_written
     }
 
-    /// Whether clavrxorb runs with the tracer (its completion is proven by waitpoints).
-    pub fn tracer(&self) -> bool {
-        self.tracer
-    }
-
-    /// Whether the tracer runs without clones (`--serial`).
-    pub fn serial(&self) -> bool {
-        self.serial
-    }
-
     /// How clavrxorb itself ended, once it has.
     pub fn parent_exit(&self) -> Option<Exit> {
         self.parent_exit

@@ -127,6 +127,8 @@ pub struct Claim {
     key: String,
     nonce: String,
     record: Record,
+    /// Only the tests ask whom a claim was taken from; the record says it for users.
+    #[cfg(test)]
     taken_over_from: Option<Holder>,
 }
 
@@ -142,7 +144,8 @@ impl Claim {
     }
 
     /// The dead holder this claim was taken from, if it was.
-    pub fn taken_over_from(&self) -> Option<&Holder> {
+    #[cfg(test)]
+    pub(crate) fn taken_over_from(&self) -> Option<&Holder> {
         self.taken_over_from.as_ref()
     }
 
@@ -552,6 +555,7 @@ impl Ledger {
         let mut record = self
             .record_lenient(name)?
             .unwrap_or_else(|| Record::new(name));
+        #[cfg_attr(not(test), allow(unused_variables))]
         let (lost, taken_over_from) = match acquired {
             // The dead holder wrote its outcome and died before releasing the claim: that
             // outcome stands; only the stale claim is replaced.
@@ -594,6 +598,7 @@ impl Ledger {
             key: key.to_string(),
             nonce: ours.nonce,
             record,
+            #[cfg(test)]
             taken_over_from,
         })))
     }

@@ -10,7 +10,7 @@ use super::fmt;
 use super::segment_chart::chart_end;
 use super::svg::{self, Frame, YAxis, staircase};
 use crate::domain::plan::Projection;
-use crate::domain::reports::GranuleReport;
+use crate::domain::reports::{GranuleReport, Memory};
 
 const SINCE_GRANULE: &str = "seconds since the granule started";
 
@@ -82,7 +82,7 @@ pub struct MemoryScale {
 /// Lines more than this many times the processes' sum are named, not drawn.
 pub const FAR: u64 = 8;
 
-pub fn memory_scale(m: &crate::domain::reports::Memory) -> MemoryScale {
+pub fn memory_scale(m: &Memory) -> MemoryScale {
     let pss_max = m.over_time.iter().map(|p| p.1).max().unwrap_or(0);
     let cgroup_max = m.over_time.iter().map(|p| p.2).max().unwrap_or(0);
     let cgroup_min = m
@@ -122,7 +122,6 @@ pub fn memory(r: &GranuleReport) -> String {
     let end = chart_end(r);
     let m = &r.memory;
     let scale = memory_scale(m);
-    let (pss_max, cg_max) = (scale.pss_max, scale.cgroup_max);
     let frame = Frame::new(
         230.0,
         end,
@@ -132,17 +131,7 @@ pub fn memory(r: &GranuleReport) -> String {
         SINCE_GRANULE,
         "memory",
     );
-    let mut data = vec![
-        ("peak-bytes", m.peak_bytes.to_string()),
-        ("pss-peak-bytes", m.pss_peak_bytes.to_string()),
-        ("series-pss-max", pss_max.to_string()),
-        ("series-cgroup-max", cg_max.to_string()),
-        ("points", m.over_time.len().to_string()),
-        ("cgroup-drawn", scale.cgroup_drawn.to_string()),
-    ];
-    if let Some(l) = m.limit_bytes {
-        data.push(("limit-bytes", l.to_string()));
-    }
+    let data = memory_data(m, &scale);
     let mut s = frame.open("memory", &format!("memory over time in {}", r.name), &data);
     if m.over_time.is_empty() {
         s.text(
@@ -153,16 +142,59 @@ pub fn memory(r: &GranuleReport) -> String {
             "note",
         );
     }
-    let line = |f: &dyn Fn(&(f64, u64, u64)) -> u64| -> Vec<(f64, f64)> {
-        m.over_time
-            .iter()
-            .map(|p| (frame.x.at(p.0), frame.y.at(f(p) as f64)))
-            .collect()
-    };
     let mut notes = Vec::new();
+    cgroup_line(&mut s, &frame, m, &scale, &mut notes);
+    pss_peak_rule(&mut s, &frame, m, scale.pss_max);
+    pss_line(&mut s, &frame, m, scale.pss_max);
+    limit_line(&mut s, &frame, m, &scale, &mut notes);
+    for (i, note) in notes.iter().enumerate() {
+        s.text(
+            frame.x.r1 - 4.0,
+            frame.plot_top() + 12.0 + 14.0 * i as f64,
+            "end",
+            note,
+            "note far",
+        );
+    }
+    s.close()
+}
+
+/// The memory chart's `data-*` figures.
+fn memory_data(m: &Memory, scale: &MemoryScale) -> Vec<(&'static str, String)> {
+    let mut data = vec![
+        ("peak-bytes", m.peak_bytes.to_string()),
+        ("pss-peak-bytes", m.pss_peak_bytes.to_string()),
+        ("series-pss-max", scale.pss_max.to_string()),
+        ("series-cgroup-max", scale.cgroup_max.to_string()),
+        ("points", m.over_time.len().to_string()),
+        ("cgroup-drawn", scale.cgroup_drawn.to_string()),
+    ];
+    if let Some(l) = m.limit_bytes {
+        data.push(("limit-bytes", l.to_string()));
+    }
+    data
+}
+
+/// One of the samples' series (`pick` chooses it) as points of the chart.
+fn series(frame: &Frame, m: &Memory, pick: fn(&(f64, u64, u64)) -> u64) -> Vec<(f64, f64)> {
+    m.over_time
+        .iter()
+        .map(|p| (frame.x.at(p.0), frame.y.at(pick(p) as f64)))
+        .collect()
+}
+
+/// The cgroup's usage: a line, or a note when it is far above or no limit applies.
+fn cgroup_line(
+    s: &mut svg::Svg,
+    frame: &Frame,
+    m: &Memory,
+    scale: &MemoryScale,
+    notes: &mut Vec<String>,
+) {
+    let cg_max = scale.cgroup_max;
     if scale.cgroup_drawn {
         s.polyline(
-            &line(&|p| p.2),
+            &series(frame, m, |p| p.2),
             "cgroup-line",
             &[("max", cg_max.to_string())],
         );
@@ -175,54 +207,77 @@ pub fn memory(r: &GranuleReport) -> String {
     } else if m.cgroup_note.is_some() && !m.over_time.is_empty() {
         notes.push("no cgroup line: no memory limit applies (see below)".into());
     }
+}
+
+/// The PSS peak of every sample, as a rule, when it is above the timed samples' max.
+fn pss_peak_rule(s: &mut svg::Svg, frame: &Frame, m: &Memory, pss_max: u64) {
     if m.pss_peak_bytes > pss_max {
         // Waitpoint samples (where memory peaks) count in the reported peak, not the series.
         let y = frame.y.at(m.pss_peak_bytes as f64);
         s.line(frame.x.r0, y, frame.x.r1, y, "pss-peak");
         s.text(
             frame.x.r0 + 6.0,
-            label_y(&frame, y),
+            label_y(frame, y),
             "start",
             &format!("PSS peak {} (every sample)", fmt::size(m.pss_peak_bytes)),
             "note",
         );
     }
-    if pss_max > 0 {
-        s.polyline(&line(&|p| p.1), "pss-line", &[("max", pss_max.to_string())]);
-        if let Some(p) = m.over_time.iter().find(|p| p.1 == pss_max) {
-            let (x, y) = (frame.x.at(p.0), frame.y.at(pss_max as f64));
-            s.dot(
-                x,
-                y,
-                "peak-dot",
-                &format!(
-                    "summed PSS {} at {}: the most of any timed sample",
-                    fmt::size(pss_max),
-                    fmt::seconds(p.0)
-                ),
-            );
-            let anchor = if x > svg::WIDTH - 220.0 {
-                "end"
-            } else {
-                "start"
-            };
-            let dx = if anchor == "end" { -8.0 } else { 8.0 };
-            s.text(
-                x + dx,
-                (y - 6.0).max(frame.plot_top() + 10.0),
-                anchor,
-                &format!("timed samples' max {}", fmt::size(pss_max)),
-                "note",
-            );
-        }
+}
+
+/// The summed PSS of the timed samples, with a dot and a label at its max.
+fn pss_line(s: &mut svg::Svg, frame: &Frame, m: &Memory, pss_max: u64) {
+    if pss_max == 0 {
+        return;
     }
+    s.polyline(
+        &series(frame, m, |p| p.1),
+        "pss-line",
+        &[("max", pss_max.to_string())],
+    );
+    if let Some(p) = m.over_time.iter().find(|p| p.1 == pss_max) {
+        let (x, y) = (frame.x.at(p.0), frame.y.at(pss_max as f64));
+        s.dot(
+            x,
+            y,
+            "peak-dot",
+            &format!(
+                "summed PSS {} at {}: the most of any timed sample",
+                fmt::size(pss_max),
+                fmt::seconds(p.0)
+            ),
+        );
+        let anchor = if x > svg::WIDTH - 220.0 {
+            "end"
+        } else {
+            "start"
+        };
+        let dx = if anchor == "end" { -8.0 } else { 8.0 };
+        s.text(
+            x + dx,
+            (y - 6.0).max(frame.plot_top() + 10.0),
+            anchor,
+            &format!("timed samples' max {}", fmt::size(pss_max)),
+            "note",
+        );
+    }
+}
+
+/// The memory limit: a rule, or a note when it is far above.
+fn limit_line(
+    s: &mut svg::Svg,
+    frame: &Frame,
+    m: &Memory,
+    scale: &MemoryScale,
+    notes: &mut Vec<String>,
+) {
     match m.limit_bytes {
         Some(l) if scale.limit_drawn => {
             let y = frame.y.at(l as f64);
             s.line(frame.x.r0, y, frame.x.r1, y, "limit");
             s.text(
                 frame.x.r1 - 4.0,
-                label_y(&frame, y),
+                label_y(frame, y),
                 "end",
                 &format!("limit {}", fmt::size(l)),
                 "note limit-label",
@@ -231,16 +286,6 @@ pub fn memory(r: &GranuleReport) -> String {
         Some(l) => notes.push(format!("limit {}: far above, not drawn", fmt::size(l))),
         None => {}
     }
-    for (i, note) in notes.iter().enumerate() {
-        s.text(
-            frame.x.r1 - 4.0,
-            frame.plot_top() + 12.0 + 14.0 * i as f64,
-            "end",
-            note,
-            "note far",
-        );
-    }
-    s.close()
 }
 
 /// Granules that ended in each bin: done, and failed or interrupted, stacked.

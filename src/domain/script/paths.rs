@@ -74,60 +74,12 @@ pub fn resolve(
     warnings: &mut Vec<String>,
 ) -> Result<Paths, GenError> {
     let in_container = s.container_image.is_some();
-    let options = required(
-        &s.options,
-        "options file",
-        "--options",
-        "options",
-        "put a clavrx_options file beside the list",
-    )?;
-    must_be_file("options file", &options)?;
-    let out = required(
-        &s.out,
-        "output folder",
-        "--out",
-        "output_dir",
-        "give a CLAVR-x file_list, whose line 2 names it",
-    )?;
-    printable("output folder", &out)?;
-    if out.value.to_string_lossy().contains('%') {
-        return Err(bad(
-            "output folder",
-            &out,
-            "contains `%`, which Slurm reads as a pattern in --output; rename it",
-        ));
-    }
+    let options = options_file(s)?;
+    let out = output_folder(s)?;
     if let Some(work) = &s.work {
-        printable("work folder", work)?;
-        if let Some(why) = crate::domain::granule_list::file_list_problem(&work.value) {
-            return Err(bad(
-                "work folder",
-                work,
-                &format!("{why}, so clavrxorb's file_list cannot name it; rename it"),
-            ));
-        }
+        check_work_folder(work)?;
     }
-
-    let exe = match &s.exe {
-        Some(exe) if in_container => Some(exe.clone()),
-        Some(exe) if is_bare_name(&exe.value) => Some(on_path("clavrxorb", exe)?),
-        Some(exe) => {
-            must_be_file("clavrxorb", exe)?;
-            Some(exe.clone())
-        }
-        None if in_container => None,
-        None => match which::which(CLAVRXORB) {
-            Ok(found) => Some(Sourced::new(found, Source::Derived("clavrxorb on PATH"))),
-            Err(_) => {
-                warnings.push(
-                    "clavrxorb is not on PATH here and no --exe or `clavrxorb` is set; \
-                     pseg-step will look for it on the job's PATH"
-                        .to_string(),
-                );
-                None
-            }
-        },
-    };
+    let exe = clavrxorb(s, in_container, warnings)?;
     if let Some(exe) = &exe {
         printable("clavrxorb", exe)?;
     }
@@ -165,6 +117,81 @@ pub fn resolve(
         exe,
         pseg_step,
         container,
+    })
+}
+
+/// The options file: set, and a file.
+fn options_file(s: &Settings) -> Result<Sourced<PathBuf>, GenError> {
+    let options = required(
+        &s.options,
+        "options file",
+        "--options",
+        "options",
+        "put a clavrx_options file beside the list",
+    )?;
+    must_be_file("options file", &options)?;
+    Ok(options)
+}
+
+/// The output folder: set, and a name a script and Slurm's `--output` can carry.
+fn output_folder(s: &Settings) -> Result<Sourced<PathBuf>, GenError> {
+    let out = required(
+        &s.out,
+        "output folder",
+        "--out",
+        "output_dir",
+        "give a CLAVR-x file_list, whose line 2 names it",
+    )?;
+    printable("output folder", &out)?;
+    if out.value.to_string_lossy().contains('%') {
+        return Err(bad(
+            "output folder",
+            &out,
+            "contains `%`, which Slurm reads as a pattern in --output; rename it",
+        ));
+    }
+    Ok(out)
+}
+
+/// The work folder: a name a script and clavrxorb's file_list can carry.
+fn check_work_folder(work: &Sourced<PathBuf>) -> Result<(), GenError> {
+    printable("work folder", work)?;
+    if let Some(why) = crate::domain::granule_list::file_list_problem(&work.value) {
+        return Err(bad(
+            "work folder",
+            work,
+            &format!("{why}, so clavrxorb's file_list cannot name it; rename it"),
+        ));
+    }
+    Ok(())
+}
+
+/// clavrxorb as set (looked up on PATH when a bare name, a file when a host path), taken as
+/// given inside a container, or found on PATH; `None` (with a warning) leaves it to the job.
+fn clavrxorb(
+    s: &Settings,
+    in_container: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Sourced<PathBuf>>, GenError> {
+    Ok(match &s.exe {
+        Some(exe) if in_container => Some(exe.clone()),
+        Some(exe) if is_bare_name(&exe.value) => Some(on_path("clavrxorb", exe)?),
+        Some(exe) => {
+            must_be_file("clavrxorb", exe)?;
+            Some(exe.clone())
+        }
+        None if in_container => None,
+        None => match which::which(CLAVRXORB) {
+            Ok(found) => Some(Sourced::new(found, Source::Derived("clavrxorb on PATH"))),
+            Err(_) => {
+                warnings.push(
+                    "clavrxorb is not on PATH here and no --exe or `clavrxorb` is set; \
+                     pseg-step will look for it on the job's PATH"
+                        .to_string(),
+                );
+                None
+            }
+        },
     })
 }
 
