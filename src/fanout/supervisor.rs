@@ -24,6 +24,9 @@ pub enum Outcome {
     Failed(Failure),
     /// A terminating signal reached the driver; every process was ended.
     Interrupted(i32),
+    /// The step stopped while it ran (another granule's storage failure, see
+    /// [`Feed::halted`]): every process was ended before it finished.
+    Stopped,
 }
 
 /// Timing policy of the loop.
@@ -95,6 +98,9 @@ pub trait Feed<'a, O: Monitor, T> {
         flight: Flight<'a, O, T>,
         outcome: Outcome,
     ) -> io::Result<Option<Flight<'a, O, T>>>;
+    /// The step stops (a folder refused a write, which every granule would hit): the granules
+    /// still in flight are ended at once and handed back [`Outcome::Stopped`].
+    fn halted(&self) -> bool;
 }
 
 /// How many granules may be in flight, and how many processes may work at once among them.
@@ -141,6 +147,10 @@ pub fn supervise<'a, O: Monitor, T>(
                 None => exhausted = true,
             }
         }
+        if feed.halted() {
+            // Starting one failed on storage: the granules in flight would hit it too.
+            halt(signals, feed, &mut flights, policy)?;
+        }
         if flights.is_empty() {
             return Ok(None);
         }
@@ -179,6 +189,11 @@ pub fn supervise<'a, O: Monitor, T>(
                     flights.insert(i, redo);
                     i += 1;
                 }
+                if feed.halted() {
+                    // Before the others' pending events: what they did after the failure
+                    // must not publish.
+                    halt(signals, feed, &mut flights, policy)?;
+                }
             }
         }
         if moved {
@@ -196,6 +211,9 @@ pub fn supervise<'a, O: Monitor, T>(
                     let flight = flights.remove(i);
                     if let Some(redo) = feed.ended(flight, outcome)? {
                         flights.insert(i, redo);
+                    }
+                    if feed.halted() {
+                        halt(signals, feed, &mut flights, policy)?;
                     }
                     continue;
                 }
@@ -237,6 +255,9 @@ pub fn supervise<'a, O: Monitor, T>(
                 let outcome = end_interrupted(flight, signals, policy, Signal::SIGUSR1 as i32);
                 let flight = flights.remove(i);
                 feed.ended(flight, outcome)?;
+                if feed.halted() {
+                    halt(signals, feed, &mut flights, policy)?;
+                }
             }
         }
         let mut i = 0;
@@ -254,10 +275,42 @@ pub fn supervise<'a, O: Monitor, T>(
                     if let Some(redo) = feed.ended(flight, outcome)? {
                         flights.insert(i, redo);
                     }
+                    if feed.halted() {
+                        halt(signals, feed, &mut flights, policy)?;
+                    }
                 }
             }
         }
     }
+}
+
+/// The step stops: every granule still in flight is ended and handed back as
+/// [`Outcome::Stopped`] (or interrupted, should a terminating signal come meanwhile).
+fn halt<'a, O: Monitor, T>(
+    signals: &mut Signals,
+    feed: &mut impl Feed<'a, O, T>,
+    flights: &mut Vec<Flight<'a, O, T>>,
+    policy: &Policy,
+) -> io::Result<()> {
+    for mut flight in flights.drain(..) {
+        let before = unix::children_cpu_seconds();
+        let ended = end_group(
+            signals,
+            flight.leader,
+            policy.grace.min(Duration::from_secs(1)),
+        );
+        flight.cpu += unix::children_cpu_seconds() - before;
+        let outcome = match ended {
+            Ok(Some(Interrupt::Terminate(sig))) => Outcome::Interrupted(sig),
+            Ok(_) => Outcome::Stopped,
+            Err(e) => {
+                eprintln!("pseg-step: warning: ending clavrxorb as the step stops: {e}");
+                Outcome::Stopped
+            }
+        };
+        feed.ended(flight, outcome)?;
+    }
+    Ok(())
 }
 
 /// Slots the granules in flight would use now: their busy and ready clones, and every

@@ -91,6 +91,11 @@ impl<'p> Feed<'p, Watch<'p>, granule::Running<Claim>> for Feeder<'p, '_> {
         flights.is_empty() || self.plan.memory.may_start_granule()
     }
 
+    fn halted(&self) -> bool {
+        // A ledger error stops the step the same way: the others' records would fail too.
+        self.storage_failed || self.error.is_some()
+    }
+
     fn ended(
         &mut self,
         flight: GranuleFlight<'p, Claim>,
@@ -242,6 +247,10 @@ impl Feeder<'_, '_> {
             GranuleResult::Interrupted(sig) => {
                 self.interrupted_by = Some(sig);
                 Outcome::interrupted(format!("pseg-step got signal {sig}"))
+            }
+            GranuleResult::Stopped => {
+                progress.say(granule::STOPPED);
+                Outcome::interrupted(granule::STOPPED)
             }
         };
         let outcome = match written {

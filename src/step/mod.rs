@@ -323,8 +323,9 @@ pub fn run(args: StepArgs) -> Result<u8, StepError> {
     let status = summary.close();
     if storage_failed {
         eprintln!(
-            "pseg-step: stopped: a folder refused a write (see the failure above); free space \
-             or fix it, then run again: the granule is redone without using its retry budget"
+            "pseg-step: stopped: a folder refused a write (see the failure above), so no \
+             granule started after it and those in flight were ended unfinished; free space \
+             or fix it, then run again: they are redone without using their retry budget"
         );
         return Ok(STORAGE_EXIT);
     }
