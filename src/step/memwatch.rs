@@ -402,6 +402,10 @@ pub struct MemWatch<'a> {
     /// "no estimate yet: one worker only").
     pub held_by: Option<Option<Estimate>>,
     parent_rss_at_read: Option<u64>,
+    /// CPU time of the page walks of processes at their last waitpoint.
+    final_cpu: Duration,
+    /// clavrxorb has stopped to write once.
+    parent_saved: bool,
     max_running: usize,
     own_usage_peak: u64,
     limit_usage_peak: u64,
@@ -443,6 +447,8 @@ impl<'a> MemWatch<'a> {
             measured: None,
             held_by: None,
             parent_rss_at_read: None,
+            final_cpu: Duration::ZERO,
+            parent_saved: false,
             max_running: 0,
             own_usage_peak: 0,
             limit_usage_peak: 0,
@@ -559,7 +565,19 @@ impl<'a> MemWatch<'a> {
             let rss = read_status(Path::new("/proc"), pid).ok().map(|m| m.rss);
             self.procs.entry(pid).or_default().rss_at_clone = rss;
         } else if at == FINAL {
-            if self.read(pid).is_none() {
+            // A page walk takes milliseconds when clavrxorb is large (hundreds of MiB,
+            // shared by every clone), all the while the process waits stopped and the driver
+            // serves nobody else: beyond the first of the granule (and its first worker's),
+            // the walks share the timed sampler's 1 % budget, and the cheap mark (below)
+            // measures every process all the same.
+            if !self.final_walk_due(pid) {
+                self.read_mark(pid);
+                return;
+            }
+            let began = thread_cpu();
+            let read = self.read(pid);
+            self.final_cpu += thread_cpu().saturating_sub(began);
+            if read.is_none() {
                 return;
             }
             self.read_mark(pid);
@@ -571,8 +589,12 @@ impl<'a> MemWatch<'a> {
             self.read_mark(pid);
             if pid == self.parent {
                 // Once a granule: clavrxorb has freed segment 1's working memory, and a
-                // sample from before would hold the first workers back.
-                self.read(pid);
+                // sample from before would hold the first workers back. (Without clones it
+                // passes here every segment; later samples are the timed sampler's.)
+                if !self.parent_saved {
+                    self.parent_saved = true;
+                    self.read(pid);
+                }
                 // Its peak so far (start-up and segment 1) is what another clavrxorb needs:
                 // the next granule may be admitted now, not only once this one has ended.
                 self.setup.learn_base(self.parent_peak());
@@ -580,6 +602,16 @@ impl<'a> MemWatch<'a> {
         } else {
             self.procs.entry(pid).or_default();
         }
+    }
+
+    /// Whether a process at its last waitpoint gets a page walk: always when sampling is
+    /// only at waitpoints, for the first process and the first worker, else while the walks
+    /// took at most 1 % of the granule's time.
+    fn final_walk_due(&self, pid: Pid) -> bool {
+        self.interval.is_none()
+            || self.final_cpu.is_zero()
+            || (pid != self.parent && self.worker_private_peak == 0)
+            || self.final_cpu * 100 <= self.born.elapsed()
     }
 
     pub fn segment(&mut self, pid: Pid, event: SegmentEvent) {
@@ -874,7 +906,10 @@ mod tests {
             "a clavrxorb starting up counts with its base: 870 + 100 MiB and 5 % do not fit"
         );
         drop(b);
-        assert!(a.admits(|_| None), "its granule ended: the room is free again");
+        assert!(
+            a.admits(|_| None),
+            "its granule ended: the room is free again"
+        );
         assert!(
             s.may_start_granule(),
             "nothing sampled yet: 870 MiB and 5 % fit"
