@@ -128,7 +128,9 @@ pub fn supervise<'a, O: Monitor, T>(
         while !exhausted
             && flights.len() < pool.max_granules.max(1)
             && (flights.is_empty()
-                || (slots_claimed(&flights) < pool.max_workers && feed.may_start_granule(&flights)))
+                || ((slots_claimed(&flights) < pool.max_workers
+                    || (in_tail(&flights) && slots_held(&flights) < pool.max_workers))
+                    && feed.may_start_granule(&flights)))
         {
             // A signal that came meanwhile counts before anything new starts.
             if let Some(Interrupt::Terminate(sig)) = signals.drain()? {
@@ -154,6 +156,16 @@ pub fn supervise<'a, O: Monitor, T>(
         if flights.is_empty() {
             return Ok(None);
         }
+        // The newest granule is in its tail and another may start: the next slot its clones
+        // free goes to the next granule's clavrxorb (start-up and segment 1 are the work
+        // only it can do), and the tail's last clones fill the slots around it.
+        let reserve = usize::from(
+            !exhausted
+                && flights.len() < pool.max_granules
+                && in_tail(&flights)
+                && !signals.warned()
+                && feed.may_start_granule(&flights),
+        );
         // Child events of every granule, then a poke of each, oldest first: a slot freed in
         // one may start another's ready clone. A granule that ended makes room for the next
         // one at once, without waiting for a signal.
@@ -165,7 +177,7 @@ pub fn supervise<'a, O: Monitor, T>(
             }
             let mut i = 0;
             while i < flights.len() {
-                let others = slots_elsewhere(&flights, i);
+                let others = slots_elsewhere(&flights, i) + reserve;
                 let flight = &mut flights[i];
                 flight.ctl.set_slots_held_elsewhere(others);
                 let before = unix::children_cpu_seconds();
@@ -196,7 +208,8 @@ pub fn supervise<'a, O: Monitor, T>(
                 }
             }
         }
-        if moved {
+        if moved || (reserve > 0 && slots_held(&flights) < pool.max_workers) {
+            // A granule ended, or a slot is free for the next one: start it now.
             continue;
         }
         if last_tick.elapsed() >= policy.tick {
@@ -317,6 +330,17 @@ fn halt<'a, O: Monitor, T>(
 /// clavrxorb that runs.
 fn slots_claimed<O: Monitor, T>(flights: &[Flight<'_, O, T>]) -> usize {
     flights.iter().map(|f| f.fanout.slots_wanted()).sum()
+}
+
+/// Slots the granules in flight hold now: their busy clones, and each clavrxorb doing the
+/// work nobody else can.
+fn slots_held<O: Monitor, T>(flights: &[Flight<'_, O, T>]) -> usize {
+    flights.iter().map(|f| f.fanout.slots_held()).sum()
+}
+
+/// Whether the newest granule in flight (so every one) has read its last segment.
+fn in_tail<O: Monitor, T>(flights: &[Flight<'_, O, T>]) -> bool {
+    flights.last().is_some_and(|f| f.fanout.in_tail())
 }
 
 /// What granule `i` must leave to the others: the slots they hold, and the ones older
