@@ -4,6 +4,8 @@
 //!
 //! It never stops the run by returning an error while granules are in flight: a ledger
 //! error is kept, nothing new starts, and the step reports it once every granule has ended.
+//! A storage failure stops the step: nothing new starts and the supervisor ends the granules
+//! in flight, which are recorded interrupted (the folder's fault, not theirs).
 
 use std::collections::HashMap;
 use std::io;
@@ -92,8 +94,8 @@ impl<'p> Feed<'p, Watch<'p>, granule::Running<Claim>> for Feeder<'p, '_> {
     }
 
     fn halted(&self) -> bool {
-        // A ledger error stops the step the same way: the others' records would fail too.
-        self.storage_failed || self.error.is_some()
+        // A ledger error is not a full folder: what is in flight may still finish (above).
+        self.storage_failed
     }
 
     fn ended(
