@@ -129,7 +129,7 @@ pub fn supervise<'a, O: Monitor, T>(
             && flights.len() < pool.max_granules.max(1)
             && (flights.is_empty()
                 || ((slots_claimed(&flights) < pool.max_workers
-                    || (in_tail(&flights) && slots_held(&flights) < pool.max_workers))
+                    || (in_tail(&flights, pool) && slots_held(&flights) < pool.max_workers))
                     && feed.may_start_granule(&flights)))
         {
             // A signal that came meanwhile counts before anything new starts.
@@ -162,7 +162,7 @@ pub fn supervise<'a, O: Monitor, T>(
         let reserve = usize::from(
             !exhausted
                 && flights.len() < pool.max_granules
-                && in_tail(&flights)
+                && in_tail(&flights, pool)
                 && !signals.warned()
                 && feed.may_start_granule(&flights),
         );
@@ -338,9 +338,12 @@ fn slots_held<O: Monitor, T>(flights: &[Flight<'_, O, T>]) -> usize {
     flights.iter().map(|f| f.fanout.slots_held()).sum()
 }
 
-/// Whether the newest granule in flight (so every one) has read its last segment.
-fn in_tail<O: Monitor, T>(flights: &[Flight<'_, O, T>]) -> bool {
-    flights.last().is_some_and(|f| f.fanout.in_tail())
+/// Whether the newest granule in flight (so every one) has read its last segment, and its
+/// tail will leave a slot idle: with a single slot, its last clones keep it busy themselves,
+/// and starting the next granule early would only hold more memory (and more work to lose at
+/// a time limit).
+fn in_tail<O: Monitor, T>(flights: &[Flight<'_, O, T>], pool: Pool) -> bool {
+    pool.max_workers > 1 && flights.last().is_some_and(|f| f.fanout.in_tail())
 }
 
 /// What granule `i` must leave to the others: the slots they hold, and the ones older
