@@ -5,6 +5,7 @@
 //! is chosen here and nowhere else: from the engine's [`Ending`] when it ran, from the kind of
 //! [`StepError`] when it could not.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use clap::Parser;
 use super::step_args::StepArgs;
 use crate::domain::clavrx_options::OptionsError;
 use crate::domain::granule_list::ListError;
-use crate::domain::step::{self, Closing, Ending, Notices, StepError};
+use crate::domain::step::{self, Closing, Ending, Notices, ProgressOut, StepError};
 
 /// Every granule of this task is done (or none was left to do).
 const ALL_DONE: u8 = 0;
@@ -94,6 +95,19 @@ impl Notices for Stderr {
     fn warning(&self, line: &str) {
         eprintln!("pseg-step: warning: {line}");
     }
+
+    fn progress(&self) -> ProgressOut {
+        ProgressOut {
+            live: std::io::stderr().is_terminal() && std::env::var("TERM").as_deref() != Ok("dumb"),
+            write: write_stderr,
+        }
+    }
+}
+
+/// Progress text as it is (a live bar's control sequences included), flushed at once.
+fn write_stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }
 
 /// The closing lines of a step that ran; its exit status.
@@ -104,9 +118,9 @@ fn say_ending(ending: Ending) -> u8 {
         Ending::StorageStopped(closing) => {
             say_closing(&closing);
             eprintln!(
-                "pseg-step: stopped: a folder refused a write (see the failure above); free \
-                 space or fix it, then run again: the granule is redone without using its \
-                 retry budget"
+                "pseg-step: stopped: a folder refused a write (see the failure above), so no \
+                 granule started after it and those in flight were ended unfinished; free space \
+                 or fix it, then run again: they are redone without using their retry budget"
             );
             NOT_WRITABLE
         }

@@ -17,8 +17,11 @@ Exit status:
   8    the options file has no scan_lines, sets it twice, or it is not a whole number >= 1
   9    the output, work or state directory cannot be written, at the start or later (disk
        full, quota, I/O error, read-only): that granule is recorded as a `storage` failure
-       without using its retry budget, none of its outputs is left, and the step stops; or a
-       path cannot be written into clavrxorb's file_list (a line break, or blanks at either end)
+       without using its retry budget, none of its outputs is left, and the step stops: no
+       granule starts after it, the others in flight are ended and recorded interrupted (no
+       retry budget used, nothing of theirs left in the output folder), granules done before
+       stay done; or a path cannot be written into clavrxorb's file_list (a line break, or
+       blanks at either end)
   10   the Slurm environment (SLURM_PROCID, SLURM_NTASKS, SLURM_ARRAY_TASK_ID) is inconsistent,
        e.g. an array element past the end of the list (exit 0, with a notice, if the list is
        known to have shrunk since the campaign was recorded)
@@ -92,7 +95,7 @@ pub struct StepArgs {
     /// processes its first segment or finishes its last ones, so no worker slot idles between
     /// granules (1: one granule after another). All share the --max-workers slots, a
     /// clavrxorb starting up or on its first segment counting as one. --serial runs one.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_granules: u64,
 
     /// No fan-out: clavrxorb processes every segment itself, the tracer on without clones

@@ -26,9 +26,10 @@ fn overlap(a: (f64, f64), b: (f64, f64)) -> bool {
     a.0 < b.1 && b.0 < a.1
 }
 
+/// pseg-step as a user runs it: two granules in flight is the default.
 fn overlapping(case: &Case, out: &str) -> Command {
     let mut cmd = case.step(out);
-    cmd.args(["--max-granules", "2", "--max-workers", "2"])
+    cmd.args(["--max-workers", "2"])
         .env("MOCK_CLAVRX_STARTUP_MS", STARTUP_MS);
     cmd
 }
@@ -57,12 +58,17 @@ fn granules_in_flight_at_once_give_the_serial_bytes() {
         overlap(a, b),
         "a {a:?} and b {b:?} ran one after the other\n{err}"
     );
-    // The serial reference runs one granule at a time.
-    let (a, b) = (
-        span(&case, "serial", "a.gran"),
-        span(&case, "serial", "b.gran"),
-    );
-    assert!(!overlap(a, b), "--serial overlapped granules");
+    // The serial reference runs one granule at a time, and so does --max-granules 1.
+    let out = overlapping(&case, "one")
+        .args(["--max-granules", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(case.outputs("serial"), case.outputs("one"));
+    for run in ["serial", "one"] {
+        let (a, b) = (span(&case, run, "a.gran"), span(&case, run, "b.gran"));
+        assert!(!overlap(a, b), "{run}: overlapped granules");
+    }
     case.assert_no_process_left();
 }
 

@@ -171,8 +171,11 @@ fn unreadable_claims_are_shown_and_released_and_a_killed_holder_is_lost() {
     case.options(10);
 
     // A pseg-step SIGKILLed while it runs slow.gran: its claim stays, its pid is gone.
+    // One granule at a time: a.gran and b.gran must never have been claimed, as their
+    // claim files are damaged below (with two in flight a.gran would be running too).
     let mut killed = case
         .step("out")
+        .args(["--max-granules", "1"])
         .env("MOCK_CLAVRX_SLEEP_MS", "400")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

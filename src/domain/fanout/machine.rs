@@ -334,6 +334,15 @@ impl Fanout {
         self.busy.len() + self.ready.len() + usize::from(parent_running)
     }
 
+    /// clavrxorb has read every segment (it waits for the last workers, or ends): what is
+    /// left is the tail, which leaves slots idle as it drains.
+    pub fn in_tail(&self) -> bool {
+        matches!(
+            self.parent_state,
+            ParentState::AtFinish | ParentState::Finishing
+        )
+    }
+
     /// Clones read and waiting for a worker slot.
     pub fn waiting_workers(&self) -> usize {
         self.ready.len()

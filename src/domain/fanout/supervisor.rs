@@ -26,6 +26,9 @@ pub enum Outcome {
     Failed(Failure),
     /// A terminating signal reached the driver; every process was ended.
     Interrupted(i32),
+    /// The step stopped while it ran (another granule's storage failure, see
+    /// [`Feed::halted`]): every process was ended before it finished.
+    Stopped,
 }
 
 /// Timing policy of the loop.
@@ -97,6 +100,9 @@ pub trait Feed<'a, O: Monitor, T> {
         flight: Flight<'a, O, T>,
         outcome: Outcome,
     ) -> io::Result<Option<Flight<'a, O, T>>>;
+    /// The step stops (a folder refused a write, which every granule would hit): the granules
+    /// still in flight are ended at once and handed back [`Outcome::Stopped`].
+    fn halted(&self) -> bool;
 }
 
 /// How many granules may be in flight, and how many processes may work at once among them.
@@ -124,7 +130,9 @@ pub fn supervise<'a, O: Monitor, T>(
         while !exhausted
             && flights.len() < pool.max_granules.max(1)
             && (flights.is_empty()
-                || (slots_claimed(&flights) < pool.max_workers && feed.may_start_granule(&flights)))
+                || ((slots_claimed(&flights) < pool.max_workers
+                    || (in_tail(&flights, pool) && slots_held(&flights) < pool.max_workers))
+                    && feed.may_start_granule(&flights)))
         {
             // A signal that came meanwhile counts before anything new starts.
             if let Some(Interrupt::Terminate(sig)) = signals.drain()? {
@@ -143,9 +151,23 @@ pub fn supervise<'a, O: Monitor, T>(
                 None => exhausted = true,
             }
         }
+        if feed.halted() {
+            // Starting one failed on storage: the granules in flight would hit it too.
+            halt(signals, feed, &mut flights, policy)?;
+        }
         if flights.is_empty() {
             return Ok(None);
         }
+        // The newest granule is in its tail and another may start: the next slot its clones
+        // free goes to the next granule's clavrxorb (start-up and segment 1 are the work
+        // only it can do), and the tail's last clones fill the slots around it.
+        let reserve = usize::from(
+            !exhausted
+                && flights.len() < pool.max_granules
+                && in_tail(&flights, pool)
+                && !signals.warned()
+                && feed.may_start_granule(&flights),
+        );
         // Child events of every granule, then a poke of each, oldest first: a slot freed in
         // one may start another's ready clone. A granule that ended makes room for the next
         // one at once, without waiting for a signal.
@@ -157,7 +179,7 @@ pub fn supervise<'a, O: Monitor, T>(
             }
             let mut i = 0;
             while i < flights.len() {
-                let others = slots_elsewhere(&flights, i);
+                let others = slots_elsewhere(&flights, i) + reserve;
                 let flight = &mut flights[i];
                 flight.ctl.set_slots_held_elsewhere(others);
                 let before = unix::children_cpu_seconds();
@@ -181,9 +203,15 @@ pub fn supervise<'a, O: Monitor, T>(
                     flights.insert(i, redo);
                     i += 1;
                 }
+                if feed.halted() {
+                    // Before the others' pending events: what they did after the failure
+                    // must not publish.
+                    halt(signals, feed, &mut flights, policy)?;
+                }
             }
         }
-        if moved {
+        if moved || (reserve > 0 && slots_held(&flights) < pool.max_workers) {
+            // A granule ended, or a slot is free for the next one: start it now.
             continue;
         }
         if last_tick.elapsed() >= policy.tick {
@@ -198,6 +226,9 @@ pub fn supervise<'a, O: Monitor, T>(
                     let flight = flights.remove(i);
                     if let Some(redo) = feed.ended(flight, outcome)? {
                         flights.insert(i, redo);
+                    }
+                    if feed.halted() {
+                        halt(signals, feed, &mut flights, policy)?;
                     }
                     continue;
                 }
@@ -239,6 +270,9 @@ pub fn supervise<'a, O: Monitor, T>(
                 let outcome = end_interrupted(flight, signals, policy, Signal::SIGUSR1 as i32);
                 let flight = flights.remove(i);
                 feed.ended(flight, outcome)?;
+                if feed.halted() {
+                    halt(signals, feed, &mut flights, policy)?;
+                }
             }
         }
         let mut i = 0;
@@ -256,16 +290,63 @@ pub fn supervise<'a, O: Monitor, T>(
                     if let Some(redo) = feed.ended(flight, outcome)? {
                         flights.insert(i, redo);
                     }
+                    if feed.halted() {
+                        halt(signals, feed, &mut flights, policy)?;
+                    }
                 }
             }
         }
     }
 }
 
+/// The step stops: every granule still in flight is ended and handed back as
+/// [`Outcome::Stopped`] (or interrupted, should a terminating signal come meanwhile).
+fn halt<'a, O: Monitor, T>(
+    signals: &mut Signals,
+    feed: &mut impl Feed<'a, O, T>,
+    flights: &mut Vec<Flight<'a, O, T>>,
+    policy: &Policy,
+) -> io::Result<()> {
+    for mut flight in flights.drain(..) {
+        let before = unix::children_cpu_seconds();
+        let ended = end_group(
+            signals,
+            flight.leader,
+            policy.grace.min(Duration::from_secs(1)),
+        );
+        flight.cpu += unix::children_cpu_seconds() - before;
+        let outcome = match ended {
+            Ok(Some(Interrupt::Terminate(sig))) => Outcome::Interrupted(sig),
+            Ok(_) => Outcome::Stopped,
+            Err(e) => {
+                let warning = format!("ending clavrxorb as the step stops: {e}");
+                flight.ctl.monitor().warning(&warning);
+                Outcome::Stopped
+            }
+        };
+        feed.ended(flight, outcome)?;
+    }
+    Ok(())
+}
+
 /// Slots the granules in flight would use now: their busy and ready clones, and every
 /// clavrxorb that runs.
 fn slots_claimed<O: Monitor, T>(flights: &[Flight<'_, O, T>]) -> usize {
     flights.iter().map(|f| f.fanout.slots_wanted()).sum()
+}
+
+/// Slots the granules in flight hold now: their busy clones, and each clavrxorb doing the
+/// work nobody else can.
+fn slots_held<O: Monitor, T>(flights: &[Flight<'_, O, T>]) -> usize {
+    flights.iter().map(|f| f.fanout.slots_held()).sum()
+}
+
+/// Whether the newest granule in flight (so every one) has read its last segment, and its
+/// tail will leave a slot idle: with a single slot, its last clones keep it busy themselves,
+/// and starting the next granule early would only hold more memory (and more work to lose at
+/// a time limit).
+fn in_tail<O: Monitor, T>(flights: &[Flight<'_, O, T>], pool: Pool) -> bool {
+    pool.max_workers > 1 && flights.last().is_some_and(|f| f.fanout.in_tail())
 }
 
 /// What granule `i` must leave to the others: the slots they hold, and the ones older

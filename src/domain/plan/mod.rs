@@ -132,7 +132,7 @@ pub struct Campaign {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
     pub cpus: usize,
-    /// Mean wall time per granule, one granule at a time (as pseg-step runs today).
+    /// Mean wall time per granule, one granule at a time (`--max-granules 1`).
     pub wall_seconds: f64,
     /// The `--serial` wall time over `wall_seconds`.
     pub speedup: f64,
@@ -141,8 +141,8 @@ pub struct Row {
     pub core_hours_per_1000: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub campaign_hours: Option<f64>,
-    /// The same with [`IN_FLIGHT`] granules sharing the CPUs: wall time per granule is the
-    /// whole run's over the granules.
+    /// The same with [`IN_FLIGHT`] granules sharing the CPUs (pseg-step's default): wall time
+    /// per granule is the whole run's over the granules.
     pub overlap_wall_seconds: f64,
     pub overlap_speedup: f64,
     pub overlap_efficiency: f64,

@@ -1,8 +1,9 @@
 //! gen's `--cpus-per-task` when neither a flag nor the site config gives one.
 //!
 //! With `--profile` reports that `pseg-slurm plan` can replay: the most CPUs whose projected
-//! efficiency (one granule at a time, as pseg-step runs) is at least `min_efficiency`, and
-//! that fit the partition's nodes when Slurm says how big they are. Otherwise
+//! efficiency one granule at a time (a safe side: two in flight, pseg-step's default, do at
+//! least as well) is at least `min_efficiency`, and that fit the partition's nodes when
+//! Slurm says how big they are. Otherwise
 //! [`DEFAULT_CPUS_PER_TASK`], which fans a granule out (1 would not). The note says which
 //! and why, for the script's header.
 

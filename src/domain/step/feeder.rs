@@ -4,6 +4,8 @@
 //!
 //! It never stops the run by returning an error while granules are in flight: a ledger
 //! error is kept, nothing new starts, and the step reports it once every granule has ended.
+//! A storage failure stops the step: nothing new starts and the supervisor ends the granules
+//! in flight, which are recorded interrupted (the folder's fault, not theirs).
 
 use std::collections::HashMap;
 use std::io;
@@ -67,6 +69,7 @@ impl<'p> Feed<'p, Watch<'p>, granule::Running<Claim>> for Feeder<'p, '_> {
             }
             let granule = self.by_name[claim.name()];
             let progress = Progress::new(
+                self.plan.notices.progress(),
                 self.started,
                 self.total,
                 &granule.name(),
@@ -89,6 +92,11 @@ impl<'p> Feed<'p, Watch<'p>, granule::Running<Claim>> for Feeder<'p, '_> {
 
     fn may_start_granule(&mut self, flights: &[GranuleFlight<'p, Claim>]) -> bool {
         flights.is_empty() || self.plan.memory.may_start_granule()
+    }
+
+    fn halted(&self) -> bool {
+        // A ledger error is not a full folder: what is in flight may still finish (above).
+        self.storage_failed
     }
 
     fn ended(
@@ -244,6 +252,10 @@ impl Feeder<'_, '_> {
             GranuleResult::Interrupted(sig) => {
                 self.interrupted_by = Some(sig);
                 Outcome::interrupted(format!("pseg-step got signal {sig}"))
+            }
+            GranuleResult::Stopped => {
+                progress.say(granule::STOPPED);
+                Outcome::interrupted(granule::STOPPED)
             }
         };
         let outcome = match written {

@@ -73,6 +73,10 @@ pub enum GranuleResult {
         message: String,
     },
     Interrupted(i32),
+    /// Ended unfinished because the step stopped on another granule's storage failure: not
+    /// its fault, so it is recorded interrupted and redone on the next run. Its partial
+    /// output was dropped.
+    Stopped,
 }
 
 /// Kills the granule's process group if we unwind (a panic) before it was ended properly.
@@ -494,7 +498,16 @@ fn finish_run<C>(
                 Some(why),
             )
         }
+        Outcome::Stopped => (
+            GranuleResult::Stopped,
+            reports::Verdict::Interrupted,
+            Some(STOPPED.to_string()),
+        ),
     };
+    if matches!(result, GranuleResult::Stopped) {
+        // Its partial output is what fills a full disk; it is redone from scratch anyway.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
     let time_limit_warning = watch.drain.decision.as_ref().map(|d| match d {
         drain::Decision::Keep(why) => format!("kept: {why}"),
         drain::Decision::End(why) => format!("ended: {why}"),
@@ -532,6 +545,10 @@ fn finish_run<C>(
     };
     Ok(Attempt::Ended(result, Box::new(granule_report)))
 }
+
+/// Why a granule was ended unfinished when another one's storage failure stopped the step.
+pub const STOPPED: &str = "ended unfinished: the step stopped when a folder refused a write \
+     (see the failure above); it is redone on the next run without using its retry budget";
 
 /// Removes an earlier failure's kept copy of this granule as a new attempt starts: whether
 /// the attempt is done, interrupted, or fails with its directory kept under `--work`,

@@ -8,7 +8,7 @@
 //! page in shares, and the cgroup (what Slurm enforces) counts each page once. Reading is
 //! done by `crate::domain::memory`; this module only decides what to read when.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -101,6 +101,11 @@ pub struct MemorySetup {
     /// clavrxorb's own memory (its peak, shared pages included) in earlier granules of this
     /// step: what a new granule's clavrxorb is admitted with while others are in flight.
     pub base: Cell<Option<u64>>,
+    /// What each granule in flight holds (its processes' summed PSS at their last samples)
+    /// or, while its clavrxorb has not been measured, is expected to reach (the base), by
+    /// its clavrxorb's pid: a per-task limit counts every granule's processes, not only
+    /// those of the granule admitting a worker.
+    pub in_flight: RefCell<HashMap<Pid, u64>>,
 }
 
 impl MemorySetup {
@@ -151,6 +156,7 @@ impl MemorySetup {
             in_slurm: env("SLURM_JOB_ID").is_some(),
             prior: Cell::new(None),
             base: Cell::new(None),
+            in_flight: RefCell::new(HashMap::new()),
         }
     }
 
@@ -229,12 +235,29 @@ impl MemorySetup {
             return false;
         }
         if let Some(l) = &self.task_limit {
-            let used = self.own.as_ref().and_then(|cg| cg.working_set().ok());
-            if !used.is_some_and(|u| fits(u, l.bytes)) {
+            // The cgroup's working set sees what samples missed; without a cgroup of our
+            // own, the granules' samples (and bases) are what there is.
+            let held = self.held_elsewhere(None);
+            let used = match self.own.as_ref().map(|cg| cg.working_set()) {
+                Some(Ok(u)) => u.max(held),
+                Some(Err(_)) => return false,
+                None => held,
+            };
+            if !fits(used, l.bytes) {
                 return false;
             }
         }
         true
+    }
+
+    /// What the granules in flight other than `own`'s hold or are expected to reach.
+    fn held_elsewhere(&self, own: Option<Pid>) -> u64 {
+        self.in_flight
+            .borrow()
+            .iter()
+            .filter(|&(&p, _)| Some(p) != own)
+            .map(|(_, &b)| b)
+            .sum()
     }
 
     /// Whether admission has a limit to work against.
@@ -378,6 +401,10 @@ pub struct MemWatch<'a> {
     /// "no estimate yet: one worker only").
     pub held_by: Option<Option<Estimate>>,
     parent_rss_at_read: Option<u64>,
+    /// CPU time of the page walks of processes at their last waitpoint.
+    final_cpu: Duration,
+    /// clavrxorb has stopped to write once.
+    parent_saved: bool,
     max_running: usize,
     own_usage_peak: u64,
     limit_usage_peak: u64,
@@ -386,8 +413,21 @@ pub struct MemWatch<'a> {
     over_time: Vec<(f64, u64, u64)>,
 }
 
+impl Drop for MemWatch<'_> {
+    fn drop(&mut self) {
+        // Its granule has ended: what it held is free again.
+        self.setup.in_flight.borrow_mut().remove(&self.parent);
+    }
+}
+
 impl<'a> MemWatch<'a> {
     pub fn new(setup: &'a MemorySetup, parent: Pid) -> MemWatch<'a> {
+        // Admitted like a worker: until sampled, it counts with the base earlier granules
+        // measured.
+        setup
+            .in_flight
+            .borrow_mut()
+            .insert(parent, setup.base.get().unwrap_or(0));
         MemWatch {
             setup,
             parent,
@@ -406,6 +446,8 @@ impl<'a> MemWatch<'a> {
             measured: None,
             held_by: None,
             parent_rss_at_read: None,
+            final_cpu: Duration::ZERO,
+            parent_saved: false,
             max_running: 0,
             own_usage_peak: 0,
             limit_usage_peak: 0,
@@ -437,6 +479,15 @@ impl<'a> MemWatch<'a> {
         self.pss_peak = self.pss_peak.max(pss);
         self.rss_peak = self.rss_peak.max(rss);
         self.samples += 1;
+        // Until its clavrxorb is past segment 1 it may still grow to the base.
+        let base = match self.parent_hwm {
+            0 => self.setup.base.get().unwrap_or(0),
+            _ => 0,
+        };
+        self.setup
+            .in_flight
+            .borrow_mut()
+            .insert(self.parent, pss.max(base));
         pss
     }
 
@@ -513,7 +564,19 @@ impl<'a> MemWatch<'a> {
             let rss = read_status(Path::new("/proc"), pid).ok().map(|m| m.rss);
             self.procs.entry(pid).or_default().rss_at_clone = rss;
         } else if at == FINAL {
-            if self.read(pid).is_none() {
+            // A page walk takes milliseconds when clavrxorb is large (hundreds of MiB,
+            // shared by every clone), all the while the process waits stopped and the driver
+            // serves nobody else: beyond the first of the granule (and its first worker's),
+            // the walks share the timed sampler's 1 % budget, and the cheap mark (below)
+            // measures every process all the same.
+            if !self.final_walk_due(pid) {
+                self.read_mark(pid);
+                return;
+            }
+            let began = thread_cpu();
+            let read = self.read(pid);
+            self.final_cpu += thread_cpu().saturating_sub(began);
+            if read.is_none() {
                 return;
             }
             self.read_mark(pid);
@@ -525,12 +588,29 @@ impl<'a> MemWatch<'a> {
             self.read_mark(pid);
             if pid == self.parent {
                 // Once a granule: clavrxorb has freed segment 1's working memory, and a
-                // sample from before would hold the first workers back.
-                self.read(pid);
+                // sample from before would hold the first workers back. (Without clones it
+                // passes here every segment; later samples are the timed sampler's.)
+                if !self.parent_saved {
+                    self.parent_saved = true;
+                    self.read(pid);
+                }
+                // Its peak so far (start-up and segment 1) is what another clavrxorb needs:
+                // the next granule may be admitted now, not only once this one has ended.
+                self.setup.learn_base(self.parent_peak());
             }
         } else {
             self.procs.entry(pid).or_default();
         }
+    }
+
+    /// Whether a process at its last waitpoint gets a page walk: always when sampling is
+    /// only at waitpoints, for the first process and the first worker, else while the walks
+    /// took at most 1 % of the granule's time.
+    fn final_walk_due(&self, pid: Pid) -> bool {
+        self.interval.is_none()
+            || self.final_cpu.is_zero()
+            || (pid != self.parent && self.worker_private_peak == 0)
+            || self.final_cpu * 100 <= self.born.elapsed()
     }
 
     pub fn segment(&mut self, pid: Pid, event: SegmentEvent) {
@@ -661,7 +741,9 @@ impl<'a> MemWatch<'a> {
         }
         if let Some(l) = &self.setup.task_limit {
             // Unlike the cgroup's usage, the samples miss what workers allocated since.
-            let pss: u64 = self.procs.values().map(|s| s.last.pss).sum::<u64>() + unsampled;
+            let pss: u64 = self.procs.values().map(|s| s.last.pss).sum::<u64>()
+                + unsampled
+                + self.setup.held_elsewhere(Some(self.parent));
             if !fits(pss, l.bytes) {
                 fit = false;
             }
@@ -767,6 +849,7 @@ mod tests {
             in_slurm: false,
             prior: Cell::new(None),
             base: Cell::new(None),
+            in_flight: RefCell::new(HashMap::new()),
         }
     }
 
@@ -802,6 +885,44 @@ mod tests {
         );
         usage(700 * mib);
         assert!(!s.may_start_granule(), "700 + 300 MiB do not");
+    }
+
+    #[test]
+    fn a_task_limit_counts_every_granule_in_flight_a_new_clavrxorb_at_its_base() {
+        let mib = 1u64 << 20;
+        let s = setup(Some(1000 * mib));
+        s.learn(Estimate {
+            bytes: 100 * mib,
+            source: Source::Campaign,
+        });
+        // Pids with no /proc entry: nothing is read, only what the test sets.
+        let mut a = MemWatch::new(&s, i32::MAX - 1);
+        assert!(a.admits(|_| None), "alone: 100 MiB and 5 % fit");
+        s.learn_base(870 * mib);
+        let b = MemWatch::new(&s, i32::MAX - 2);
+        assert!(
+            !a.admits(|_| None),
+            "a clavrxorb starting up counts with its base: 870 + 100 MiB and 5 % do not fit"
+        );
+        drop(b);
+        assert!(
+            a.admits(|_| None),
+            "its granule ended: the room is free again"
+        );
+        assert!(
+            s.may_start_granule(),
+            "nothing sampled yet: 870 MiB and 5 % fit"
+        );
+        a.procs.get_mut(&a.parent).unwrap().last.pss = 200 * mib;
+        a.parent_hwm = 1;
+        a.update_sums();
+        assert_eq!(s.held_elsewhere(None), 200 * mib);
+        assert!(
+            !s.may_start_granule(),
+            "200 MiB in flight and a new clavrxorb's 870 MiB do not fit"
+        );
+        drop(a);
+        assert_eq!(s.held_elsewhere(None), 0);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! It takes a plain [`Request`] (no clap), says what it does through the caller's
 //! [`Notices`] and returns how the step ended ([`Ending`]) or why it could not run
 //! ([`StepError`]); the command (`cmd::step`) prints those and chooses the exit status. The
-//! live progress lines of a granule are still written by `progress`.
+//! granules' progress is formatted by `progress` and written where `Notices::progress` says.
 
 mod drain;
 mod error;
@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::StepError;
+pub use progress::ProgressOut;
 pub use summary::Closing;
 
 use crate::base::unix::{self, Signals};
@@ -90,6 +91,8 @@ pub trait Notices {
     fn notice(&self, line: &str);
     /// Something went wrong that does not stop the step.
     fn warning(&self, line: &str);
+    /// Where the granules' progress goes.
+    fn progress(&self) -> ProgressOut;
 }
 
 /// How a step that could run ended.
@@ -703,6 +706,13 @@ mod tests {
 
         fn warning(&self, line: &str) {
             self.0.borrow_mut().push(format!("warning: {line}"));
+        }
+
+        fn progress(&self) -> ProgressOut {
+            ProgressOut {
+                live: false,
+                write: |_| {},
+            }
         }
     }
 

@@ -1,14 +1,14 @@
-//! Progress of the granule being run, on stderr. On a terminal it is one live bar, redrawn
-//! in place (segments, lines, workers busy, elapsed); anywhere else (a Slurm output file, a
-//! pipe) plain lines, at most one a second and only when the granule moved, with no control
-//! characters.
+//! Progress of the granules being run. On a terminal, one live bar per granule in flight, in
+//! granule order, redrawn in place (segments, lines, workers busy, elapsed); anywhere else (a
+//! Slurm output file, a pipe) plain lines naming their granule, at most one a second per
+//! granule and only when it moved, with no control characters.
 //!
-//! This module only formats and writes; what it shows comes from the fan-out. Every clone of
-//! a [`Progress`] shares whether a bar is on screen, so whichever clone writes next (a
-//! `say`, or the drop of the one the run owned) ends the bar first and the terminal is left
-//! clean.
+//! This module only formats; what it shows comes from the fan-out, and the command says
+//! where the text goes and whether that is a terminal ([`ProgressOut`]). Every
+//! [`Progress`] of a step shares one board of the bars on screen, so whichever writes next (a
+//! `say`, or the drop of the one a run owned) ends the bars first and the terminal is left
+//! clean; the next tick draws those still in flight again.
 
-use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,10 +25,88 @@ const NAME: usize = 36;
 /// Back to the start of the line and clear it.
 const CLEAR: &str = "\r\x1b[2K";
 
+/// The live bars of the granules in flight, shared by every [`Progress`] of a step.
+#[derive(Debug, Default)]
+struct Board {
+    /// Each granule's latest bar, by its number, in order.
+    bars: Vec<(usize, String)>,
+    /// Lines of bars on screen now; the cursor is at the end of the last.
+    shown: usize,
+}
+
+impl Board {
+    fn set(&mut self, index: usize, line: String) {
+        match self.bars.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(at) => self.bars[at].1 = line,
+            Err(at) => self.bars.insert(at, (index, line)),
+        }
+    }
+
+    fn remove(&mut self, index: usize) {
+        self.bars.retain(|(i, _)| *i != index);
+    }
+
+    /// The text that draws every bar over those on screen.
+    fn redraw(&mut self) -> String {
+        let lines: Vec<&str> = self.bars.iter().map(|(_, l)| l.as_str()).collect();
+        let text = redraw(self.shown, &lines);
+        self.shown = lines.len();
+        text
+    }
+
+    /// The text that takes the bars off the screen, leaving the cursor where they began.
+    fn clear(&mut self) -> String {
+        clear(std::mem::take(&mut self.shown)).to_string()
+    }
+}
+
+/// One board for the step's progress, whichever granule writes.
+fn shared_board() -> Arc<Mutex<Board>> {
+    static BOARD: std::sync::OnceLock<Arc<Mutex<Board>>> = std::sync::OnceLock::new();
+    BOARD.get_or_init(Arc::default).clone()
+}
+
+/// Draws `lines` over the `shown` lines of bars on screen (the cursor at the end of the
+/// last): up to the first, each line cleared and written, anything left below cleared.
+pub fn redraw(shown: usize, lines: &[&str]) -> String {
+    let mut out = String::from("\r");
+    if shown > 1 {
+        out.push_str(&format!("\x1b[{}A", shown - 1));
+    }
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str("\x1b[2K");
+        out.push_str(line);
+    }
+    if lines.len() < shown {
+        out.push_str("\x1b[J");
+    }
+    out
+}
+
+/// Takes `shown` lines of bars off the screen: the cursor back where the first began.
+pub fn clear(shown: usize) -> std::borrow::Cow<'static, str> {
+    match shown {
+        0 => "".into(),
+        1 => CLEAR.into(),
+        n => format!("\r\x1b[{}A\x1b[J", n - 1).into(),
+    }
+}
+
+/// Where progress goes, as the command chose it: a writer of text as it is (a live bar's
+/// control sequences included) and whether it is a terminal that shows live bars.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressOut {
+    pub live: bool,
+    pub write: fn(&str),
+}
+
 /// Where progress goes.
 #[derive(Clone)]
 enum Sink {
-    Stderr,
+    Out(fn(&str)),
     #[cfg(test)]
     Buffer(Arc<Mutex<Vec<u8>>>),
 }
@@ -36,10 +114,7 @@ enum Sink {
 impl Sink {
     fn write(&self, text: &str) {
         match self {
-            Sink::Stderr => {
-                let mut err = std::io::stderr().lock();
-                let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
-            }
+            Sink::Out(write) => write(text),
             #[cfg(test)]
             Sink::Buffer(b) => b.lock().unwrap().extend_from_slice(text.as_bytes()),
         }
@@ -85,19 +160,31 @@ pub struct Progress {
     /// Columns of the terminal.
     width: usize,
     sink: Sink,
-    /// A live bar is on screen now (shared by every clone).
-    drawn: Arc<Mutex<bool>>,
+    /// The bars on screen now (shared by every granule's).
+    board: Arc<Mutex<Board>>,
     last_print: Option<Instant>,
     last_shown: (u32, i64),
 }
 
 impl Progress {
-    /// Progress of granule `index` (0-based) of `count`: a live bar when stderr is a
-    /// terminal, plain lines otherwise.
-    pub fn new(index: usize, count: usize, name: &str, scan_lines: u32) -> Progress {
-        let live =
-            std::io::stderr().is_terminal() && std::env::var("TERM").as_deref() != Ok("dumb");
-        Progress::with_sink(index, count, name, scan_lines, live, Sink::Stderr)
+    /// Progress of granule `index` (0-based) of `count`, written to `out`: live bars when it
+    /// is a terminal, plain lines otherwise.
+    pub fn new(
+        out: ProgressOut,
+        index: usize,
+        count: usize,
+        name: &str,
+        scan_lines: u32,
+    ) -> Progress {
+        Progress::with_sink(
+            index,
+            count,
+            name,
+            scan_lines,
+            out.live,
+            Sink::Out(out.write),
+            shared_board(),
+        )
     }
 
     fn with_sink(
@@ -107,6 +194,7 @@ impl Progress {
         scan_lines: u32,
         live: bool,
         sink: Sink,
+        board: Arc<Mutex<Board>>,
     ) -> Progress {
         let name = crate::base::escape::controls(name);
         Progress {
@@ -119,20 +207,16 @@ impl Progress {
             live,
             width: columns(),
             sink,
-            drawn: Arc::new(Mutex::new(false)),
+            board,
             last_print: None,
             last_shown: (0, -1),
         }
     }
 
-    /// One line about the granule (ending a live bar first).
+    /// One line about the granule (taking the live bars off the screen first).
     pub fn say(&self, what: &str) {
-        let mut drawn = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
-        let clear = if std::mem::take(&mut *drawn) {
-            CLEAR
-        } else {
-            ""
-        };
+        let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
+        let clear = board.clear();
         let what = crate::base::escape::controls(what);
         self.sink.write(&format!("{clear}{}: {what}\n", self.label));
     }
@@ -145,10 +229,10 @@ impl Progress {
             if self.last_print.is_some_and(|t| t.elapsed() < LIVE_EVERY) {
                 return;
             }
-            let mut drawn = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
             let line = live_line(self.index, self.count, &self.name, &now, self.width);
-            self.sink.write(&format!("{CLEAR}{line}"));
-            *drawn = true;
+            board.set(self.index, line);
+            self.sink.write(&board.redraw());
         } else {
             let moved = (now.segments_written, now.lines_written) != self.last_shown;
             let due = self.last_print.is_none_or(|t| t.elapsed() >= PLAIN_EVERY);
@@ -166,11 +250,14 @@ impl Progress {
 }
 
 impl Drop for Progress {
-    /// Ends a bar still on screen, so nothing else is written onto its line.
+    /// Takes the bars off the screen, so nothing else is written onto their lines, and this
+    /// granule's out of the board (the others' come back at their next tick).
     fn drop(&mut self) {
-        let mut drawn = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
-        if std::mem::take(&mut *drawn) {
-            self.sink.write(CLEAR);
+        let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
+        board.remove(self.index);
+        let clear = board.clear();
+        if !clear.is_empty() {
+            self.sink.write(&clear);
         }
     }
 }
@@ -360,7 +447,15 @@ mod tests {
     #[test]
     fn a_say_or_the_end_of_the_run_ends_the_bar_first() {
         let buffer = Arc::new(Mutex::new(Vec::new()));
-        let progress = Progress::with_sink(0, 2, "g.gran", 10, true, Sink::Buffer(buffer.clone()));
+        let progress = Progress::with_sink(
+            0,
+            2,
+            "g.gran",
+            10,
+            true,
+            Sink::Buffer(buffer.clone()),
+            Arc::default(),
+        );
         let mut run = progress.clone();
         let fanout = Fanout::new(
             1,
@@ -403,10 +498,95 @@ mod tests {
     }
 
     #[test]
+    fn bars_are_drawn_over_those_on_screen_and_cleared_from_the_first() {
+        assert_eq!(redraw(0, &["a"]), format!("{CLEAR}a"));
+        assert_eq!(redraw(1, &["a"]), format!("{CLEAR}a"));
+        // Two on screen: up one line, both rewritten; the cursor ends after the second.
+        assert_eq!(redraw(2, &["a", "b"]), "\r\x1b[1A\x1b[2Ka\n\x1b[2Kb");
+        // A second granule's bar goes below the first.
+        assert_eq!(redraw(1, &["a", "b"]), "\r\x1b[2Ka\n\x1b[2Kb");
+        // One of three left: the lines below it are cleared.
+        assert_eq!(redraw(3, &["b"]), "\r\x1b[2A\x1b[2Kb\x1b[J");
+        assert_eq!(clear(0), "");
+        assert_eq!(clear(1), CLEAR);
+        assert_eq!(clear(3), "\r\x1b[2A\x1b[J");
+    }
+
+    #[test]
+    fn each_granule_in_flight_has_its_own_bar_in_granule_order() {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let board: Arc<Mutex<Board>> = Arc::default();
+        let text = || String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        let progress = |index, name| {
+            Progress::with_sink(
+                index,
+                3,
+                name,
+                10,
+                true,
+                Sink::Buffer(buffer.clone()),
+                board.clone(),
+            )
+        };
+        let mut second = progress(1, "b.gran");
+        let mut first = progress(0, "a.gran");
+        let fanout = Fanout::new(
+            1,
+            crate::domain::fanout::machine::Limits {
+                max_workers: 2,
+                max_lead: 2,
+            },
+            true,
+        );
+        second.tick(&fanout);
+        assert!(
+            text().starts_with(&format!("{CLEAR}[2/3] b.gran  running")),
+            "{}",
+            text()
+        );
+        buffer.lock().unwrap().clear();
+        first.tick(&fanout);
+        // Redrawn from the one line on screen: granule 1 above granule 2.
+        let drawn = text();
+        let (a, b) = drawn.split_once('\n').expect("two lines");
+        assert!(
+            a.starts_with(&format!("{CLEAR}[1/3] a.gran  running")),
+            "{drawn:?}"
+        );
+        assert!(b.starts_with("\x1b[2K[2/3] b.gran  running"), "{drawn:?}");
+        // A line about one granule takes both bars off first, from the top one.
+        buffer.lock().unwrap().clear();
+        second.say("done in 1.0 s");
+        assert_eq!(text(), "\r\x1b[1A\x1b[J[2/3] b.gran: done in 1.0 s\n");
+        // Its run ends: only the other granule's bar is drawn again.
+        drop(second);
+        buffer.lock().unwrap().clear();
+        first.last_print = None;
+        first.tick(&fanout);
+        assert!(
+            text().starts_with(&format!("{CLEAR}[1/3] a.gran  running")),
+            "{}",
+            text()
+        );
+        assert!(
+            !text().contains("b.gran") && !text().contains('\n'),
+            "{}",
+            text()
+        );
+    }
+
+    #[test]
     fn plain_output_has_no_control_characters_and_waits_a_second() {
         let buffer = Arc::new(Mutex::new(Vec::new()));
-        let mut progress =
-            Progress::with_sink(0, 1, "g.gran", 10, false, Sink::Buffer(buffer.clone()));
+        let mut progress = Progress::with_sink(
+            0,
+            1,
+            "g.gran",
+            10,
+            false,
+            Sink::Buffer(buffer.clone()),
+            Arc::default(),
+        );
         let fanout = Fanout::new(
             1,
             crate::domain::fanout::machine::Limits {
