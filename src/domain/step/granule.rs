@@ -196,36 +196,7 @@ fn start_run<'p, C>(
     let wd = plan.work.join(&name);
     let staging = wd.join("output");
     drop_old_copy(plan, &name);
-    let spawned = (|| {
-        prepare(plan, granule, &wd, &staging)?;
-        let mut cmd = Command::new(&plan.exe);
-        cmd.current_dir(&wd)
-            .stdin(Stdio::null())
-            .stdout(File::create(wd.join("clavrx.stdout"))?)
-            .stderr(File::create(wd.join("clavrx.stderr"))?)
-            .env_remove("CLAVRX_SKIP_OUTPUT")
-            .env(
-                crate::domain::fanout::orphan_guard::ENV_OWNER,
-                watchdog.token(),
-            );
-        let mode = match (&plan.symbols, plan.serial) {
-            (None, _) => Mode::Untraced,
-            (Some(_), true) => Mode::Serial,
-            (Some(_), false) => Mode::Clones,
-        };
-        if mode != Mode::Untraced {
-            // Without clones the tracer still stops at every waitpoint: a serial run is
-            // followed, timed and proven complete like a parallel one.
-            let clones = if mode == Mode::Serial { "0" } else { "1" };
-            cmd.env("CLAVRX_ENABLE_TRACER", "1")
-                .env("CLAVRX_TRACER_CLONES", clones);
-        } else {
-            cmd.env_remove("CLAVRX_ENABLE_TRACER")
-                .env_remove("CLAVRX_TRACER_CLONES");
-        }
-        Ok((unix::spawn_group_leader(&mut cmd)?, mode))
-    })();
-    let (leader, mode) = match spawned {
+    let (leader, mode) = match spawn(plan, watchdog, granule, &wd, &staging) {
         Ok(s) => s,
         Err(e) => return Err((running, e)),
     };
@@ -241,6 +212,68 @@ fn start_run<'p, C>(
         ..plan.limits
     };
     let fanout = Fanout::with_mode(leader, limits, mode);
+    let watch = watch_run(plan, &running, leader, started);
+    let ctl = ProcControl::new(plan.symbols.as_ref(), watch);
+    running.run = RunStart {
+        started,
+        started_unix,
+        oom_before,
+        cap,
+        name,
+        wd,
+        staging,
+        mode,
+        guard,
+    };
+    Ok(Flight::new(leader, fanout, ctl, running))
+}
+
+/// Makes the work folder `wd` and starts clavrxorb in it, the leader of its own process
+/// group, traced unless it has no tracer symbols.
+fn spawn(
+    plan: &Plan,
+    watchdog: &Watchdog,
+    granule: &Granule,
+    wd: &Path,
+    staging: &Path,
+) -> io::Result<(i32, Mode)> {
+    prepare(plan, granule, wd, staging)?;
+    let mut cmd = Command::new(&plan.exe);
+    cmd.current_dir(wd)
+        .stdin(Stdio::null())
+        .stdout(File::create(wd.join("clavrx.stdout"))?)
+        .stderr(File::create(wd.join("clavrx.stderr"))?)
+        .env_remove("CLAVRX_SKIP_OUTPUT")
+        .env(
+            crate::domain::fanout::orphan_guard::ENV_OWNER,
+            watchdog.token(),
+        );
+    let mode = match (&plan.symbols, plan.serial) {
+        (None, _) => Mode::Untraced,
+        (Some(_), true) => Mode::Serial,
+        (Some(_), false) => Mode::Clones,
+    };
+    if mode != Mode::Untraced {
+        // Without clones the tracer still stops at every waitpoint: a serial run is
+        // followed, timed and proven complete like a parallel one.
+        let clones = if mode == Mode::Serial { "0" } else { "1" };
+        cmd.env("CLAVRX_ENABLE_TRACER", "1")
+            .env("CLAVRX_TRACER_CLONES", clones);
+    } else {
+        cmd.env_remove("CLAVRX_ENABLE_TRACER")
+            .env_remove("CLAVRX_TRACER_CLONES");
+    }
+    Ok((unix::spawn_group_leader(&mut cmd)?, mode))
+}
+
+/// The run's monitor: its progress line, memory and timeline, and the time-limit warning
+/// judged with what earlier runs of the granule took.
+fn watch_run<'p, C>(
+    plan: &'p Plan,
+    running: &Running<C>,
+    leader: i32,
+    started: Instant,
+) -> Watch<'p> {
     let mut watch = Watch::new(
         running.progress.clone(),
         &plan.memory,
@@ -255,19 +288,7 @@ fn start_run<'p, C>(
         },
         started,
     );
-    let ctl = ProcControl::new(plan.symbols.as_ref(), watch);
-    running.run = RunStart {
-        started,
-        started_unix,
-        oom_before,
-        cap,
-        name,
-        wd,
-        staging,
-        mode,
-        guard,
-    };
-    Ok(Flight::new(leader, fanout, ctl, running))
+    watch
 }
 
 /// A granule's processes are all gone: its outputs published, or its failure described;
