@@ -190,18 +190,7 @@ pub fn decide(view: &View, last: Option<&Last>, limits: Limits) -> Action {
     }
     let only_pilots = last.is_none_or(|l| l.purpose == Purpose::Pilot);
     if !view.profile && only_pilots && limits.pilot > 0 && view.retry_oom == 0 {
-        let n = limits.pilot.min(view.todo());
-        let why = match last {
-            None => format!(
-                "no report of a done granule to size the campaign from: a pilot of the {n} \
-                 largest granule(s) with generous limits measures it"
-            ),
-            Some(_) => format!(
-                "the pilot finished no granule: another pilot of {n} granule(s) measures the \
-                 campaign"
-            ),
-        };
-        return Action::Pilot { granules: n, why };
+        return pilot(view, last, limits);
     }
     // What a resubmission keeps: the last real submission's changes, never a pilot's.
     let base = match last {
@@ -209,83 +198,114 @@ pub fn decide(view: &View, last: Option<&Last>, limits: Limits) -> Action {
         _ => Overrides::default(),
     };
     if let Some(l) = last.filter(|_| view.retry_oom > 0) {
-        let mut o = base.clone();
-        let why = if let Some(task) = l.sizing.task_mib() {
-            o.peak_mem_mib = Some(task * 2);
-            format!(
-                "{} granule(s) ran out of memory with {task} MiB per task: resubmitting with \
-                 twice that ({} MiB measured peak, before headroom)",
-                view.retry_oom,
-                task * 2
-            )
-        } else if l.sizing.cpus_per_task > 1 {
-            let cpus = l.sizing.cpus_per_task / 2;
-            o.cpus_per_task = Some(cpus);
-            format!(
-                "{} granule(s) ran out of memory and the script set no memory to raise: \
-                 resubmitting with {cpus} worker(s) instead of {}",
-                view.retry_oom, l.sizing.cpus_per_task
-            )
-        } else {
-            format!(
-                "{} granule(s) ran out of memory; with one core and no memory setting there is \
-                 nothing to change: resubmitting as before (pass --memory to raise it)",
-                view.retry_oom
-            )
-        };
-        return submit(Purpose::Resubmit, o, why);
+        return more_memory(view, l, base);
     }
     if let Some(l) = last.filter(|l| view.interrupted > 0 && view.done <= l.done_before) {
-        let mut o = base.clone();
-        let why = if l.sizing.chunk_size > 1 {
-            let chunk = l.sizing.chunk_size / 2;
-            o.chunk_size = Some(chunk);
-            format!(
-                "{} granule(s) interrupted and the last job finished none: resubmitting in \
-                 smaller chunks ({chunk} granule(s) per task instead of {})",
-                view.interrupted, l.sizing.chunk_size
-            )
-        } else if let Some(t) = l.sizing.time_seconds {
-            o.time_seconds = Some(t * 2);
-            format!(
-                "{} granule(s) interrupted and the last job finished none, one granule per \
-                 task: resubmitting with twice the time limit ({})",
-                view.interrupted,
-                crate::base::units::TimeLimit { seconds: t * 2 }
-            )
-        } else {
-            format!(
-                "{} granule(s) interrupted and the last job finished none; no time limit to \
-                 raise: resubmitting as before",
-                view.interrupted
-            )
-        };
-        return submit(Purpose::Resubmit, o, why);
+        return more_time(view, l, base);
     }
     match last {
         None
         | Some(Last {
             purpose: Purpose::Pilot,
             ..
-        }) => {
-            let why = match (last, view.profile) {
-                (Some(_), _) => format!(
-                    "the pilot measured the campaign: the other {} granule(s), sized by gen \
-                     from the reports",
-                    view.todo()
-                ),
-                (None, true) => format!(
-                    "{} granule(s), sized by gen from the reports of done granules",
-                    view.todo()
-                ),
-                (None, false) => format!(
-                    "{} granule(s), sized by gen from the flags and config (no pilot)",
-                    view.todo()
-                ),
-            };
-            submit(Purpose::Rest, base, why)
-        }
+        }) => submit(Purpose::Rest, base, rest_why(view, last)),
         Some(_) => submit(Purpose::Resubmit, base, resubmit_why(view)),
+    }
+}
+
+/// Rule 4: a pilot of the largest granules, the first time or again after one measured
+/// nothing.
+fn pilot(view: &View, last: Option<&Last>, limits: Limits) -> Action {
+    let n = limits.pilot.min(view.todo());
+    let why = match last {
+        None => format!(
+            "no report of a done granule to size the campaign from: a pilot of the {n} \
+             largest granule(s) with generous limits measures it"
+        ),
+        Some(_) => format!(
+            "the pilot finished no granule: another pilot of {n} granule(s) measures the \
+             campaign"
+        ),
+    };
+    Action::Pilot { granules: n, why }
+}
+
+/// Rule 5: granules ran out of memory under the last submission `l`: more memory per task,
+/// else fewer workers sharing it.
+fn more_memory(view: &View, l: &Last, base: Overrides) -> Action {
+    let mut o = base;
+    let why = if let Some(task) = l.sizing.task_mib() {
+        o.peak_mem_mib = Some(task * 2);
+        format!(
+            "{} granule(s) ran out of memory with {task} MiB per task: resubmitting with \
+             twice that ({} MiB measured peak, before headroom)",
+            view.retry_oom,
+            task * 2
+        )
+    } else if l.sizing.cpus_per_task > 1 {
+        let cpus = l.sizing.cpus_per_task / 2;
+        o.cpus_per_task = Some(cpus);
+        format!(
+            "{} granule(s) ran out of memory and the script set no memory to raise: \
+             resubmitting with {cpus} worker(s) instead of {}",
+            view.retry_oom, l.sizing.cpus_per_task
+        )
+    } else {
+        format!(
+            "{} granule(s) ran out of memory; with one core and no memory setting there is \
+             nothing to change: resubmitting as before (pass --memory to raise it)",
+            view.retry_oom
+        )
+    };
+    submit(Purpose::Resubmit, o, why)
+}
+
+/// Rule 6: the last submission `l` finished nothing before its time ran out: more time per
+/// granule, by smaller chunks or else a longer time limit.
+fn more_time(view: &View, l: &Last, base: Overrides) -> Action {
+    let mut o = base;
+    let why = if l.sizing.chunk_size > 1 {
+        let chunk = l.sizing.chunk_size / 2;
+        o.chunk_size = Some(chunk);
+        format!(
+            "{} granule(s) interrupted and the last job finished none: resubmitting in \
+             smaller chunks ({chunk} granule(s) per task instead of {})",
+            view.interrupted, l.sizing.chunk_size
+        )
+    } else if let Some(t) = l.sizing.time_seconds {
+        o.time_seconds = Some(t * 2);
+        format!(
+            "{} granule(s) interrupted and the last job finished none, one granule per \
+             task: resubmitting with twice the time limit ({})",
+            view.interrupted,
+            crate::base::units::TimeLimit { seconds: t * 2 }
+        )
+    } else {
+        format!(
+            "{} granule(s) interrupted and the last job finished none; no time limit to \
+             raise: resubmitting as before",
+            view.interrupted
+        )
+    };
+    submit(Purpose::Resubmit, o, why)
+}
+
+/// Rule 7's first submission of the campaign proper: after a pilot, or without one.
+fn rest_why(view: &View, last: Option<&Last>) -> String {
+    match (last, view.profile) {
+        (Some(_), _) => format!(
+            "the pilot measured the campaign: the other {} granule(s), sized by gen \
+             from the reports",
+            view.todo()
+        ),
+        (None, true) => format!(
+            "{} granule(s), sized by gen from the reports of done granules",
+            view.todo()
+        ),
+        (None, false) => format!(
+            "{} granule(s), sized by gen from the flags and config (no pilot)",
+            view.todo()
+        ),
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -127,29 +128,10 @@ pub fn supervise<'a, O: Monitor, T>(
     let mut exhausted = false;
     let mut last_tick = Instant::now();
     loop {
-        while !exhausted
-            && flights.len() < pool.max_granules.max(1)
-            && (flights.is_empty()
-                || ((slots_claimed(&flights) < pool.max_workers
-                    || (in_tail(&flights, pool) && slots_held(&flights) < pool.max_workers))
-                    && feed.may_start_granule(&flights)))
+        if let Some(sig) =
+            start_granules(signals, feed, &mut flights, &mut exhausted, pool, policy)?
         {
-            // A signal that came meanwhile counts before anything new starts.
-            if let Some(Interrupt::Terminate(sig)) = signals.drain()? {
-                for mut flight in flights.drain(..) {
-                    let outcome = end_interrupted(&mut flight, signals, policy, sig);
-                    feed.ended(flight, outcome)?;
-                }
-                return Ok(Some(sig));
-            }
-            if signals.warned() {
-                // The time limit is near: what is in flight may finish, nothing new starts.
-                break;
-            }
-            match feed.start(flights.len())? {
-                Some(f) => flights.push(f),
-                None => exhausted = true,
-            }
+            return Ok(Some(sig));
         }
         if feed.halted() {
             // Starting one failed on storage: the granules in flight would hit it too.
@@ -168,135 +150,258 @@ pub fn supervise<'a, O: Monitor, T>(
                 && !signals.warned()
                 && feed.may_start_granule(&flights),
         );
-        // Child events of every granule, then a poke of each, oldest first: a slot freed in
-        // one may start another's ready clone. A granule that ended makes room for the next
-        // one at once, without waiting for a signal.
-        let mut moved = false;
-        for poke in [false, true] {
-            if poke && flights.len() < 2 && !moved {
-                // Alone, a granule's own events dispatch everything it may start.
-                break;
-            }
-            let mut i = 0;
-            while i < flights.len() {
-                let others = slots_elsewhere(&flights, i) + reserve;
-                let flight = &mut flights[i];
-                flight.ctl.set_slots_held_elsewhere(others);
-                let before = unix::children_cpu_seconds();
-                let ended = if poke {
-                    let status = flight.fanout.poke(&mut flight.ctl);
-                    conclude(flight, status, signals, policy)?
-                } else {
-                    events(flight, signals, policy)?
-                };
-                flight.cpu += unix::children_cpu_seconds() - before;
-                let Some(outcome) = ended else {
-                    i += 1;
-                    continue;
-                };
-                if let Some(sig) = terminated(&outcome) {
-                    return end_all(signals, feed, flights, i, outcome, policy, sig);
-                }
-                moved = true;
-                let flight = flights.remove(i);
-                if let Some(redo) = feed.ended(flight, outcome)? {
-                    flights.insert(i, redo);
-                    i += 1;
-                }
-                if feed.halted() {
-                    // Before the others' pending events: what they did after the failure
-                    // must not publish.
-                    halt(signals, feed, &mut flights, policy)?;
-                }
-            }
-        }
+        let moved = match dispatch(signals, feed, &mut flights, reserve, policy)? {
+            ControlFlow::Break(sig) => return Ok(Some(sig)),
+            ControlFlow::Continue(moved) => moved,
+        };
         if moved || (reserve > 0 && slots_held(&flights) < pool.max_workers) {
             // A granule ended, or a slot is free for the next one: start it now.
             continue;
         }
         if last_tick.elapsed() >= policy.tick {
             last_tick = Instant::now();
-            let mut i = 0;
-            while i < flights.len() {
-                let flight = &mut flights[i];
-                flight.ctl.monitor().tick(&flight.fanout);
-                if flight.draining && !flight.ctl.monitor().keep_on_warning(&flight.fanout) {
-                    // Slower than projected when the warning came: no longer in time.
-                    let outcome = end_interrupted(flight, signals, policy, Signal::SIGUSR1 as i32);
-                    let flight = flights.remove(i);
-                    if let Some(redo) = feed.ended(flight, outcome)? {
-                        flights.insert(i, redo);
-                    }
-                    if feed.halted() {
-                        halt(signals, feed, &mut flights, policy)?;
-                    }
-                    continue;
-                }
-                i += 1;
-            }
+            tick_all(signals, feed, &mut flights, policy)?;
         }
-        let until_stall = flights
-            .iter()
-            .map(|f| policy.stall_timeout.saturating_sub(f.last_change.elapsed()))
-            .min()
-            .unwrap_or(policy.stall_timeout);
-        let wait = until_stall.min(policy.tick).max(Duration::from_millis(1));
-        match signals.wait(Some(wait))? {
-            Some(Interrupt::Terminate(sig)) => {
-                for mut flight in flights.drain(..) {
-                    let outcome = end_interrupted(&mut flight, signals, policy, sig);
-                    feed.ended(flight, outcome)?;
-                }
-                return Ok(Some(sig));
-            }
-            Some(Interrupt::Warning) | None => {}
+        if let Some(Interrupt::Terminate(sig)) = signals.wait(Some(next_wait(&flights, policy)))? {
+            interrupt_all(signals, feed, &mut flights, policy, sig)?;
+            return Ok(Some(sig));
         }
         if signals.warned() {
             // Each granule in flight is judged once on the warning: kept when projected to
             // finish in time, else ended now.
-            let mut i = 0;
-            while i < flights.len() {
-                let flight = &mut flights[i];
-                if flight.judged {
-                    i += 1;
-                    continue;
-                }
-                flight.judged = true;
-                if flight.ctl.monitor().keep_on_warning(&flight.fanout) {
-                    flight.draining = true;
-                    i += 1;
-                    continue;
-                }
-                let outcome = end_interrupted(flight, signals, policy, Signal::SIGUSR1 as i32);
-                let flight = flights.remove(i);
-                feed.ended(flight, outcome)?;
-                if feed.halted() {
-                    halt(signals, feed, &mut flights, policy)?;
-                }
-            }
+            judge_on_warning(signals, feed, &mut flights, policy)?;
+        }
+        if let ControlFlow::Break(sig) = end_stalled(signals, feed, &mut flights, policy)? {
+            return Ok(Some(sig));
+        }
+    }
+}
+
+/// Starts granules while a slot would otherwise idle (see [`supervise`]) and the time limit
+/// is not near; the terminating signal that came meanwhile, once every granule is ended.
+fn start_granules<'a, O: Monitor, T>(
+    signals: &mut Signals,
+    feed: &mut impl Feed<'a, O, T>,
+    flights: &mut Vec<Flight<'a, O, T>>,
+    exhausted: &mut bool,
+    pool: Pool,
+    policy: &Policy,
+) -> io::Result<Option<i32>> {
+    while !*exhausted
+        && flights.len() < pool.max_granules.max(1)
+        && (flights.is_empty()
+            || ((slots_claimed(flights) < pool.max_workers
+                || (in_tail(flights, pool) && slots_held(flights) < pool.max_workers))
+                && feed.may_start_granule(flights)))
+    {
+        // A signal that came meanwhile counts before anything new starts.
+        if let Some(Interrupt::Terminate(sig)) = signals.drain()? {
+            interrupt_all(signals, feed, flights, policy, sig)?;
+            return Ok(Some(sig));
+        }
+        if signals.warned() {
+            // The time limit is near: what is in flight may finish, nothing new starts.
+            break;
+        }
+        match feed.start(flights.len())? {
+            Some(f) => flights.push(f),
+            None => *exhausted = true,
+        }
+    }
+    Ok(None)
+}
+
+/// Child events of every granule, then a poke of each, oldest first: a slot freed in one may
+/// start another's ready clone. Whether a granule ended (it makes room for the next one at
+/// once, without waiting for a signal), or the terminating signal that ended the run.
+fn dispatch<'a, O: Monitor, T>(
+    signals: &mut Signals,
+    feed: &mut impl Feed<'a, O, T>,
+    flights: &mut Vec<Flight<'a, O, T>>,
+    reserve: usize,
+    policy: &Policy,
+) -> io::Result<ControlFlow<i32, bool>> {
+    let mut moved = false;
+    for poke in [false, true] {
+        if poke && flights.len() < 2 && !moved {
+            // Alone, a granule's own events dispatch everything it may start.
+            break;
         }
         let mut i = 0;
         while i < flights.len() {
+            let others = slots_elsewhere(flights, i) + reserve;
+            let flight = &mut flights[i];
+            flight.ctl.set_slots_held_elsewhere(others);
             let before = unix::children_cpu_seconds();
-            let stall = stalled(&mut flights[i], signals, policy)?;
-            flights[i].cpu += unix::children_cpu_seconds() - before;
-            match stall {
-                None => i += 1,
-                Some(outcome) => {
-                    if let Some(sig) = terminated(&outcome) {
-                        return end_all(signals, feed, flights, i, outcome, policy, sig);
-                    }
-                    let flight = flights.remove(i);
-                    if let Some(redo) = feed.ended(flight, outcome)? {
-                        flights.insert(i, redo);
-                    }
-                    if feed.halted() {
-                        halt(signals, feed, &mut flights, policy)?;
-                    }
-                }
+            let ended = if poke {
+                let status = flight.fanout.poke(&mut flight.ctl);
+                conclude(flight, status, signals, policy)?
+            } else {
+                events(flight, signals, policy)?
+            };
+            flight.cpu += unix::children_cpu_seconds() - before;
+            let Some(outcome) = ended else {
+                i += 1;
+                continue;
+            };
+            if let Some(sig) = terminated(&outcome) {
+                end_all(
+                    signals,
+                    feed,
+                    std::mem::take(flights),
+                    i,
+                    outcome,
+                    policy,
+                    sig,
+                )?;
+                return Ok(ControlFlow::Break(sig));
+            }
+            moved = true;
+            if hand_back(signals, feed, flights, i, outcome, policy)? {
+                i += 1;
             }
         }
     }
+    Ok(ControlFlow::Continue(moved))
+}
+
+/// Granule `i` has ended with `outcome`: it is handed to the feed, and its redo (after an OOM
+/// kill) takes its place. Whether a redo came back.
+fn hand_back<'a, O: Monitor, T>(
+    signals: &mut Signals,
+    feed: &mut impl Feed<'a, O, T>,
+    flights: &mut Vec<Flight<'a, O, T>>,
+    i: usize,
+    outcome: Outcome,
+    policy: &Policy,
+) -> io::Result<bool> {
+    let flight = flights.remove(i);
+    let redo = feed.ended(flight, outcome)?;
+    let redone = redo.is_some();
+    if let Some(redo) = redo {
+        flights.insert(i, redo);
+    }
+    if feed.halted() {
+        // Before the others' pending events: what they did after the failure must not
+        // publish.
+        halt(signals, feed, flights, policy)?;
+    }
+    Ok(redone)
+}
+
+/// The monitor's periodic look at each granule in flight (memory, progress); one kept on the
+/// time-limit warning that has fallen behind is ended.
+fn tick_all<'a, O: Monitor, T>(
+    signals: &mut Signals,
+    feed: &mut impl Feed<'a, O, T>,
+    flights: &mut Vec<Flight<'a, O, T>>,
+    policy: &Policy,
+) -> io::Result<()> {
+    let mut i = 0;
+    while i < flights.len() {
+        let flight = &mut flights[i];
+        flight.ctl.monitor().tick(&flight.fanout);
+        if flight.draining && !flight.ctl.monitor().keep_on_warning(&flight.fanout) {
+            // Slower than projected when the warning came: no longer in time.
+            let outcome = end_interrupted(flight, signals, policy, Signal::SIGUSR1 as i32);
+            hand_back(signals, feed, flights, i, outcome, policy)?;
+            continue;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// How long the loop may sleep: until the next tick, or until a granule that keeps still
+/// would be judged hung.
+fn next_wait<O: Monitor, T>(flights: &[Flight<'_, O, T>], policy: &Policy) -> Duration {
+    let until_stall = flights
+        .iter()
+        .map(|f| policy.stall_timeout.saturating_sub(f.last_change.elapsed()))
+        .min()
+        .unwrap_or(policy.stall_timeout);
+    until_stall.min(policy.tick).max(Duration::from_millis(1))
+}
+
+/// A terminating signal came: every granule in flight is ended and handed back interrupted.
+fn interrupt_all<'a, O: Monitor, T>(
+    signals: &mut Signals,
+    feed: &mut impl Feed<'a, O, T>,
+    flights: &mut Vec<Flight<'a, O, T>>,
+    policy: &Policy,
+    sig: i32,
+) -> io::Result<()> {
+    for mut flight in flights.drain(..) {
+        let outcome = end_interrupted(&mut flight, signals, policy, sig);
+        feed.ended(flight, outcome)?;
+    }
+    Ok(())
+}
+
+/// Judges each granule not judged yet on the time-limit warning: kept (to drain) when its
+/// monitor projects it to finish in time, else ended now.
+fn judge_on_warning<'a, O: Monitor, T>(
+    signals: &mut Signals,
+    feed: &mut impl Feed<'a, O, T>,
+    flights: &mut Vec<Flight<'a, O, T>>,
+    policy: &Policy,
+) -> io::Result<()> {
+    let mut i = 0;
+    while i < flights.len() {
+        let flight = &mut flights[i];
+        if flight.judged {
+            i += 1;
+            continue;
+        }
+        flight.judged = true;
+        if flight.ctl.monitor().keep_on_warning(&flight.fanout) {
+            flight.draining = true;
+            i += 1;
+            continue;
+        }
+        let outcome = end_interrupted(flight, signals, policy, Signal::SIGUSR1 as i32);
+        let flight = flights.remove(i);
+        feed.ended(flight, outcome)?;
+        if feed.halted() {
+            halt(signals, feed, flights, policy)?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends the granules that have hung, and hands each back; the terminating signal that came
+/// meanwhile, once every granule is ended.
+fn end_stalled<'a, O: Monitor, T>(
+    signals: &mut Signals,
+    feed: &mut impl Feed<'a, O, T>,
+    flights: &mut Vec<Flight<'a, O, T>>,
+    policy: &Policy,
+) -> io::Result<ControlFlow<i32>> {
+    let mut i = 0;
+    while i < flights.len() {
+        let before = unix::children_cpu_seconds();
+        let stall = stalled(&mut flights[i], signals, policy)?;
+        flights[i].cpu += unix::children_cpu_seconds() - before;
+        match stall {
+            None => i += 1,
+            Some(outcome) => {
+                if let Some(sig) = terminated(&outcome) {
+                    end_all(
+                        signals,
+                        feed,
+                        std::mem::take(flights),
+                        i,
+                        outcome,
+                        policy,
+                        sig,
+                    )?;
+                    return Ok(ControlFlow::Break(sig));
+                }
+                hand_back(signals, feed, flights, i, outcome, policy)?;
+            }
+        }
+    }
+    Ok(ControlFlow::Continue(()))
 }
 
 /// The step stops: every granule still in flight is ended and handed back as

@@ -164,79 +164,20 @@ impl Feeder<'_, '_> {
         progress: &Progress,
         run: io::Result<(GranuleResult, GranuleReport)>,
     ) -> Result<(), crate::domain::ledger::LedgerError> {
-        let plan = self.plan;
-        let ledger = self.ledger;
-        let reports = &self.reports;
-        let summary = &mut self.summary;
         let (result, granule_report) = match run {
             Ok(r) => r,
-            Err(e) if storage::is_storage(&e) => {
-                let why = format!(
-                    "cannot prepare its work folder under {}: {e}",
-                    plan.work.display()
-                );
-                progress.say(&format!("FAILED: {why}"));
-                ledger.finish(claim, Outcome::failed(FailureKind::Storage, why.clone()))?;
-                summary.add_failure(&granule.path, why);
-                self.storage_failed = true;
-                return Ok(());
-            }
-            Err(e) => {
-                let why = format!("could not run clavrxorb: {e}");
-                progress.say(&format!("FAILED: {why}"));
-                let kind = if granule.path.exists() {
-                    FailureKind::Exit
-                } else {
-                    FailureKind::BadInput
-                };
-                ledger.finish(claim, Outcome::failed(kind, why.clone()))?;
-                summary.add_failure(&granule.path, why);
-                return Ok(());
-            }
+            Err(e) => return self.not_started(claim, granule, progress, e),
         };
-        let file = format!("{}{}", granule_report.name, reports::SUFFIX);
-        let written = reports::write(reports, &file, &granule_report);
-        if let Err(e) = &written {
-            progress.say(&format!(
-                "warning: cannot write its report into {}: {e}",
-                reports.display()
-            ));
-        }
-        summary.add(&granule_report, written.is_ok().then(|| file.into()));
+        let written = self.write_report(&granule_report, progress);
         let outcome = match result {
             GranuleResult::Done { outputs, proof } => {
-                match reports::write_outputs(reports, &granule_report.name, &outputs) {
-                    Ok(()) => {
-                        self.slowest_done = Some(
-                            self.slowest_done
-                                .unwrap_or(0.0)
-                                .max(granule_report.wall_seconds),
-                        );
-                        progress.say(&done_line(&granule_report));
-                        match proof {
-                            reports::Proof::Tracer => Outcome::done(),
-                            reports::Proof::ExitAndOutputs => Outcome::done().with_weak_proof(),
-                        }
-                    }
-                    Err(e) => {
-                        // Without its manifest a published output is not vouched for: take it
-                        // back, so the record and the folder agree that it is not done.
-                        granule::unpublish(&plan.out, &outputs, plan.notices);
-                        let why = format!(
-                            "cannot write its outputs manifest into {}: {e}; its outputs were \
-                             removed again",
-                            reports.display()
-                        );
-                        progress.say(&format!("FAILED: {why}"));
-                        summary.failed.push((granule.path.clone(), why.clone()));
-                        self.storage_failed = true;
-                        Outcome::failed(FailureKind::Storage, why)
-                    }
-                }
+                self.vouch(granule, &granule_report, progress, &outputs, proof)
             }
             GranuleResult::Storage { message } => {
                 progress.say(&format!("FAILED: {message}"));
-                summary.failed.push((granule.path.clone(), message.clone()));
+                self.summary
+                    .failed
+                    .push((granule.path.clone(), message.clone()));
                 self.storage_failed = true;
                 Outcome::failed(FailureKind::Storage, message)
             }
@@ -246,7 +187,9 @@ impl Feeder<'_, '_> {
                 oom,
             } => {
                 progress.say(&format!("FAILED: {message}"));
-                summary.failed.push((granule.path.clone(), message.clone()));
+                self.summary
+                    .failed
+                    .push((granule.path.clone(), message.clone()));
                 failure_outcome(&failure, oom, message)
             }
             GranuleResult::Interrupted(sig) => {
@@ -262,6 +205,104 @@ impl Feeder<'_, '_> {
             Ok(path) => outcome.with_report(path),
             Err(_) => outcome,
         };
-        ledger.finish(claim, outcome)
+        self.ledger.finish(claim, outcome)
+    }
+
+    /// Records a granule clavrxorb never ran on: its work folder could not be made (the
+    /// storage's fault, which every granule would hit) or clavrxorb could not be started.
+    fn not_started(
+        &mut self,
+        claim: Claim,
+        granule: &Granule,
+        progress: &Progress,
+        e: io::Error,
+    ) -> Result<(), crate::domain::ledger::LedgerError> {
+        if storage::is_storage(&e) {
+            let why = format!(
+                "cannot prepare its work folder under {}: {e}",
+                self.plan.work.display()
+            );
+            progress.say(&format!("FAILED: {why}"));
+            self.ledger
+                .finish(claim, Outcome::failed(FailureKind::Storage, why.clone()))?;
+            self.summary.add_failure(&granule.path, why);
+            self.storage_failed = true;
+            return Ok(());
+        }
+        let why = format!("could not run clavrxorb: {e}");
+        progress.say(&format!("FAILED: {why}"));
+        let kind = if granule.path.exists() {
+            FailureKind::Exit
+        } else {
+            FailureKind::BadInput
+        };
+        self.ledger
+            .finish(claim, Outcome::failed(kind, why.clone()))?;
+        self.summary.add_failure(&granule.path, why);
+        Ok(())
+    }
+
+    /// Writes the granule's report and counts it in the summary; a report that cannot be
+    /// written is warned about, and the granule is recorded without it.
+    fn write_report(
+        &mut self,
+        granule_report: &GranuleReport,
+        progress: &Progress,
+    ) -> io::Result<PathBuf> {
+        let reports = &self.reports;
+        let file = format!("{}{}", granule_report.name, reports::SUFFIX);
+        let written = reports::write(reports, &file, granule_report);
+        if let Err(e) = &written {
+            progress.say(&format!(
+                "warning: cannot write its report into {}: {e}",
+                reports.display()
+            ));
+        }
+        self.summary
+            .add(granule_report, written.is_ok().then(|| file.into()));
+        written
+    }
+
+    /// A granule proven done is done once its outputs manifest vouches for what it published.
+    fn vouch(
+        &mut self,
+        granule: &Granule,
+        granule_report: &GranuleReport,
+        progress: &Progress,
+        outputs: &[String],
+        proof: reports::Proof,
+    ) -> Outcome {
+        let plan = self.plan;
+        let reports = &self.reports;
+        match reports::write_outputs(reports, &granule_report.name, outputs) {
+            Ok(()) => {
+                self.slowest_done = Some(
+                    self.slowest_done
+                        .unwrap_or(0.0)
+                        .max(granule_report.wall_seconds),
+                );
+                progress.say(&done_line(granule_report));
+                match proof {
+                    reports::Proof::Tracer => Outcome::done(),
+                    reports::Proof::ExitAndOutputs => Outcome::done().with_weak_proof(),
+                }
+            }
+            Err(e) => {
+                // Without its manifest a published output is not vouched for: take it
+                // back, so the record and the folder agree that it is not done.
+                granule::unpublish(&plan.out, outputs, plan.notices);
+                let why = format!(
+                    "cannot write its outputs manifest into {}: {e}; its outputs were \
+                     removed again",
+                    reports.display()
+                );
+                progress.say(&format!("FAILED: {why}"));
+                self.summary
+                    .failed
+                    .push((granule.path.clone(), why.clone()));
+                self.storage_failed = true;
+                Outcome::failed(FailureKind::Storage, why)
+            }
+        }
     }
 }

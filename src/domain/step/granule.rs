@@ -196,36 +196,7 @@ fn start_run<'p, C>(
     let wd = plan.work.join(&name);
     let staging = wd.join("output");
     drop_old_copy(plan, &name);
-    let spawned = (|| {
-        prepare(plan, granule, &wd, &staging)?;
-        let mut cmd = Command::new(&plan.exe);
-        cmd.current_dir(&wd)
-            .stdin(Stdio::null())
-            .stdout(File::create(wd.join("clavrx.stdout"))?)
-            .stderr(File::create(wd.join("clavrx.stderr"))?)
-            .env_remove("CLAVRX_SKIP_OUTPUT")
-            .env(
-                crate::domain::fanout::orphan_guard::ENV_OWNER,
-                watchdog.token(),
-            );
-        let mode = match (&plan.symbols, plan.serial) {
-            (None, _) => Mode::Untraced,
-            (Some(_), true) => Mode::Serial,
-            (Some(_), false) => Mode::Clones,
-        };
-        if mode != Mode::Untraced {
-            // Without clones the tracer still stops at every waitpoint: a serial run is
-            // followed, timed and proven complete like a parallel one.
-            let clones = if mode == Mode::Serial { "0" } else { "1" };
-            cmd.env("CLAVRX_ENABLE_TRACER", "1")
-                .env("CLAVRX_TRACER_CLONES", clones);
-        } else {
-            cmd.env_remove("CLAVRX_ENABLE_TRACER")
-                .env_remove("CLAVRX_TRACER_CLONES");
-        }
-        Ok((unix::spawn_group_leader(&mut cmd)?, mode))
-    })();
-    let (leader, mode) = match spawned {
+    let (leader, mode) = match spawn(plan, watchdog, granule, &wd, &staging) {
         Ok(s) => s,
         Err(e) => return Err((running, e)),
     };
@@ -241,6 +212,68 @@ fn start_run<'p, C>(
         ..plan.limits
     };
     let fanout = Fanout::with_mode(leader, limits, mode);
+    let watch = watch_run(plan, &running, leader, started);
+    let ctl = ProcControl::new(plan.symbols.as_ref(), watch);
+    running.run = RunStart {
+        started,
+        started_unix,
+        oom_before,
+        cap,
+        name,
+        wd,
+        staging,
+        mode,
+        guard,
+    };
+    Ok(Flight::new(leader, fanout, ctl, running))
+}
+
+/// Makes the work folder `wd` and starts clavrxorb in it, the leader of its own process
+/// group, traced unless it has no tracer symbols.
+fn spawn(
+    plan: &Plan,
+    watchdog: &Watchdog,
+    granule: &Granule,
+    wd: &Path,
+    staging: &Path,
+) -> io::Result<(i32, Mode)> {
+    prepare(plan, granule, wd, staging)?;
+    let mut cmd = Command::new(&plan.exe);
+    cmd.current_dir(wd)
+        .stdin(Stdio::null())
+        .stdout(File::create(wd.join("clavrx.stdout"))?)
+        .stderr(File::create(wd.join("clavrx.stderr"))?)
+        .env_remove("CLAVRX_SKIP_OUTPUT")
+        .env(
+            crate::domain::fanout::orphan_guard::ENV_OWNER,
+            watchdog.token(),
+        );
+    let mode = match (&plan.symbols, plan.serial) {
+        (None, _) => Mode::Untraced,
+        (Some(_), true) => Mode::Serial,
+        (Some(_), false) => Mode::Clones,
+    };
+    if mode != Mode::Untraced {
+        // Without clones the tracer still stops at every waitpoint: a serial run is
+        // followed, timed and proven complete like a parallel one.
+        let clones = if mode == Mode::Serial { "0" } else { "1" };
+        cmd.env("CLAVRX_ENABLE_TRACER", "1")
+            .env("CLAVRX_TRACER_CLONES", clones);
+    } else {
+        cmd.env_remove("CLAVRX_ENABLE_TRACER")
+            .env_remove("CLAVRX_TRACER_CLONES");
+    }
+    Ok((unix::spawn_group_leader(&mut cmd)?, mode))
+}
+
+/// The run's monitor: its progress line, memory and timeline, and the time-limit warning
+/// judged with what earlier runs of the granule took.
+fn watch_run<'p, C>(
+    plan: &'p Plan,
+    running: &Running<C>,
+    leader: i32,
+    started: Instant,
+) -> Watch<'p> {
     let mut watch = Watch::new(
         running.progress.clone(),
         &plan.memory,
@@ -255,19 +288,7 @@ fn start_run<'p, C>(
         },
         started,
     );
-    let ctl = ProcControl::new(plan.symbols.as_ref(), watch);
-    running.run = RunStart {
-        started,
-        started_unix,
-        oom_before,
-        cap,
-        name,
-        wd,
-        staging,
-        mode,
-        guard,
-    };
-    Ok(Flight::new(leader, fanout, ctl, running))
+    watch
 }
 
 /// A granule's processes are all gone: its outputs published, or its failure described;
@@ -348,87 +369,25 @@ fn finish_run<C>(
     outcome: Outcome,
     cpu_seconds: f64,
 ) -> io::Result<Attempt> {
-    let RunStart {
-        started,
-        started_unix,
-        oom_before,
-        cap,
-        ref name,
-        ref wd,
-        ref staging,
-        mode,
-        ..
-    } = running.run;
-    let name = name.clone();
-    let wd = wd.clone();
-    let staging = staging.clone();
-    let granule = &running.granule;
-    let proof = if mode == Mode::Untraced {
+    let run = &running.run;
+    let proof = if run.mode == Mode::Untraced {
         Proof::ExitAndOutputs
     } else {
         Proof::Tracer
     };
     let outcome = match outcome {
-        Outcome::Done if proof == Proof::ExitAndOutputs => match untraced_outputs(&staging)? {
-            None => Outcome::Done,
-            Some(kind) => Outcome::Failed(Failure {
-                pid: leader,
-                role: Role::Parent,
-                segment: None,
-                kind,
-            }),
-        },
+        Outcome::Done if proof == Proof::ExitAndOutputs => untraced_outcome(&run.staging, leader)?,
         other => other,
     };
     // Whatever the end, what this run measured guides the next granules (and a redo).
-    if let Some(e) = watch.memory.measured() {
-        plan.memory.learn(Estimate {
-            bytes: e.bytes,
-            source: Source::Step,
-        });
-    }
-    plan.memory.learn_base(watch.memory.parent_peak());
-    let workers = watch.timeline.workers(cap, fanout.memory_bound());
+    learn(plan, &watch);
+    let workers = watch.timeline.workers(run.cap, fanout.memory_bound());
 
-    let exit = match &outcome {
-        Outcome::Failed(f) => match f.kind {
-            Fault::Died(e) | Fault::EndedEarly(e) => Some(e),
-            _ => None,
-        },
-        _ => fanout.parent_exit(),
-    };
+    let exit = exit_of(&outcome, fanout);
     let (result, status, error) = match outcome {
-        Outcome::Done => match publish(&staging, &plan.out, plan.notices) {
-            Ok(outputs) => {
-                if !plan.keep_work
-                    && let Err(e) = std::fs::remove_dir_all(&wd)
-                {
-                    // The granule is done and published; a leftover scratch folder is not a
-                    // failure.
-                    plan.notices
-                        .warning(&format!("cannot remove {}: {e}", wd.display()));
-                }
-                (
-                    GranuleResult::Done { outputs, proof },
-                    reports::Verdict::Done,
-                    None,
-                )
-            }
-            Err(e) => {
-                let message = format!(
-                    "cannot publish its outputs into {}: {e}; none of them was left there",
-                    plan.out.display()
-                );
-                let error = Some(message.clone());
-                (
-                    GranuleResult::Storage { message },
-                    reports::Verdict::Failed,
-                    error,
-                )
-            }
-        },
+        Outcome::Done => published(plan, run, proof),
         Outcome::Failed(f) => {
-            let oom = oom_kills(plan) > oom_before;
+            let oom = oom_kills(plan) > run.oom_before;
             let killed = matches!(f.kind, Fault::Died(Exit::Signal(9)));
             if oom && killed && workers.max_busy > 1 {
                 let message = format!("{f}");
@@ -437,67 +396,13 @@ fn finish_run<C>(
                     message,
                 });
             }
-            // Before its partial output is dropped: that is what fills a full disk.
-            let full = storage::refuses_writes(&wd);
-            let kept = match &plan.keep_failed {
-                Some(dir) => keep(&wd, &dir.join(&name)).unwrap_or_else(|e| {
-                    plan.notices.warning(&format!(
-                        "cannot keep {} in {}: {e}",
-                        wd.display(),
-                        dir.display()
-                    ));
-                    wd.clone()
-                }),
-                None => wd.clone(),
-            };
-            let said = error_line(&f, &kept);
-            let mut message = describe(&f, &kept, said.as_deref());
-            if let Some(e) = &full {
-                message = format!(
-                    "{message}; the work folder {} refuses writes: {e}",
-                    wd.display()
-                );
-            }
-            if oom {
-                message.push_str(&format!(
-                    "; out of memory with {} worker(s) at once{}",
-                    workers.max_busy,
-                    plan.memory
-                        .limit
-                        .as_ref()
-                        .map_or_else(String::new, |l| format!(
-                            " under the memory limit {} ({})",
-                            crate::base::units::Size(l.bytes),
-                            l.source
-                        ))
-                ));
-            }
-            let error = Some(message.clone());
-            let failed = if full.is_some() || said.as_deref().is_some_and(storage::mentions_storage)
-            {
-                GranuleResult::Storage { message }
-            } else {
-                GranuleResult::Failed {
-                    message,
-                    failure: f,
-                    oom,
-                }
-            };
-            (failed, reports::Verdict::Failed, error)
+            failed(plan, run, f, oom, workers.max_busy)
         }
-        Outcome::Interrupted(sig) => {
-            let why = match &watch.drain.decision {
-                Some(drain::Decision::End(why)) if sig == Signal::SIGUSR1 as i32 => {
-                    format!("ended on Slurm's time-limit warning: {why}")
-                }
-                _ => format!("interrupted by signal {sig}"),
-            };
-            (
-                GranuleResult::Interrupted(sig),
-                reports::Verdict::Interrupted,
-                Some(why),
-            )
-        }
+        Outcome::Interrupted(sig) => (
+            GranuleResult::Interrupted(sig),
+            reports::Verdict::Interrupted,
+            Some(interruption(&watch, sig)),
+        ),
         Outcome::Stopped => (
             GranuleResult::Stopped,
             reports::Verdict::Interrupted,
@@ -506,23 +411,204 @@ fn finish_run<C>(
     };
     if matches!(result, GranuleResult::Stopped) {
         // Its partial output is what fills a full disk; it is redone from scratch anyway.
-        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_dir_all(&run.staging);
     }
+    let closing = Closing {
+        status,
+        error,
+        exit,
+        proof,
+        workers,
+    };
+    let granule_report = granule_report(plan, running, fanout, &watch, cpu_seconds, closing)?;
+    Ok(Attempt::Ended(result, Box::new(granule_report)))
+}
+
+/// A run's result as its report states it: the verdict, the message, and how clavrxorb ended.
+type Judged = (GranuleResult, reports::Verdict, Option<String>);
+
+/// An untraced run's clean exit proves nothing alone: its outputs must be there and whole.
+fn untraced_outcome(staging: &Path, leader: i32) -> io::Result<Outcome> {
+    Ok(match untraced_outputs(staging)? {
+        None => Outcome::Done,
+        Some(kind) => Outcome::Failed(Failure {
+            pid: leader,
+            role: Role::Parent,
+            segment: None,
+            kind,
+        }),
+    })
+}
+
+/// What a run measured, kept for the granules after it.
+fn learn(plan: &Plan, watch: &Watch<'_>) {
+    if let Some(e) = watch.memory.measured() {
+        plan.memory.learn(Estimate {
+            bytes: e.bytes,
+            source: Source::Step,
+        });
+    }
+    plan.memory.learn_base(watch.memory.parent_peak());
+}
+
+/// How clavrxorb itself ended, when it did: a failure names the process that died.
+fn exit_of(outcome: &Outcome, fanout: &Fanout) -> Option<Exit> {
+    match outcome {
+        Outcome::Failed(f) => match f.kind {
+            Fault::Died(e) | Fault::EndedEarly(e) => Some(e),
+            _ => None,
+        },
+        _ => fanout.parent_exit(),
+    }
+}
+
+/// A granule proven done: its outputs published, or the storage failure that refused them.
+fn published(plan: &Plan, run: &RunStart, proof: Proof) -> Judged {
+    match publish(&run.staging, &plan.out, plan.notices) {
+        Ok(outputs) => {
+            if !plan.keep_work
+                && let Err(e) = std::fs::remove_dir_all(&run.wd)
+            {
+                // The granule is done and published; a leftover scratch folder is not a
+                // failure.
+                plan.notices
+                    .warning(&format!("cannot remove {}: {e}", run.wd.display()));
+            }
+            (
+                GranuleResult::Done { outputs, proof },
+                reports::Verdict::Done,
+                None,
+            )
+        }
+        Err(e) => {
+            let message = format!(
+                "cannot publish its outputs into {}: {e}; none of them was left there",
+                plan.out.display()
+            );
+            let error = Some(message.clone());
+            (
+                GranuleResult::Storage { message },
+                reports::Verdict::Failed,
+                error,
+            )
+        }
+    }
+}
+
+/// A failed run (not redone for memory): its work folder kept, the message a user reads, and
+/// whether the fault was the storage's rather than the granule's.
+fn failed(plan: &Plan, run: &RunStart, f: Failure, oom: bool, max_busy: usize) -> Judged {
+    let wd = &run.wd;
+    // Before its partial output is dropped: that is what fills a full disk.
+    let full = storage::refuses_writes(wd);
+    let kept = kept_work(plan, wd, &run.name);
+    let said = error_line(&f, &kept);
+    let mut message = describe(&f, &kept, said.as_deref());
+    if let Some(e) = &full {
+        message = format!(
+            "{message}; the work folder {} refuses writes: {e}",
+            wd.display()
+        );
+    }
+    if oom {
+        message.push_str(&out_of_memory(plan, max_busy));
+    }
+    let error = Some(message.clone());
+    let failed = if full.is_some() || said.as_deref().is_some_and(storage::mentions_storage) {
+        GranuleResult::Storage { message }
+    } else {
+        GranuleResult::Failed {
+            message,
+            failure: f,
+            oom,
+        }
+    };
+    (failed, reports::Verdict::Failed, error)
+}
+
+/// Where a failed run's work folder is left for the user to read: copied out of a temporary
+/// work folder when the copy works, else where it ran.
+fn kept_work(plan: &Plan, wd: &Path, name: &str) -> PathBuf {
+    match &plan.keep_failed {
+        Some(dir) => keep(wd, &dir.join(name)).unwrap_or_else(|e| {
+            plan.notices.warning(&format!(
+                "cannot keep {} in {}: {e}",
+                wd.display(),
+                dir.display()
+            ));
+            wd.to_path_buf()
+        }),
+        None => wd.to_path_buf(),
+    }
+}
+
+/// The failure message's note on an OOM kill: how many workers ran, under which limit.
+fn out_of_memory(plan: &Plan, max_busy: usize) -> String {
+    format!(
+        "; out of memory with {} worker(s) at once{}",
+        max_busy,
+        plan.memory
+            .limit
+            .as_ref()
+            .map_or_else(String::new, |l| format!(
+                " under the memory limit {} ({})",
+                crate::base::units::Size(l.bytes),
+                l.source
+            ))
+    )
+}
+
+/// Why a run was interrupted: the time-limit warning's judgement, or the signal.
+fn interruption(watch: &Watch<'_>, sig: i32) -> String {
+    match &watch.drain.decision {
+        Some(drain::Decision::End(why)) if sig == Signal::SIGUSR1 as i32 => {
+            format!("ended on Slurm's time-limit warning: {why}")
+        }
+        _ => format!("interrupted by signal {sig}"),
+    }
+}
+
+/// How a run's end reads in its report, once its result is judged.
+struct Closing {
+    status: reports::Verdict,
+    error: Option<String>,
+    exit: Option<Exit>,
+    proof: Proof,
+    workers: reports::Workers,
+}
+
+/// The granule report of one run: whatever its end, what it did and measured.
+fn granule_report<C>(
+    plan: &Plan,
+    running: &Running<C>,
+    fanout: &Fanout,
+    watch: &Watch<'_>,
+    cpu_seconds: f64,
+    closing: Closing,
+) -> io::Result<GranuleReport> {
+    let Closing {
+        status,
+        error,
+        exit,
+        proof,
+        workers,
+    } = closing;
+    let run = &running.run;
     let time_limit_warning = watch.drain.decision.as_ref().map(|d| match d {
         drain::Decision::Keep(why) => format!("kept: {why}"),
         drain::Decision::End(why) => format!("ended: {why}"),
     });
-    let granule_report = GranuleReport {
+    Ok(GranuleReport {
         schema: reports::SCHEMA.into(),
         kind: "granule".into(),
-        granule: std::path::absolute(&granule.path)?,
-        name,
+        granule: std::path::absolute(&running.granule.path)?,
+        name: run.name.clone(),
         status,
         error,
         host: crate::base::identity::host(),
         slurm: crate::base::identity::SlurmIds::from_env(),
-        started_unix,
-        wall_seconds: started.elapsed().as_secs_f64(),
+        started_unix: run.started_unix,
+        wall_seconds: run.started.elapsed().as_secs_f64(),
         cpu_seconds,
         exit_status: match exit {
             Some(Exit::Code(c)) => Some(c),
@@ -542,8 +628,7 @@ fn finish_run<C>(
         time_limit_warning,
         oom_retries: Vec::new(),
         run: Some(watch.timeline.run_times(crate::base::cpus::available())),
-    };
-    Ok(Attempt::Ended(result, Box::new(granule_report)))
+    })
 }
 
 /// Why a granule was ended unfinished when another one's storage failure stopped the step.
