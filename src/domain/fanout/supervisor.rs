@@ -244,25 +244,34 @@ fn dispatch<'a, O: Monitor, T>(
                 i += 1;
                 continue;
             };
-            if let Some(sig) = terminated(&outcome) {
-                end_all(
-                    signals,
-                    feed,
-                    std::mem::take(flights),
-                    i,
-                    outcome,
-                    policy,
-                    sig,
-                )?;
-                return Ok(ControlFlow::Break(sig));
-            }
             moved = true;
-            if hand_back(signals, feed, flights, i, outcome, policy)? {
-                i += 1;
+            match settle(signals, feed, flights, i, outcome, policy)? {
+                ControlFlow::Break(sig) => return Ok(ControlFlow::Break(sig)),
+                ControlFlow::Continue(redone) => i += usize::from(redone),
             }
         }
     }
     Ok(ControlFlow::Continue(moved))
+}
+
+/// Granule `i` has ended with `outcome`. A terminating signal is every granule's outcome: the
+/// others are ended and handed back interrupted too, and the loop breaks with the signal.
+/// Any other outcome is handed back alone ([`hand_back`]); whether a redo took its place.
+fn settle<'a, O: Monitor, T>(
+    signals: &mut Signals,
+    feed: &mut impl Feed<'a, O, T>,
+    flights: &mut Vec<Flight<'a, O, T>>,
+    i: usize,
+    outcome: Outcome,
+    policy: &Policy,
+) -> io::Result<ControlFlow<i32, bool>> {
+    let Some(sig) = terminated(&outcome) else {
+        return hand_back(signals, feed, flights, i, outcome, policy).map(ControlFlow::Continue);
+    };
+    let first = flights.remove(i);
+    feed.ended(first, outcome)?;
+    interrupt_all(signals, feed, flights, policy, sig)?;
+    Ok(ControlFlow::Break(sig))
 }
 
 /// Granule `i` has ended with `outcome`: it is handed to the feed, and its redo (after an OOM
@@ -385,19 +394,10 @@ fn end_stalled<'a, O: Monitor, T>(
         match stall {
             None => i += 1,
             Some(outcome) => {
-                if let Some(sig) = terminated(&outcome) {
-                    end_all(
-                        signals,
-                        feed,
-                        std::mem::take(flights),
-                        i,
-                        outcome,
-                        policy,
-                        sig,
-                    )?;
+                if let ControlFlow::Break(sig) = settle(signals, feed, flights, i, outcome, policy)?
+                {
                     return Ok(ControlFlow::Break(sig));
                 }
-                hand_back(signals, feed, flights, i, outcome, policy)?;
             }
         }
     }
@@ -472,26 +472,6 @@ fn terminated(outcome: &Outcome) -> Option<i32> {
         Outcome::Interrupted(sig) if *sig != Signal::SIGUSR1 as i32 => Some(*sig),
         _ => None,
     }
-}
-
-/// A terminating signal reached us while granule `i` ended with `outcome`: every other
-/// granule in flight is ended too, and each is recorded.
-fn end_all<'a, O: Monitor, T>(
-    signals: &mut Signals,
-    feed: &mut impl Feed<'a, O, T>,
-    mut flights: Vec<Flight<'a, O, T>>,
-    i: usize,
-    outcome: Outcome,
-    policy: &Policy,
-    sig: i32,
-) -> io::Result<Option<i32>> {
-    let first = flights.remove(i);
-    feed.ended(first, outcome)?;
-    for mut flight in flights {
-        let outcome = end_interrupted(&mut flight, signals, policy, sig);
-        feed.ended(flight, outcome)?;
-    }
-    Ok(Some(sig))
 }
 
 /// Feeds a granule's pending child events to its machine; its outcome once it has ended.
