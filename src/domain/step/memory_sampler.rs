@@ -106,6 +106,47 @@ pub struct MemorySetup {
     /// its clavrxorb's pid: a per-task limit counts every granule's processes, not only
     /// those of the granule admitting a worker.
     pub in_flight: RefCell<HashMap<Pid, u64>>,
+    /// The page walks of every granule in flight, against one budget for the step.
+    pub walks: WalkBudget,
+}
+
+/// Page walks (`smaps_rollup`) take milliseconds each when clavrxorb is large, and the
+/// driver serves no process meanwhile: every walk of the step, timed or at a waitpoint, of
+/// whichever granule, counts against one budget of 1 % of the step's time, so granules in
+/// flight side by side do not each spend their own.
+#[derive(Debug, Clone)]
+pub struct WalkBudget {
+    since: Instant,
+    spent: Cell<Duration>,
+}
+
+impl WalkBudget {
+    pub fn new() -> WalkBudget {
+        WalkBudget {
+            since: Instant::now(),
+            spent: Cell::new(Duration::ZERO),
+        }
+    }
+
+    fn charge(&self, took: Duration) {
+        self.spent.set(self.spent.get() + took);
+    }
+
+    /// Whether one more walk fits in the budget now.
+    fn allows(&self) -> bool {
+        self.allows_after(self.since.elapsed())
+    }
+
+    /// Whether the walks so far took at most 1 % of `elapsed` (nothing spent yet: always).
+    fn allows_after(&self, elapsed: Duration) -> bool {
+        self.spent.get() * 100 <= elapsed
+    }
+}
+
+impl Default for WalkBudget {
+    fn default() -> Self {
+        WalkBudget::new()
+    }
 }
 
 impl MemorySetup {
@@ -157,6 +198,7 @@ impl MemorySetup {
             prior: Cell::new(None),
             base: Cell::new(None),
             in_flight: RefCell::new(HashMap::new()),
+            walks: WalkBudget::new(),
         }
     }
 
@@ -401,8 +443,6 @@ pub struct MemWatch<'a> {
     /// "no estimate yet: one worker only").
     pub held_by: Option<Option<Estimate>>,
     parent_rss_at_read: Option<u64>,
-    /// CPU time of the page walks of processes at their last waitpoint.
-    final_cpu: Duration,
     /// clavrxorb has stopped to write once.
     parent_saved: bool,
     max_running: usize,
@@ -446,7 +486,6 @@ impl<'a> MemWatch<'a> {
             measured: None,
             held_by: None,
             parent_rss_at_read: None,
-            final_cpu: Duration::ZERO,
             parent_saved: false,
             max_running: 0,
             own_usage_peak: 0,
@@ -458,7 +497,10 @@ impl<'a> MemWatch<'a> {
 
     /// Reads one process; a process that is gone by now is simply skipped.
     fn read(&mut self, pid: Pid) -> Option<Rollup> {
-        let r = read_smaps_rollup(Path::new("/proc"), pid).ok()?;
+        let began = thread_cpu();
+        let read = read_smaps_rollup(Path::new("/proc"), pid);
+        self.setup.walks.charge(thread_cpu().saturating_sub(began));
+        let r = read.ok()?;
         let seen = self.procs.entry(pid).or_default();
         seen.last = r;
         seen.private_peak = seen.private_peak.max(r.private);
@@ -555,10 +597,12 @@ impl<'a> MemWatch<'a> {
                 // From here on the mark is segment 1's peak, not start-up's.
                 let _ = unix::reset_peak_rss(Path::new("/proc"), pid);
                 self.parent_rss_at_read = read_status(Path::new("/proc"), pid).ok().map(|m| m.rss);
-                self.read(pid);
-                let pss = self.update_sums();
-                let usage = self.read_cgroups();
-                self.push_point(pss, usage);
+                if self.walk_due() {
+                    self.read(pid);
+                    let pss = self.update_sums();
+                    let usage = self.read_cgroups();
+                    self.push_point(pss, usage);
+                }
             }
         } else if at == L1B {
             let rss = read_status(Path::new("/proc"), pid).ok().map(|m| m.rss);
@@ -566,17 +610,14 @@ impl<'a> MemWatch<'a> {
         } else if at == FINAL {
             // A page walk takes milliseconds when clavrxorb is large (hundreds of MiB,
             // shared by every clone), all the while the process waits stopped and the driver
-            // serves nobody else: beyond the first of the granule (and its first worker's),
-            // the walks share the timed sampler's 1 % budget, and the cheap mark (below)
-            // measures every process all the same.
+            // serves nobody else: beyond the granule's first worker, the walks share the
+            // step's 1 % budget, and the cheap mark (below) measures every process all the
+            // same.
             if !self.final_walk_due(pid) {
                 self.read_mark(pid);
                 return;
             }
-            let began = thread_cpu();
-            let read = self.read(pid);
-            self.final_cpu += thread_cpu().saturating_sub(began);
-            if read.is_none() {
+            if self.read(pid).is_none() {
                 return;
             }
             self.read_mark(pid);
@@ -592,7 +633,9 @@ impl<'a> MemWatch<'a> {
                 // passes here every segment; later samples are the timed sampler's.)
                 if !self.parent_saved {
                     self.parent_saved = true;
-                    self.read(pid);
+                    if self.walk_due() {
+                        self.read(pid);
+                    }
                 }
                 // Its peak so far (start-up and segment 1) is what another clavrxorb needs:
                 // the next granule may be admitted now, not only once this one has ended.
@@ -603,14 +646,20 @@ impl<'a> MemWatch<'a> {
         }
     }
 
+    /// Whether clavrxorb gets a page walk at a waitpoint where admission would want one:
+    /// always when a limit needs the sample, else (the sample is only the report's) while
+    /// the step's walks fit their budget.
+    fn walk_due(&self) -> bool {
+        (self.setup.admission && self.setup.limited()) || self.setup.walks.allows()
+    }
+
     /// Whether a process at its last waitpoint gets a page walk: always when sampling is
-    /// only at waitpoints, for the first process and the first worker, else while the walks
-    /// took at most 1 % of the granule's time.
+    /// only at waitpoints, for the granule's first worker, else while the step's walks fit
+    /// their budget.
     fn final_walk_due(&self, pid: Pid) -> bool {
         self.interval.is_none()
-            || self.final_cpu.is_zero()
             || (pid != self.parent && self.worker_private_peak == 0)
-            || self.final_cpu * 100 <= self.born.elapsed()
+            || self.setup.walks.allows()
     }
 
     pub fn segment(&mut self, pid: Pid, event: SegmentEvent) {
@@ -633,12 +682,13 @@ impl<'a> MemWatch<'a> {
 
     /// Samples every live process when the interval is up. The interval stretches so the
     /// sampler never takes more than 1 % of the wall time (smaps_rollup walks page tables:
-    /// large processes are slow to read).
+    /// large processes are slow to read), and a tick waits while the step's walks (every
+    /// granule's) are over their budget.
     pub fn tick(&mut self) {
         let Some(base) = self.setup.interval else {
             return;
         };
-        if Instant::now() < self.next_sample {
+        if Instant::now() < self.next_sample || !self.setup.walks.allows() {
             return;
         }
         let began = thread_cpu();
@@ -850,6 +900,7 @@ mod tests {
             prior: Cell::new(None),
             base: Cell::new(None),
             in_flight: RefCell::new(HashMap::new()),
+            walks: WalkBudget::new(),
         }
     }
 
@@ -986,6 +1037,50 @@ mod tests {
         // Unsampled, a grown worker still counts once, not twice.
         w.procs.get_mut(&11).unwrap().last = Rollup::default();
         assert!(w.admits(|_| Some(at_clone + 80 * mib)));
+    }
+
+    #[test]
+    fn page_walks_cost_at_most_one_percent_of_the_steps_time() {
+        let b = WalkBudget::new();
+        assert!(
+            b.allows_after(Duration::ZERO),
+            "the step's first walk is free"
+        );
+        b.charge(Duration::from_millis(10));
+        assert!(!b.allows_after(Duration::from_millis(999)));
+        assert!(b.allows_after(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn granules_in_flight_spend_one_walk_budget_between_them() {
+        let me = std::process::id() as Pid;
+        let mut s = setup(None);
+        s.interval = Some(Duration::from_millis(1));
+        let mut a = MemWatch::new(&s, me);
+        a.tick();
+        assert_eq!(a.samples, 1, "a granule samples within the budget");
+        // Another granule in flight spent the step's budget for a long time to come.
+        s.walks.charge(Duration::from_secs(3600));
+        let mut b = MemWatch::new(&s, me);
+        b.tick();
+        assert_eq!(
+            b.samples, 0,
+            "a tick waits while the step's walks are over budget"
+        );
+        a.next_sample = Instant::now();
+        a.tick();
+        assert_eq!(a.samples, 1, "the older granule waits too");
+        // Without a limit, clavrxorb's waitpoint walks are the report's alone: budgeted too.
+        b.stopped(me, SAVE);
+        assert_eq!(b.procs[&me].last.pss, 0);
+        let mut fresh = setup(None);
+        fresh.interval = Some(Duration::from_millis(1));
+        let mut c = MemWatch::new(&fresh, me);
+        c.stopped(me, SAVE);
+        assert!(
+            c.procs[&me].last.pss > 0,
+            "within the budget the walk is taken"
+        );
     }
 
     #[test]
