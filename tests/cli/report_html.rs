@@ -545,14 +545,15 @@ fn check_large(page: &pseg_slurm::domain::page::Rendered, n: usize) {
 }
 
 #[test]
-fn a_large_campaign_stays_readable_and_fast() {
+fn a_large_campaign_stays_readable() {
     let n = 3000;
     let dir = tempfile::tempdir().unwrap();
     synthetic_campaign(dir.path(), n);
+    // The time is printed, not asserted: the README's figure comes from
+    // `render_time_of_100k_granules`, run by hand on a quiet machine.
     let (page, seconds) = timed_render(dir.path());
     check_large(&page, n);
     eprintln!("report_html: {n} granules rendered in {seconds:.2} s");
-    assert!(seconds < 30.0, "{seconds} s");
 }
 
 /// `cargo test --release --test cli -- --ignored report_html::render_time_of_100k_granules
