@@ -597,7 +597,7 @@ impl<'a> MemWatch<'a> {
                 // From here on the mark is segment 1's peak, not start-up's.
                 let _ = unix::reset_peak_rss(Path::new("/proc"), pid);
                 self.parent_rss_at_read = read_status(Path::new("/proc"), pid).ok().map(|m| m.rss);
-                if self.walk_due() {
+                if self.parent_walk_due() {
                     self.read(pid);
                     let pss = self.update_sums();
                     let usage = self.read_cgroups();
@@ -633,7 +633,7 @@ impl<'a> MemWatch<'a> {
                 // passes here every segment; later samples are the timed sampler's.)
                 if !self.parent_saved {
                     self.parent_saved = true;
-                    if self.walk_due() {
+                    if self.parent_walk_due() {
                         self.read(pid);
                     }
                 }
@@ -646,20 +646,22 @@ impl<'a> MemWatch<'a> {
         }
     }
 
-    /// Whether clavrxorb gets a page walk at a waitpoint where admission would want one:
-    /// always when a limit needs the sample, else (the sample is only the report's) while
+    /// Whether a page walk is due: always when sampling is only at waitpoints, else while
     /// the step's walks fit their budget.
     fn walk_due(&self) -> bool {
-        (self.setup.admission && self.setup.limited()) || self.setup.walks.allows()
+        self.interval.is_none() || self.setup.walks.allows()
     }
 
-    /// Whether a process at its last waitpoint gets a page walk: always when sampling is
-    /// only at waitpoints, for the granule's first worker, else while the step's walks fit
-    /// their budget.
+    /// Whether clavrxorb gets a page walk at its first read or first save: also whenever
+    /// admission under a limit works with the sample (else it is only the report's).
+    fn parent_walk_due(&self) -> bool {
+        (self.setup.admission && self.setup.limited()) || self.walk_due()
+    }
+
+    /// Whether a process at its last waitpoint gets a page walk: also for the granule's
+    /// first worker.
     fn final_walk_due(&self, pid: Pid) -> bool {
-        self.interval.is_none()
-            || (pid != self.parent && self.worker_private_peak == 0)
-            || self.setup.walks.allows()
+        self.walk_due() || (pid != self.parent && self.worker_private_peak == 0)
     }
 
     pub fn segment(&mut self, pid: Pid, event: SegmentEvent) {
@@ -1081,6 +1083,12 @@ mod tests {
             c.procs[&me].last.pss > 0,
             "within the budget the walk is taken"
         );
+        // With timed sampling off the waitpoints are the only samples: they walk regardless.
+        let off = setup(None);
+        off.walks.charge(Duration::from_secs(3600));
+        let mut d = MemWatch::new(&off, me);
+        d.stopped(me, SAVE);
+        assert!(d.procs[&me].last.pss > 0, "sampling only at waitpoints");
     }
 
     #[test]
